@@ -1,0 +1,114 @@
+"""The async executor protocol every backend implements, and the records it exchanges.
+
+The protocol is deliberately small (submitit-sized): a backend turns a :class:`JobSpec`
+into a :class:`Handle`, reports states for *many* handles in one call, cancels, and streams
+log bytes from an offset. Everything else (recording, retries, the UI) lives in the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
+
+from core.states import StatusReport
+
+if TYPE_CHECKING:
+    from core.executors import ExecutorProfile
+
+LogStream = Literal["stdout", "stderr"]
+
+
+class BackendError(Exception):
+    """A backend could not do what was asked; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True, order=True)
+class Handle:
+    """Where a submitted job lives: backend name, target (cluster/host) and its job id.
+
+    ``target`` groups handles that one batched poll can answer (e.g. one Slurm cluster).
+    """
+
+    backend: str
+    target: str
+    job_id: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}://{self.target}/{self.job_id}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"backend": self.backend, "target": self.target, "job_id": self.job_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Handle:
+        return cls(backend=data["backend"], target=data["target"], job_id=data["job_id"])
+
+
+@dataclass
+class JobSpec:
+    """Everything a backend needs to submit one job; built by the engine, never by a backend.
+
+    ``argv`` is the final command as a list (never a shell string); backends that must
+    produce a script quote every element with :func:`shlex.quote`. ``secret_env`` values are
+    handed to the job but never written to the store or to a rendered script on disk.
+    """
+
+    experiment_id: str
+    job_name: str
+    run_tag: str
+    argv: list[str]
+    executor: ExecutorProfile
+    job_dir: str
+    workdir: str
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    dependencies: list[Handle] = field(default_factory=list)
+    task_file: str | None = None
+
+
+@dataclass
+class DryRun:
+    """What a submission would do, with no side effects: named artifacts (script, spec)."""
+
+    backend: str
+    summary: str
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One executor backend. Instances are shared per (backend, target) within a process."""
+
+    name: ClassVar[str]
+
+    async def dryrun(self, job: JobSpec) -> DryRun:
+        """Render what would be submitted, without side effects."""
+        ...
+
+    async def submit(self, job: JobSpec) -> Handle:
+        """Submit once; idempotent where the scheduler allows (look up ``run_tag`` first)."""
+        ...
+
+    async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
+        """Report every handle in as few scheduler calls as possible (one batch)."""
+        ...
+
+    async def cancel(self, handle: Handle) -> None:
+        """Ask the scheduler to stop the job; the state change shows up in later polls."""
+        ...
+
+    def logs(
+        self,
+        handle: Handle,
+        *,
+        offset: int = 0,
+        follow: bool = False,
+        stream: LogStream = "stdout",
+    ) -> AsyncIterator[bytes]:
+        """Yield log bytes from ``offset``; with ``follow``, until the job has ended."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...

@@ -1,0 +1,69 @@
+"""Job states and status reports shared by every layer.
+
+States follow torchx/NeMo Run names so users of either feel at home. A report always says
+*who* said so (``source``) and *when* (``observed_at``): the app shows both, and the monitor
+never invents a state a backend did not report.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+
+class JobState(str, enum.Enum):
+    """Lifecycle of one job. ``UNKNOWN`` means "nobody knows this job", never success."""
+
+    UNSUBMITTED = "UNSUBMITTED"
+    SUBMITTED = "SUBMITTED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job can no longer change state on its own."""
+        return self in TERMINAL_STATES
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What a backend observed about one job at one moment."""
+
+    state: JobState
+    source: str
+    observed_at: float = field(default_factory=time.time)
+    exit_code: int | None = None
+    reason: str | None = None
+    restarts: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "source": self.source,
+            "observed_at": self.observed_at,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "restarts": self.restarts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> StatusReport:
+        return cls(
+            state=JobState(str(data["state"])),
+            source=str(data.get("source", "")),
+            observed_at=float(data.get("observed_at") or 0.0),  # type: ignore[arg-type]
+            exit_code=data.get("exit_code"),  # type: ignore[arg-type]
+            reason=data.get("reason"),  # type: ignore[arg-type]
+            restarts=int(data.get("restarts") or 0),  # type: ignore[call-overload]
+        )
