@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """Lifecycle of one job. ``UNKNOWN`` means "nobody knows this job", never success."""
 
     UNSUBMITTED = "UNSUBMITTED"
@@ -28,9 +28,6 @@ class JobState(str, enum.Enum):
     def is_terminal(self) -> bool:
         """True once the job can no longer change state on its own."""
         return self in TERMINAL_STATES
-
-    def __str__(self) -> str:  # pragma: no cover - trivial
-        return self.value
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -67,3 +64,30 @@ class StatusReport:
             reason=data.get("reason"),  # type: ignore[arg-type]
             restarts=int(data.get("restarts") or 0),  # type: ignore[call-overload]
         )
+
+
+_ACTIVE_ORDER = (
+    JobState.RUNNING,
+    JobState.PENDING,
+    JobState.SUBMITTED,
+    JobState.UNSUBMITTED,
+    JobState.UNKNOWN,
+)
+
+
+def aggregate_state(states: list[JobState]) -> JobState:
+    """One state for an experiment: live states win, then FAILED > CANCELLED > SUCCEEDED.
+
+    An experiment with no jobs is UNSUBMITTED; one whose jobs are all SUCCEEDED succeeded.
+    """
+    if not states:
+        return JobState.UNSUBMITTED
+    present = set(states)
+    for state in _ACTIVE_ORDER:
+        if state in present:
+            return state
+    if JobState.FAILED in present:
+        return JobState.FAILED
+    if JobState.CANCELLED in present:
+        return JobState.CANCELLED
+    return JobState.SUCCEEDED

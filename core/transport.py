@@ -47,7 +47,7 @@ class Transport(abc.ABC):
         timeout: float | None = None,
         env: dict[str, str] | None = None,
     ) -> CommandResult:
-        """Run ``argv`` and collect its output; raise ``TransportError`` only for transport faults."""
+        """Run ``argv``, collect its output; ``TransportError`` only for transport faults."""
 
     @abc.abstractmethod
     async def put(self, local: Path, remote: str) -> None:

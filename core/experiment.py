@@ -1,0 +1,208 @@
+"""NeMo Run-style Python API over the engine: ``Experiment`` and ``run``.
+
+Differences users will notice, on purpose: ``run()`` returns the outcome and raises
+:class:`RunFailedError` on failure (NeMo Run's returns None); ``from_title`` picks the newest
+by creation time recorded in the manifest, not by file ctime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.engine import Engine, Plan
+from core.executors import ExecutorProfile
+from core.protocol import DryRun
+from core.states import JobState
+from core.store import ExperimentRecord, ExperimentSummary
+
+
+class RunFailedError(RuntimeError):
+    """A job ended FAILED or CANCELLED; ``record`` holds the experiment as stored."""
+
+    def __init__(self, record: ExperimentRecord) -> None:
+        bad = [j for j in record.jobs if j.state is not JobState.SUCCEEDED]
+        detail = "; ".join(
+            f"{j.name} {j.state.value}"
+            + (f" (exit {j.exit_code})" if j.exit_code is not None else "")
+            + (f": {j.reason}" if j.reason else "")
+            for j in bad
+        )
+        super().__init__(f"experiment {record.id} did not succeed: {detail}")
+        self.record = record
+
+
+def _engine(home: str | Path | None) -> Engine:
+    return Engine.from_environment(home)
+
+
+def _sync(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    raise RuntimeError(
+        "this call blocks; inside a running event loop use the Engine's async methods"
+    )
+
+
+class Experiment:
+    """A titled group of jobs launched and tracked together.
+
+    ``with Experiment("sweep") as exp: exp.add(task, name="a"); exp.run()``
+    """
+
+    def __init__(
+        self,
+        title: str,
+        executor: ExecutorProfile | None = None,
+        *,
+        home: str | Path | None = None,
+        tags: Sequence[str] = (),
+        engine: Engine | None = None,
+    ) -> None:
+        self.engine = engine or _engine(home)
+        self.executor = executor
+        self.plan = Plan(title=title, tags=list(tags))
+        self.id: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.plan.title
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add(
+        self,
+        task: Any,
+        executor: ExecutorProfile | None = None,
+        name: str | None = None,
+        dependencies: Sequence[str] = (),
+    ) -> str:
+        """Add a job; returns its id (its name) to use in ``dependencies`` of later jobs."""
+        if self.id is not None:
+            raise RuntimeError(f"experiment {self.id} was already launched; use reset()")
+        profile = executor or self.executor or self.engine.profile()
+        return self.plan.add(task, profile, name=name, dependencies=dependencies)
+
+    def dryrun(self, *, print_out: bool = True) -> list[DryRun]:
+        """Show what would be submitted; writes nothing."""
+        results: list[DryRun] = _sync(self.engine.dryrun(self.plan))
+        if print_out:
+            for result in results:
+                print(f"# {result.backend}: {result.summary}")
+                for name, text in result.artifacts.items():
+                    print(f"## {name}\n{text}")
+        return results
+
+    def run(self, sequential: bool = False, detach: bool = False) -> ExperimentRecord:
+        """Record and submit; unless ``detach``, wait for every job to end."""
+        self.plan.sequential = sequential
+        record: ExperimentRecord = _sync(self.engine.launch(self.plan))
+        self.id = record.id
+        if detach:
+            return record
+        return self.wait()
+
+    def wait(self) -> ExperimentRecord:
+        if self.id is None:
+            raise RuntimeError("experiment not launched yet")
+        result: ExperimentRecord = _sync(self.engine.wait(self.id))
+        return result
+
+    def reset(self) -> Experiment:
+        """A fresh copy of this experiment (same jobs) that will run under a new id."""
+        clone = Experiment(self.plan.title, self.executor, engine=self.engine, tags=self.plan.tags)
+        clone.plan.jobs = list(self.plan.jobs)
+        clone.plan.parent = self.id
+        return clone
+
+    def _require_id(self) -> str:
+        if self.id is None:
+            raise RuntimeError("experiment not launched yet")
+        return self.id
+
+    def status(self, *, refresh: bool = True) -> dict[str, JobState]:
+        exp_id = self._require_id()
+        if refresh:
+            _sync(self.engine.refresh([exp_id]))
+        record = self.engine.store.load(exp_id)
+        return {j.name: j.state for j in record.jobs}
+
+    def logs(self, job: str | None = None, *, stream: str = "stdout") -> str:
+        exp_id = self._require_id()
+
+        async def collect() -> bytes:
+            chunks = [c async for c in self.engine.logs(exp_id, job, stream=stream)]  # type: ignore[arg-type]
+            return b"".join(chunks)
+
+        return _sync(collect()).decode(errors="replace")  # type: ignore[no-any-return]
+
+    def cancel(self, job: str | None = None) -> list[str]:
+        return _sync(self.engine.cancel(self._require_id(), job))  # type: ignore[no-any-return]
+
+    @property
+    def record(self) -> ExperimentRecord:
+        return self.engine.store.load(self._require_id())
+
+    @classmethod
+    def from_id(cls, exp_id: str, *, home: str | Path | None = None) -> Experiment:
+        engine = _engine(home)
+        record = engine.store.load(engine.store.resolve(exp_id))
+        exp = cls(record.title, engine=engine, tags=record.tags)
+        exp.id = record.id
+        return exp
+
+    @classmethod
+    def from_title(cls, title: str, *, home: str | Path | None = None) -> Experiment:
+        engine = _engine(home)
+        matches = [s for s in engine.store.list() if s.title == title]
+        if not matches:
+            from core.store import ExperimentNotFound
+
+            raise ExperimentNotFound(f"no experiment titled `{title}`")
+        newest = max(matches, key=lambda s: (s.created_at, s.id))
+        return cls.from_id(newest.id, home=home)
+
+    @classmethod
+    def catalog(
+        cls, title: str | None = None, *, home: str | Path | None = None
+    ) -> list[ExperimentSummary]:
+        """Stored experiments, newest first (optionally only those with ``title``)."""
+        rows = _engine(home).store.list()
+        return [r for r in rows if title is None or r.title == title]
+
+
+def run(
+    task: Any,
+    executor: ExecutorProfile | None = None,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    detach: bool = False,
+    dryrun: bool = False,
+    home: str | Path | None = None,
+) -> ExperimentRecord | list[DryRun]:
+    """Run one task and return its stored outcome; raises ``RunFailedError`` if it failed."""
+    exp = Experiment(title or name or _title_for(task), executor, home=home)
+    exp.add(task, name=name)
+    if dryrun:
+        return exp.dryrun()
+    record = exp.run(detach=detach)
+    if not detach and record.state is not JobState.SUCCEEDED:
+        raise RunFailedError(record)
+    return record
+
+
+def _title_for(task: Any) -> str:
+    fn = getattr(task, "__fn_or_cls__", None)
+    if fn is not None:
+        return str(getattr(fn, "__name__", "run"))
+    return Path(sys.argv[0]).stem or "run"

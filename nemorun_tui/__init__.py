@@ -1,0 +1,47 @@
+"""nemorun-tui: ``import nemorun_tui as run`` gives NeMo Run's names over our engine.
+
+Names resolve lazily (PEP 562) so ``import nemorun_tui`` costs almost nothing and never
+imports textual; fiddle loads the first time ``run.Config``/``run.Partial`` is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Config": "core.config",
+    "Partial": "core.config",
+    "Script": "core.config",
+    "Experiment": "core.experiment",
+    "run": "core.experiment",
+    "RunFailedError": "core.experiment",
+    "LocalExecutor": "core.executors",
+    "SlurmExecutor": "core.executors",
+    "SSHTunnel": "core.executors",
+    "LocalTunnel": "core.executors",
+    "Packager": "core.packaging",
+    "GitArchivePackager": "core.packaging",
+    "PatternPackager": "core.packaging",
+    "HybridPackager": "core.packaging",
+    "recipe": "core.recipes",
+    "factory": "core.recipes",
+    "JobState": "core.states",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemorun_tui' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

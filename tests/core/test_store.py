@@ -1,0 +1,238 @@
+"""The experiment store: atomic, private, concurrent, honest about damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from core.protocol import Handle
+from core.states import JobState, StatusReport
+from core.store import (
+    AmbiguousExperiment,
+    DamagedManifestError,
+    ExperimentNotFound,
+    ExperimentRecord,
+    JobRecord,
+    Store,
+)
+
+
+def make_record(
+    store: Store, title: str = "train", jobs: tuple[str, ...] = ("a",)
+) -> ExperimentRecord:
+    record = ExperimentRecord(
+        id=store.new_id(title),
+        title=title,
+        created_at=time.time(),
+        jobs=[JobRecord(name=j, kind="script", backend="local") for j in jobs],
+    )
+    return store.create(record, {j: {"task.json": "{}"} for j in jobs})
+
+
+def test_create_then_load_round_trips(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store, jobs=("a", "b"))
+    loaded = store.load(rec.id)
+    assert loaded.to_dict() == rec.to_dict()
+    assert store.read_job_file(rec.id, "b", "task.json") == b"{}"
+    assert [e["kind"] for e in store.events(rec.id)] == ["created"]
+
+
+def test_store_is_private_to_its_user(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    rec = make_record(store)
+    for path in [store.home, *store.home.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, path
+        else:
+            assert mode & 0o077 == 0, (path, oct(mode))
+    assert store.exp_dir(rec.id).is_dir()
+
+
+def test_no_temp_files_left_after_writes(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store)
+    store.update(rec.id, lambda r: r.tags.append("x") and None)
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or ".staging-" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty"),
+        (b'{"schema_version": 1, "id": "x", "tit', "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"id": "x"}', "schema_version"),
+        (b'{"schema_version": 1, "title": "t", "created_at": 1}', "missing field"),
+        (b'{"schema_version": 99, "id": "x", "title": "t", "created_at": 1}', "newer"),
+    ],
+)
+def test_damaged_manifest_is_listed_with_reason(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    store = Store(tmp_path)
+    good = make_record(store, "good")
+    bad = make_record(store, "bad")
+    (store.exp_dir(bad.id) / "experiment.json").write_bytes(content)
+    rows = {r.id: r for r in store.list()}
+    assert rows[good.id].damaged is None and rows[good.id].state == "UNSUBMITTED"
+    assert rows[bad.id].state == "DAMAGED"
+    assert reason in (rows[bad.id].damaged or "")
+    with pytest.raises(DamagedManifestError, match=reason):
+        store.load(bad.id)
+
+
+def test_missing_manifest_in_existing_folder_is_damaged(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store)
+    (store.exp_dir(rec.id) / "experiment.json").unlink()
+    (row,) = store.list()
+    assert row.damaged and "missing" in row.damaged
+
+
+def test_resolve_by_id_prefix_and_title(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    first = make_record(store, "alpha")
+    time.sleep(0.01)
+    second = make_record(store, "alpha")
+    other = make_record(store, "beta")
+    assert store.resolve(first.id) == first.id
+    assert store.resolve(other.id[:6]) == other.id
+    assert store.resolve("alpha") == second.id  # the latest with that title
+    with pytest.raises(AmbiguousExperiment, match="matches 2"):
+        store.resolve("alpha-")
+    with pytest.raises(ExperimentNotFound, match="no experiment matches `nope`"):
+        store.resolve("nope")
+    with pytest.raises(ExperimentNotFound):
+        store.resolve("../etc")
+
+
+def test_record_statuses_writes_transitions_and_events(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store, jobs=("a",))
+    running = StatusReport(JobState.RUNNING, source="test")
+    assert [c.new for c in store.record_statuses(rec.id, {"a": running})] == [JobState.RUNNING]
+    assert store.record_statuses(rec.id, {"a": running}) == []  # no change, no event
+    done = StatusReport(JobState.FAILED, source="test", exit_code=3, reason="boom")
+    (change,) = store.record_statuses(rec.id, {"a": done})
+    assert (change.old, change.new) == (JobState.RUNNING, JobState.FAILED)
+    job = store.load(rec.id).job("a")
+    assert (job.state, job.exit_code, job.reason) == (JobState.FAILED, 3, "boom")
+    assert job.ended_at == done.observed_at
+    # a finished job never comes back to life
+    assert store.record_statuses(rec.id, {"a": running}) == []
+    assert store.load(rec.id).job("a").state is JobState.FAILED
+    kinds = [(e["kind"], e.get("to")) for e in store.events(rec.id)]
+    assert kinds == [("created", None), ("state", "RUNNING"), ("state", "FAILED")]
+    assert store.list()[0].state == "FAILED"
+
+
+def test_index_is_a_rebuildable_cache(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    recs = [make_record(store, f"t{i}") for i in range(5)]
+    store.update(recs[0].id, lambda r: setattr(r.jobs[0], "handle", Handle("local", "local", "x")))
+    before = store.index_rows()
+    store.close()
+    os.unlink(store.index_path)
+    fresh = Store(tmp_path)
+    assert fresh.index_rows() == before
+    (fresh.index_path).write_bytes(b"this is not sqlite")
+    fresh.close()
+    assert Store(tmp_path).index_rows() == before
+
+
+def test_listing_sees_changes_made_by_another_process(tmp_path: Path) -> None:
+    a, b = Store(tmp_path), Store(tmp_path)
+    rec = make_record(a)
+    assert b.list()[0].state == "UNSUBMITTED"
+    a.record_statuses(rec.id, {"a": StatusReport(JobState.RUNNING, source="t")})
+    assert b.list()[0].state == "RUNNING"
+    import shutil
+
+    shutil.rmtree(a.exp_dir(rec.id))
+    assert b.list() == []
+
+
+def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store)
+    children = []
+    for worker in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                s = Store(tmp_path)
+                for i in range(25):
+                    s.update(rec.id, lambda r, w=worker, n=i: r.tags.append(f"{w}-{n}") and None)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    tags = store.load(rec.id).tags
+    assert sorted(tags) == sorted(f"{w}-{n}" for w in range(4) for n in range(25))
+
+
+def _writer_loop(home: Path, seed: int) -> None:  # pragma: no cover - runs in children
+    rnd = random.Random(seed)
+    store = Store(home)
+    while True:
+        rows = [r for r in store.list() if not r.damaged]
+        if rows and rnd.random() < 0.6:
+            target = rnd.choice(rows).id
+            state = rnd.choice([JobState.PENDING, JobState.RUNNING, JobState.SUBMITTED])
+            store.record_statuses(target, {"a": StatusReport(state, source=f"w{seed}")})
+            store.update(target, lambda r: r.tags.append("x" * rnd.randint(1, 300)) and None)
+        else:
+            make_record(store, rnd.choice(["alpha", "beta", "gamma"]), jobs=("a", "b"))
+
+
+@pytest.mark.slow
+def test_store_survives_sigkill_of_a_concurrent_writer(tmp_path: Path) -> None:
+    """Two writers; one is SIGKILLed at random points ≥200 times. Nothing is torn."""
+    kills = int(os.environ.get("NRT_KILLS", "220"))
+    rnd = random.Random(1234)
+
+    def spawn(seed: int) -> int:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                _writer_loop(tmp_path, seed)
+            finally:
+                os._exit(0)
+        return pid
+
+    steady = spawn(10_000)
+    try:
+        for i in range(kills):
+            victim = spawn(i)
+            time.sleep(rnd.uniform(0.001, 0.03))
+            os.kill(victim, signal.SIGKILL)
+            os.waitpid(victim, 0)
+    finally:
+        os.kill(steady, signal.SIGKILL)
+        os.waitpid(steady, 0)
+
+    store = Store(tmp_path)
+    rows = store.list()
+    assert len(rows) > 10
+    assert [r.id for r in rows if r.damaged] == []
+    for row in rows:
+        record = store.load(row.id)
+        assert record.schema_version == 1
+        for line in (store.exp_dir(row.id) / "events.jsonl").read_text().splitlines():
+            json.loads(line)
+    before = store.index_rows()
+    store.close()
+    os.unlink(store.index_path)
+    assert Store(tmp_path).index_rows() == before
