@@ -1,0 +1,205 @@
+"""Engine and monitor logic against a scripted in-memory backend (no processes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from core import registry
+from core.config import Script
+from core.engine import Engine, LaunchError, Plan
+from core.executors import ExecutorProfile, register_profile
+from core.monitor import PollError
+from core.protocol import BackendError, DryRun, Handle, JobSpec
+from core.states import JobState, StatusReport
+from core.store import Store
+
+
+@register_profile
+@dataclass
+class FakeExecutor(ExecutorProfile):
+    backend: ClassVar[str] = "fake"
+    cluster: str = "c1"
+
+    def target(self) -> str:
+        return self.cluster
+
+
+class FakeBackend:
+    """Scripted backend; class-level state so every instance shares it per test."""
+
+    name: ClassVar[str] = "fake"
+    store: ClassVar[Store | None] = None
+    submitted: ClassVar[list[JobSpec]] = []
+    states: ClassVar[dict[str, StatusReport]] = {}
+    poll_calls: ClassVar[list[tuple[str, list[Handle]]]] = []
+    fail_submit: ClassVar[set[str]] = set()
+    fail_poll: ClassVar[bool] = False
+    seen_at_submit: ClassVar[list[JobState]] = []
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    @classmethod
+    def from_profile(cls, profile: FakeExecutor) -> FakeBackend:
+        return cls(profile.target())
+
+    async def dryrun(self, job: JobSpec) -> DryRun:
+        return DryRun("fake", " ".join(job.argv), {"argv": "\n".join(job.argv)})
+
+    async def submit(self, job: JobSpec) -> Handle:
+        assert self.store is not None
+        # the experiment must already be recorded when a backend sees the job
+        self.seen_at_submit.append(self.store.load(job.experiment_id).job(job.job_name).state)
+        if job.job_name in self.fail_submit:
+            raise BackendError("scheduler said no")
+        self.submitted.append(job)
+        handle = Handle("fake", self.target, f"{job.job_name}-{len(self.submitted)}")
+        self.states[handle.job_id] = StatusReport(JobState.PENDING, source="fake", reason="Queue")
+        return handle
+
+    async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
+        self.poll_calls.append((self.target, list(handles)))
+        if self.fail_poll:
+            raise ConnectionError("cluster unreachable")
+        return {
+            h: self.states.get(h.job_id, StatusReport(JobState.UNKNOWN, source="fake"))
+            for h in handles
+        }
+
+    async def cancel(self, handle: Handle) -> None:
+        self.states[handle.job_id] = StatusReport(JobState.CANCELLED, source="fake")
+
+    async def logs(self, handle: Handle, **_: object) -> AsyncIterator[bytes]:
+        yield b"log of " + handle.job_id.encode()
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    FakeBackend.store = Store(tmp_path)
+    FakeBackend.submitted = []
+    FakeBackend.states = {}
+    FakeBackend.poll_calls = []
+    FakeBackend.fail_submit = set()
+    FakeBackend.fail_poll = False
+    FakeBackend.seen_at_submit = []
+    registry.register_backend("fake", FakeBackend)
+    return Engine(FakeBackend.store)
+
+
+def plan_of(*names: str, cluster: str = "c1", sequential: bool = False) -> Plan:
+    plan = Plan(title="t", sequential=sequential)
+    for name in names:
+        plan.add(Script(inline=f"echo {name}"), FakeExecutor(cluster=cluster), name=name)
+    return plan
+
+
+async def test_experiment_is_recorded_before_any_submit(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a", "b"))
+    assert FakeBackend.seen_at_submit == [JobState.UNSUBMITTED, JobState.UNSUBMITTED]
+    assert [j.state for j in record.jobs] == [JobState.SUBMITTED, JobState.SUBMITTED]
+    assert all(j.handle is not None for j in record.jobs)
+    kinds = [e["kind"] for e in engine.store.events(record.id)]
+    assert kinds == ["created", "submitted", "submitted"]
+
+
+async def test_submit_failure_fails_job_and_cancels_dependents(engine: Engine) -> None:
+    FakeBackend.fail_submit = {"a"}
+    record = await engine.launch(plan_of("a", "b", sequential=True))
+    a, b = record.jobs
+    assert a.state is JobState.FAILED and "scheduler said no" in (a.reason or "")
+    assert b.state is JobState.CANCELLED and "dependency `a`" in (b.reason or "")
+    assert FakeBackend.submitted == []
+
+
+async def test_dependencies_reach_the_backend_as_handles(engine: Engine) -> None:
+    plan = Plan(title="deps")
+    first = plan.add(Script(inline="true"), FakeExecutor(), name="first")
+    plan.add(Script(inline="true"), FakeExecutor(), name="second", dependencies=[first])
+    record = await engine.launch(plan)
+    second = FakeBackend.submitted[1]
+    assert second.dependencies == [record.job("first").handle]
+    assert record.job("second").dependencies == ["first"]
+
+
+def test_plan_rejects_duplicates_and_unknown_dependencies() -> None:
+    plan = plan_of("a")
+    with pytest.raises(LaunchError, match="used twice"):
+        plan.add(Script(inline="true"), FakeExecutor(), name="a")
+    with pytest.raises(LaunchError, match="depends on `zzz`"):
+        plan.add(Script(inline="true"), FakeExecutor(), name="b", dependencies=["zzz"])
+
+
+async def test_monitor_polls_once_per_target_with_every_handle(engine: Engine) -> None:
+    for _ in range(3):
+        await engine.launch(plan_of("x", "y", cluster="c1"))
+    await engine.launch(plan_of("z", cluster="c2"))
+    FakeBackend.poll_calls.clear()
+    changes = await engine.refresh()
+    assert sorted((t, len(h)) for t, h in FakeBackend.poll_calls) == [("c1", 6), ("c2", 1)]
+    assert len(changes) == 7 and {c.new for c in changes} == {JobState.PENDING}
+    assert {c.report.reason for c in changes} == {"Queue"}
+
+
+async def test_transitions_are_published_and_terminal_jobs_not_polled(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a"))
+    queue = engine.monitor.subscribe()
+    handle = record.jobs[0].handle
+    assert handle is not None
+    FakeBackend.states[handle.job_id] = StatusReport(JobState.SUCCEEDED, source="fake", exit_code=0)
+    await engine.refresh()
+    change = queue.get_nowait()
+    assert (change.job, change.old, change.new) == ("a", JobState.SUBMITTED, JobState.SUCCEEDED)
+    FakeBackend.poll_calls.clear()
+    await engine.refresh()
+    assert FakeBackend.poll_calls == []  # nothing live left to poll
+
+
+async def test_poll_failure_is_an_event_not_a_state(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a"))
+    queue = engine.monitor.subscribe()
+    FakeBackend.fail_poll = True
+    assert await engine.refresh() == []
+    event = queue.get_nowait()
+    assert isinstance(event, PollError) and "cluster unreachable" in event.message
+    assert engine.store.load(record.id).jobs[0].state is JobState.SUBMITTED
+
+
+async def test_unknown_is_recorded_as_unknown(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a"))
+    FakeBackend.states.clear()
+    await engine.refresh()
+    assert engine.store.load(record.id).jobs[0].state is JobState.UNKNOWN
+
+
+async def test_cancel_reaches_backend_and_unsubmitted_jobs_end_cancelled(engine: Engine) -> None:
+    record = engine.record(plan_of("never"))
+    assert await engine.cancel(record.id) == ["never"]
+    job = engine.store.load(record.id).jobs[0]
+    assert job.state is JobState.CANCELLED and job.reason == "cancelled before submission"
+    launched = await engine.launch(plan_of("a"))
+    await engine.cancel(launched.id, "a")
+    assert engine.store.load(launched.id).jobs[0].state is JobState.CANCELLED
+
+
+async def test_relaunch_plan_sets_parent_and_applies_overrides(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a"))
+    plan = engine.relaunch_plan(record.id, ["inline=echo changed"])
+    assert plan.parent == record.id
+    assert plan.jobs[0].task.inline == "echo changed"
+    child = await engine.launch(plan)
+    assert child.parent == record.id
+    assert engine.task_of(child.id, "a").inline == "echo changed"
+
+
+async def test_dryrun_writes_nothing(engine: Engine) -> None:
+    (result,) = await engine.dryrun(plan_of("a"))
+    assert "echo a" in result.summary
+    assert engine.store.list() == [] and FakeBackend.submitted == []
