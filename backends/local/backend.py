@@ -1,0 +1,465 @@
+"""``LocalBackend``: run jobs on this machine, detached, with their state kept in files.
+
+Each job gets a small supervisor process (:mod:`backends.local.supervisor`) started in a new
+session, so the job survives the launcher (TUI or CLI) exiting and its exit code is still
+recorded. Everything the backend knows lives in the job directory and in /proc, so a fresh
+process (a restarted TUI) reports exactly the same states: there is no in-memory registry.
+
+The handle's ``job_id`` is the absolute job directory. Polling only reads files and /proc
+(no subprocess per poll), so one batched poll of hundreds of jobs stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from backends.local import supervisor as sv
+from core.executors import ExecutorProfile, LocalExecutor
+from core.fsutil import file_lock
+from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.states import JobState, StatusReport
+
+#: Path of the supervisor script; started by path with ``-I -S`` (see the supervisor's doc).
+SUPERVISOR_SCRIPT = str(Path(sv.__file__).resolve())
+#: Extra time the supervisor gets, after the grace period, to SIGKILL and record the result
+#: itself before the backend kills it too (its own record is the better one).
+SUPERVISOR_MARGIN_SECONDS = 2.0
+#: How long a cancel waits for processes to vanish after SIGKILL.
+KILL_WAIT_SECONDS = 2.0
+#: Log reading: chunk size and how often a followed file is checked for growth.
+LOG_CHUNK = 64 * 1024
+FOLLOW_INTERVAL_SECONDS = 0.05
+FOLLOW_IDLE_INTERVAL_SECONDS = 0.1
+#: Shown instead of a secret value anywhere the user or the store can see it.
+REDACTED = "***"
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` as 0700 (exactly, whatever the umask) if it does not exist yet."""
+    if not path.is_dir():
+        path.mkdir(mode=sv.PRIVATE_DIR, parents=True, exist_ok=True)
+        os.chmod(path, sv.PRIVATE_DIR)
+
+
+def _touch_private(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
+
+
+def _check_env(env: dict[str, str], what: str) -> None:
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise BackendError(f"invalid {what} variable name {key!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise BackendError(f"{what} variable {key} must be a string without NUL bytes")
+
+
+class LocalBackend:
+    """Runs jobs on this machine. One instance per process is shared by every local job."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, profile: LocalExecutor | None = None) -> None:
+        self.profile = profile if profile is not None else LocalExecutor()
+        self._spawned: set[int] = set()  # supervisor pids we must reap (we are their parent)
+
+    @classmethod
+    def from_profile(cls, profile: ExecutorProfile) -> LocalBackend:
+        """The registry's constructor; any profile works, LocalExecutor fields are used."""
+        if not isinstance(profile, LocalExecutor):
+            raise BackendError(f"the local backend needs a LocalExecutor, got {type(profile)}")
+        return cls(profile)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _grace_for(self, job: JobSpec) -> float:
+        grace = getattr(job.executor, "cancel_grace_seconds", None)
+        return float(grace if grace is not None else self.profile.cancel_grace_seconds)
+
+    @staticmethod
+    def _run_dir(handle: Handle) -> str:
+        """The job directory of a local handle; BackendError when there is no such job."""
+        if handle.backend != LocalBackend.name:
+            raise BackendError(f"not a local job: {handle}")
+        path = handle.job_id
+        if not os.path.isabs(path) or not os.path.isdir(path):
+            raise BackendError(f"no such job {handle}")
+        if not os.path.exists(os.path.join(path, sv.PIDS)) and not os.path.exists(
+            os.path.join(path, sv.RESULT)
+        ):
+            raise BackendError(f"no such job {handle} (it was never started)")
+        return path
+
+    def _dependencies(
+        self, job: JobSpec, *, own_dir: str, must_exist: bool = True
+    ) -> list[dict[str, str]]:
+        deps = []
+        for dep in job.dependencies:
+            if dep.backend != self.name:
+                raise BackendError(
+                    f"local job {job.job_name!r} cannot depend on {dep}: a local job can only "
+                    f"wait for other local jobs (the {dep.backend} backend's jobs are not "
+                    "visible to it)"
+                )
+            if not must_exist and not os.path.isabs(dep.job_id):
+                # A dry run's placeholder for a job not submitted yet (e.g. "<prepare>").
+                deps.append({"job_dir": dep.job_id, "name": dep.job_id})
+                continue
+            path = os.path.abspath(dep.job_id)
+            if path == own_dir:
+                raise BackendError(f"job {job.job_name!r} cannot depend on itself")
+            if must_exist and not (
+                os.path.exists(os.path.join(path, sv.PIDS))
+                or os.path.exists(os.path.join(path, sv.RESULT))
+            ):
+                raise BackendError(f"dependency {dep} of {job.job_name!r}: no such job")
+            try:
+                dep_spec = sv.read_json(os.path.join(path, sv.SPEC)) or {}
+            except (ValueError, OSError):
+                dep_spec = {}
+            deps.append({"job_dir": path, "name": str(dep_spec.get("job_name") or path)})
+        return deps
+
+    def _render_spec(self, job: JobSpec, *, own_dir: str, dry: bool = False) -> dict[str, Any]:
+        """spec.json's content; also what dryrun shows. Secret values are never in it.
+
+        A dry run does not insist that dependencies exist yet: an experiment is previewed
+        before any of its jobs was submitted.
+        """
+        if not job.argv or not all(isinstance(a, str) for a in job.argv):
+            raise BackendError(f"job {job.job_name!r}: argv must be a non-empty list of strings")
+        nodes = getattr(job.executor, "nodes", 1)
+        if nodes != 1:
+            raise BackendError(
+                f"job {job.job_name!r}: the local backend runs on one node, not {nodes}"
+            )
+        _check_env(job.env, "env")
+        _check_env(job.secret_env, "secret env")
+        return {
+            "schema": sv.SCHEMA,
+            "experiment_id": job.experiment_id,
+            "job_name": job.job_name,
+            "run_tag": job.run_tag,
+            "argv": list(job.argv),
+            "workdir": os.path.abspath(job.workdir),
+            "env": {k: v for k, v in sorted(job.env.items()) if k not in job.secret_env},
+            "secret_env": {k: REDACTED for k in sorted(job.secret_env)},
+            "dependencies": self._dependencies(job, own_dir=own_dir, must_exist=not dry),
+            "cancel_grace_seconds": self._grace_for(job),
+            "task_file": job.task_file,
+        }
+
+    def _reap(self) -> None:
+        """Collect exited supervisors we started, so they do not linger as zombies."""
+        for pid in list(self._spawned):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._spawned.discard(pid)
+
+    # ------------------------------------------------------------------ dryrun
+
+    async def dryrun(self, job: JobSpec) -> DryRun:
+        """The command line, cwd and environment names; reads dependencies, writes nothing."""
+        own_dir = os.path.abspath(job.job_dir)
+        spec = self._render_spec(job, own_dir=own_dir, dry=True)
+        command = shlex.join(job.argv)
+        env_names = ", ".join(spec["env"]) or "(none)"
+        lines = [command, f"  cwd: {spec['workdir']}", f"  env: {env_names}"]
+        if spec["secret_env"]:
+            lines.append(
+                "  secret env: " + ", ".join(f"{k}={REDACTED}" for k in spec["secret_env"])
+            )
+        for dep in spec["dependencies"]:
+            lines.append(f"  after: {dep['name']} succeeds")
+        return DryRun(
+            backend=self.name,
+            summary="\n".join(lines),
+            artifacts={
+                "command": command,
+                "spec.json": json.dumps(spec, indent=1, sort_keys=True) + "\n",
+            },
+        )
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, job: JobSpec) -> Handle:
+        """Start the job's supervisor and return at once (the job runs detached).
+
+        Idempotent per job directory and ``run_tag``: a second submit of the same job (a
+        retry after a crash, a second UI) returns the first handle instead of running twice.
+        """
+        return await asyncio.to_thread(self._submit, job)
+
+    def _submit(self, job: JobSpec) -> Handle:
+        self._reap()
+        run_dir = os.path.abspath(job.job_dir)
+        handle = Handle(self.name, "local", run_dir)
+        spec = self._render_spec(job, own_dir=run_dir)
+        if not os.path.isdir(spec["workdir"]):
+            raise BackendError(f"workdir {spec['workdir']} does not exist")
+        if not sys.executable:
+            raise BackendError("cannot find the Python interpreter to start the supervisor")
+        root = Path(run_dir)
+        _private_dir(root)
+        _private_dir(root / sv.LOGS)
+        with file_lock(root / ".submit.lock"):
+            if (root / sv.PIDS).exists() or (root / sv.RESULT).exists():
+                try:
+                    previous = sv.read_json(str(root / sv.SPEC)) or {}
+                except ValueError:
+                    previous = {}
+                if previous.get("run_tag") == job.run_tag:
+                    return handle
+                raise BackendError(f"{run_dir} already holds another submitted job")
+            sv.write_json(str(root / sv.SPEC), spec, durable=True)
+            for stream in sv.STREAMS.values():
+                _touch_private(root / sv.LOGS / stream)
+            pid = self._spawn_supervisor(job, root)
+            pids = {
+                "schema": sv.SCHEMA,
+                "boot_id": sv.boot_id(),
+                "supervisor": sv.identity(pid) or {"pid": pid, "start": None},
+                "child": None,
+                "phase": "starting",
+            }
+            # The supervisor may already have written a fuller pid.json: never overwrite it.
+            sv.write_json(str(root / sv.PIDS), pids, durable=False, exclusive=True)
+        return handle
+
+    def _spawn_supervisor(self, job: JobSpec, root: Path) -> int:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"  # Python jobs stream their logs (a job may override)
+        env.update(job.env)
+        env.update(job.secret_env)  # only in memory and the process environment, never on disk
+        log_fd = os.open(
+            root / sv.LOGS / sv.SUPERVISOR_LOG,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            sv.PRIVATE_FILE,
+        )
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-I", "-S", SUPERVISOR_SCRIPT, str(root)],
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
+                # Held pending until the supervisor's handlers exist (see supervisor.main).
+                setsigmask=(signal.SIGTERM, signal.SIGINT),
+                setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
+            )
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot start the supervisor for {job.job_name!r}: {exc}") from exc
+        finally:
+            os.close(log_fd)
+        self._spawned.add(pid)
+        return pid
+
+    # ------------------------------------------------------------------ poll
+
+    async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
+        """Read every job's files (and /proc) in one worker-thread hop; no subprocesses."""
+        return await asyncio.to_thread(self._poll, list(handles))
+
+    def _poll(self, handles: list[Handle]) -> dict[Handle, StatusReport]:
+        self._reap()
+        reports: dict[Handle, StatusReport] = {}
+        for handle in handles:
+            if handle.backend != self.name:
+                reports[handle] = StatusReport(
+                    JobState.UNKNOWN, "local", reason=f"not a local job: {handle}"
+                )
+                continue
+            if not os.path.isabs(handle.job_id):
+                reports[handle] = StatusReport(JobState.UNKNOWN, "local", reason="no such job")
+                continue
+            status = sv.read_status(handle.job_id)
+            reports[handle] = StatusReport(
+                state=JobState(status.state),
+                source=status.source,
+                exit_code=status.exit_code,
+                reason=status.reason,
+            )
+        return reports
+
+    # ------------------------------------------------------------------ cancel
+
+    async def cancel(self, handle: Handle) -> None:
+        """Stop the job and wait (bounded) until its processes are gone.
+
+        SIGTERM goes to the supervisor, which forwards it once to the job's process group and
+        SIGKILLs the group after ``cancel_grace_seconds``, then records CANCELLED. Should the
+        supervisor not manage (stopped, killed), the backend SIGKILLs everything itself after
+        a margin and records the cancellation. Never blocks the event loop.
+        """
+        run_dir = self._run_dir(handle)
+        status = await asyncio.to_thread(sv.read_status, run_dir)
+        if status.state == sv.UNKNOWN:
+            raise BackendError(f"no such job {handle} ({status.reason})")
+        if status.state in sv.TERMINAL:
+            return
+        grace = await asyncio.to_thread(self._request_cancel, run_dir)
+        if not await self._wait_gone(run_dir, grace + SUPERVISOR_MARGIN_SECONDS):
+            await asyncio.to_thread(self._kill, run_dir)
+            await self._wait_gone(run_dir, KILL_WAIT_SECONDS)
+        # A supervisor killed before it could write (e.g. SIGTERM during its first
+        # milliseconds, before its handler existed) leaves no result: record one.
+        await asyncio.to_thread(self._record_silent_cancel, run_dir)
+
+    def _pids(self, run_dir: str) -> dict[str, Any]:
+        try:
+            return sv.read_json(os.path.join(run_dir, sv.PIDS)) or {}
+        except ValueError:
+            return {}
+
+    def _request_cancel(self, run_dir: str) -> float:
+        """Write the marker first (so every reader knows), then SIGTERM; returns the grace."""
+        try:
+            spec = sv.read_json(os.path.join(run_dir, sv.SPEC)) or {}
+        except ValueError:
+            spec = {}
+        grace = float(spec.get("cancel_grace_seconds", self.profile.cancel_grace_seconds))
+        marker = {"requested_at": time.time(), "by_pid": os.getpid()}
+        sv.write_json(os.path.join(run_dir, sv.CANCEL), marker, durable=False)
+        pids = self._pids(run_dir)
+        boot = pids.get("boot_id")
+        supervisor = pids.get("supervisor")
+        if sv.is_alive(supervisor, boot):
+            # Only the supervisor: a second SIGTERM straight to the job could be read as
+            # "force quit" by programs that shut down gracefully on the first one.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor["pid"], signal.SIGTERM)
+        elif sv.is_alive(pids.get("child"), boot):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pids["pgid"], signal.SIGTERM)
+        return grace
+
+    def _gone(self, run_dir: str) -> bool:
+        """True when neither the supervisor nor anything in the job's group is alive."""
+        self._reap()
+        pids = self._pids(run_dir)
+        if sv.is_alive(pids.get("supervisor"), pids.get("boot_id")):
+            return False
+        pgid = pids.get("pgid")
+        return not (isinstance(pgid, int) and sv.is_alive(pids.get("child"), pids.get("boot_id")))
+
+    async def _wait_gone(self, run_dir: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        interval = 0.005  # most jobs go within milliseconds of SIGTERM: look early, then less
+        while True:
+            if await asyncio.to_thread(self._gone, run_dir):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, 0.05)
+
+    def _kill(self, run_dir: str) -> None:
+        """SIGKILL the supervisor and the job's group, each only if it is still ours."""
+        pids = self._pids(run_dir)
+        boot = pids.get("boot_id")
+        supervisor = pids.get("supervisor")
+        supervisor_alive = sv.is_alive(supervisor, boot)
+        pgid = pids.get("pgid")
+        if isinstance(pgid, int) and (supervisor_alive or sv.is_alive(pids.get("child"), boot)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        if supervisor_alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor["pid"], signal.SIGKILL)
+
+    def _record_silent_cancel(self, run_dir: str) -> None:
+        """If the supervisor died without a result, record the cancellation ourselves."""
+        if os.path.exists(os.path.join(run_dir, sv.RESULT)):
+            return
+        pids = self._pids(run_dir)
+        if sv.is_alive(pids.get("supervisor"), pids.get("boot_id")):
+            return
+        if sv.is_alive(pids.get("child"), pids.get("boot_id")):
+            return  # unkillable (D state?): keep reporting RUNNING rather than inventing an end
+        result = {
+            "schema": sv.SCHEMA,
+            "state": sv.CANCELLED,
+            "exit_code": None,
+            "reason": "cancelled; the supervisor ended before it recorded an exit code",
+            "ended_at": time.time(),
+            "cancel_requested": True,
+            "recorded_by": "launcher",
+        }
+        sv.write_json(os.path.join(run_dir, sv.RESULT), result, durable=True, exclusive=True)
+
+    # ------------------------------------------------------------------ logs
+
+    async def logs(
+        self,
+        handle: Handle,
+        *,
+        offset: int = 0,
+        follow: bool = False,
+        stream: LogStream = "stdout",
+    ) -> AsyncIterator[bytes]:
+        """Yield the log's bytes from ``offset`` in chunks of at most 64 KiB.
+
+        With ``follow``, keep watching the file until the job has ended *and* everything it
+        wrote has been delivered: the end is checked before the last read, so no tail is lost.
+        """
+        run_dir = self._run_dir(handle)
+        if stream not in sv.STREAMS:
+            raise BackendError(f"unknown log stream {stream!r} (stdout or stderr)")
+        if offset < 0:
+            raise BackendError(f"log offset must be >= 0, got {offset}")
+        path = os.path.join(run_dir, sv.LOGS, sv.STREAMS[stream])
+        position = offset
+        fd: int | None = None
+        idle = 0
+        try:
+            while True:
+                ended = not follow or self._ended(run_dir)
+                if fd is None:
+                    try:
+                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    except FileNotFoundError:
+                        if ended:
+                            return
+                if fd is not None:
+                    delivered = 0
+                    while chunk := os.pread(fd, LOG_CHUNK, position):
+                        position += len(chunk)
+                        delivered += 1
+                        yield chunk
+                        if delivered % 16 == 0:
+                            await asyncio.sleep(0)  # a fast writer must not starve the loop
+                    idle = 0 if delivered else idle + 1
+                if ended:
+                    return
+                quiet = idle > 20
+                await asyncio.sleep(
+                    FOLLOW_IDLE_INTERVAL_SECONDS if quiet else FOLLOW_INTERVAL_SECONDS
+                )
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @staticmethod
+    def _ended(run_dir: str) -> bool:
+        state = sv.read_status(run_dir).state
+        return state in sv.TERMINAL or state == sv.UNKNOWN
+
+    async def close(self) -> None:
+        """Nothing to release (jobs keep running); collect supervisors that already exited."""
+        self._reap()

@@ -1,0 +1,189 @@
+"""Contract targets: every backend the shared protocol suite runs against.
+
+Adding a backend to the contract = adding one entry to :data:`CONTRACT_TARGETS`: a name and
+an async context manager factory that receives ``tmp_path`` and yields a
+:class:`ContractTarget`. A target whose service is absent calls :func:`require_service`,
+which skips with the reason — except under ``CI=true`` (the CI starts every service, so a
+missing one is a failure there, not a silent skip).
+
+``NEMORUN_CONTRACT_TARGETS=local,slurm-local`` runs a subset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.executors import ExecutorProfile, LocalExecutor
+from core.protocol import Backend, Handle, JobSpec
+from core.states import JobState
+
+
+@dataclass
+class ContractTarget:
+    """One backend under test, plus what the scenarios need to drive it generically.
+
+    ``make_spec`` builds a JobSpec whose ``job_dir``/``workdir`` live where this backend
+    runs jobs. Files written by jobs are read back with ``read_file`` (a remote target reads
+    them over its transport). ``leftover_pids`` lists processes of a job still alive after it
+    ended, when the target can know it (None: use the generic marker-file check only).
+    """
+
+    name: str
+    backend: Backend
+    make_spec: Callable[..., JobSpec]
+    workdir: str
+    unknown_handle: Handle
+    read_file: Callable[[str], Awaitable[bytes | None]]
+    timeout: float = 30.0
+    poll_interval: float = 0.05
+    python: str = sys.executable
+    leftover_pids: Callable[[Handle], Awaitable[list[int]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ContractFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[ContractTarget]]
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip a target whose service is missing — but fail under CI=true, where it must exist."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: every contract target must be available)")
+    pytest.skip(reason)
+
+
+def spec_factory(
+    tmp_path: Path,
+    executor: ExecutorProfile,
+    *,
+    jobs_root: str | None = None,
+    workdir: str | None = None,
+) -> tuple[Callable[..., JobSpec], str]:
+    """A ``make_spec`` that gives every job its own job dir under ``jobs_root``.
+
+    Returns the factory and the shared workdir. By default both live in ``tmp_path`` (the
+    workdir is created); a remote target passes paths on its host and creates them itself.
+    """
+    root = jobs_root or str(tmp_path / "store")
+    if workdir is None:
+        (tmp_path / "work").mkdir(exist_ok=True)
+        workdir = str(tmp_path / "work")
+    counter = itertools.count()
+
+    def make_spec(
+        argv: list[str],
+        name: str = "job",
+        env: dict[str, str] | None = None,
+        dependencies: list[Handle] | None = None,
+        secret_env: dict[str, str] | None = None,
+    ) -> JobSpec:
+        n = next(counter)
+        return JobSpec(
+            experiment_id="contract",
+            job_name=name,
+            run_tag=f"contract-{name}-{n}",
+            argv=list(argv),
+            executor=executor,
+            job_dir=os.path.join(root, f"{n:03d}-{name}"),
+            workdir=workdir,
+            env=dict(env or {}),
+            secret_env=dict(secret_env or {}),
+            dependencies=list(dependencies or []),
+        )
+
+    return make_spec, workdir
+
+
+async def read_local_file(path: str) -> bytes | None:
+    """``read_file`` for targets whose jobs write to this machine's filesystem."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- local
+
+
+@contextlib.asynccontextmanager
+async def local_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+    """The local backend; jobs left running by a failed test are cancelled on teardown."""
+    from backends.local import LocalBackend
+    from backends.local import supervisor as sv
+
+    executor = LocalExecutor(cancel_grace_seconds=2.0)
+    backend = LocalBackend.from_profile(executor)
+    make_spec, workdir = spec_factory(tmp_path, executor)
+
+    async def leftover_pids(handle: Handle) -> list[int]:
+        pids = sv.read_json(os.path.join(handle.job_id, sv.PIDS)) or {}
+        alive = []
+        if sv.is_alive(pids.get("supervisor"), pids.get("boot_id")):
+            alive.append(pids["supervisor"]["pid"])
+        if sv.is_alive(pids.get("child"), pids.get("boot_id")):
+            alive.append(pids["child"]["pid"])
+        if isinstance(pids.get("pgid"), int):  # anything the job forked, even after it exited
+            alive.extend(p for p in sv.group_members(pids["pgid"]) if p not in alive)
+        return alive
+
+    try:
+        yield ContractTarget(
+            name="local",
+            backend=backend,
+            make_spec=make_spec,
+            workdir=workdir,
+            unknown_handle=Handle("local", "local", str(tmp_path / "no-such-job")),
+            read_file=read_local_file,
+            timeout=20.0,
+            poll_interval=0.02,
+            leftover_pids=leftover_pids,
+        )
+    finally:
+        store = tmp_path / "store"
+        handles = [Handle("local", "local", str(p)) for p in store.glob("*") if p.is_dir()]
+        if handles:
+            reports = await backend.poll(handles)
+            for handle, report in reports.items():
+                if not report.state.is_terminal and report.state is not JobState.UNKNOWN:
+                    await backend.cancel(handle)
+        await backend.close()
+
+
+#: name -> factory. Add a backend here (see the module docstring); nothing else changes.
+CONTRACT_TARGETS: dict[str, ContractFactory] = {
+    "local": local_target,
+}
+
+
+def _selected_targets() -> list[str]:
+    wanted = os.environ.get("NEMORUN_CONTRACT_TARGETS")
+    names = list(CONTRACT_TARGETS)
+    if wanted:
+        names = [n for n in names if n in {w.strip() for w in wanted.split(",")}]
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize at collection time, so entries added after this module loaded count too."""
+    if "contract_backend" in metafunc.fixturenames:
+        metafunc.parametrize("contract_backend", _selected_targets(), indirect=True)
+
+
+@pytest.fixture
+async def contract_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ContractTarget]:
+    """The backend under test (one per contract target), set up and torn down per test."""
+    factory = CONTRACT_TARGETS[request.param]
+    async with factory(tmp_path) as target:
+        yield target
