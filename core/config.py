@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     class Partial(fdl.Partial):  # type: ignore[type-arg]
         """A fiddle ``Partial``: building it gives a ``functools.partial`` (a callable)."""
 
+
 __all__ = ["Config", "Partial", "Script", "Task", "TaskKind", "task_kind"]
 
 TaskKind = Literal["config", "partial", "script"]
@@ -159,6 +160,4 @@ def task_kind(task: object) -> TaskKind:
             return "partial"
         if isinstance(task, fdl.Config):
             return "config"
-    raise TypeError(
-        f"expected a Config, Partial or Script, got {type(task).__name__} {task!r:.60}"
-    )
+    raise TypeError(f"expected a Config, Partial or Script, got {type(task).__name__} {task!r:.60}")
