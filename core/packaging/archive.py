@@ -24,13 +24,16 @@ held in memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import os
 import stat
 import tarfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,10 @@ ARCHIVE_MTIME = 315_619_200
 GZIP_LEVEL = 6
 #: Read/write chunk size while streaming file contents into the archive.
 CHUNK = 1 << 20
+#: Bumped whenever the byte layout changes; part of the reuse key.
+FORMAT_VERSION = 1
+#: Folder (inside ``dest_dir``) remembering which entry lists produced which archive.
+INDEX_DIR = ".index"
 
 #: ``progress(bytes_done, bytes_total)``; called from whichever thread does the packaging.
 ProgressFn = Callable[[int, int], None]
@@ -68,21 +75,25 @@ class Entry:
     size: int = 0
     link_target: str = ""
     opener: Opener | None = field(default=None, compare=False, repr=False)
+    #: Immutable identity of the contents (``git:<blob sha>``), None when read from disk.
+    #: When every file has one, an identical archive built before can be reused.
+    content_id: str | None = None
 
     def with_path(self, path: str) -> Entry:
         """The same entry placed elsewhere (used by subpath stripping and hybrid prefixes)."""
-        return Entry(path, self.kind, self.executable, self.size, self.link_target, self.opener)
+        return dataclasses.replace(self, path=path)
 
 
 @dataclass(frozen=True)
 class ArchiveInfo:
-    """What :func:`write_archive` produced."""
+    """What :func:`write_archive` produced (``reused``: an identical archive was found)."""
 
     path: Path
     sha256: str
     content_sha256: str
     size: int
     file_count: int
+    reused: bool = False
 
 
 def clean_arcname(path: str) -> str:
@@ -211,19 +222,85 @@ def _tarinfo(entry: Entry) -> tarfile.TarInfo:
     return info
 
 
+def _reuse_key(ordered: list[Entry]) -> str | None:
+    """Digest of an entry list whose contents are all immutable (git objects), else None."""
+    digest = hashlib.sha256(
+        f"{FORMAT_VERSION}\n{GZIP_LEVEL}\n{zlib.ZLIB_RUNTIME_VERSION}\n".encode()
+    )
+    for entry in ordered:
+        if entry.kind == "file":
+            if entry.content_id is None:
+                return None
+            ident = entry.content_id
+        elif entry.kind == "symlink":
+            ident = entry.link_target
+        else:
+            ident = ""
+        line = f"{entry.path}\0{entry.kind}\0{int(entry.executable)}\0{ident}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _reuse(dest_dir: Path, key: str) -> ArchiveInfo | None:
+    """The archive recorded for ``key``, if it is still there and still hashes right."""
+    try:
+        record = json.loads((dest_dir / INDEX_DIR / f"{key}.json").read_text())
+        path = dest_dir / f"{record['sha256']}.tar.gz"
+        if path.stat().st_size != record["size"] or file_sha256(path) != record["sha256"]:
+            return None
+        return ArchiveInfo(
+            path,
+            record["sha256"],
+            record["content_sha256"],
+            record["size"],
+            record["file_count"],
+            reused=True,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remember(dest_dir: Path, key: str, info: ArchiveInfo) -> None:
+    index = dest_dir / INDEX_DIR
+    index.mkdir(exist_ok=True)
+    record = {
+        "sha256": info.sha256,
+        "content_sha256": info.content_sha256,
+        "size": info.size,
+        "file_count": info.file_count,
+    }
+    tmp = index / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, index / f"{key}.json")
+
+
 def write_archive(
     entries: Iterable[Entry],
     dest_dir: Path,
     progress: ProgressFn | None = None,
+    *,
+    reuse: bool = True,
 ) -> ArchiveInfo:
     """Write ``entries`` as a deterministic ``.tar.gz`` named ``<dest_dir>/<sha256>.tar.gz``.
 
     The archive is written to a unique temporary name first and renamed once complete, so
     concurrent packagers sharing ``dest_dir`` (a content-addressed cache) never see a torn
     file; an identical archive already present is simply replaced by the same bytes.
+
+    With ``reuse`` and entries whose contents are all immutable (every file has a
+    ``content_id``, i.e. comes from git objects), an archive built earlier from the same
+    list is reused after re-hashing it: relaunching unchanged code costs one sha256 pass
+    instead of a full re-compression. Anything read from disk is always re-packed.
     """
     ordered = _with_parent_dirs(entries)
     total = sum(e.size for e in ordered if e.kind == "file")
+    key = _reuse_key(ordered) if reuse else None
+    if key is not None:
+        found = _reuse(dest_dir, key)
+        if found is not None:
+            if progress is not None:
+                progress(total, total)
+            return found
     done = 0
     last_report = -1
 
@@ -276,13 +353,17 @@ def write_archive(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    return ArchiveInfo(
+    info = ArchiveInfo(
         path=final,
         sha256=sha,
         content_sha256=inner.digest.hexdigest(),
         size=outer.count,
         file_count=file_count,
     )
+    if key is not None:
+        with contextlib.suppress(OSError):  # only an optimisation
+            _remember(dest_dir, key, info)
+    return info
 
 
 def list_archive(path: Path) -> list[str]:
