@@ -9,6 +9,7 @@ tells the truth about what happened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from core.monitor import Monitor
 
 TASK_FILE = "task.json"
+PROVENANCE_FILE = "provenance.json"
 EXECUTOR_FILE = "executor.json"
 RUNNER_MODULE = "core.runner"
 
@@ -44,12 +46,17 @@ class LaunchError(ValueError):
 
 @dataclass
 class PlannedJob:
-    """A job the user added but that is not recorded yet."""
+    """A job the user added but that is not recorded yet.
+
+    ``package`` is filled by :meth:`Engine.package` (or carried over from the parent on a
+    relaunch, so unchanged code is neither repackaged nor uploaded again).
+    """
 
     name: str
     task: Any
     executor: ExecutorProfile
     dependencies: list[str] = field(default_factory=list)
+    package: Any = None
 
 
 @dataclass
@@ -120,6 +127,38 @@ class Engine:
         self.store = store
         self.settings = settings or Settings()
         self._monitor: Monitor | None = None
+        #: Front ends set this to show upload progress (bytes done, bytes total).
+        self.upload_progress: Callable[[int, int], None] | None = None
+
+    @property
+    def package_cache(self) -> Path:
+        """Content-addressed archives (``<sha256>.tar.gz``), kept so relaunches reuse them."""
+        return self.store.home / "packages"
+
+    async def package(self, plan: Plan) -> list[str]:
+        """Run each job's packager once (shared configs packaged once); returns warnings.
+
+        A refusing policy raises (``PackagingError``) before anything is recorded. Jobs that
+        already carry a package (a relaunch reusing its parent's archive) are left alone.
+        """
+        from core.fsutil import ensure_private_dir
+        from core.packaging import Packager, as_packager
+
+        warnings: list[str] = []
+        done: dict[str, Any] = {}
+        for job in plan.jobs:
+            if job.package is not None or job.executor.packager is None:
+                continue
+            packager = as_packager(job.executor.packager)
+            if type(packager) is Packager:
+                continue
+            key = _json(packager.to_dict())
+            if key not in done:
+                ensure_private_dir(self.package_cache)
+                done[key] = await packager.package_async(self.package_cache)
+                warnings.extend(done[key].warnings)
+            job.package = done[key]
+        return warnings
 
     @classmethod
     def from_environment(cls, home: str | Path | None = None) -> Engine:
@@ -165,6 +204,9 @@ class Engine:
             secret_env=resolve_secret_env(job.executor),
             dependencies=[handles[d] for d in job.dependencies if d in handles],
             task_file=runner_file,
+            archive=str(job.package.archive) if job.package and job.package.archive else None,
+            archive_sha256=job.package.sha256 if job.package else None,
+            progress=self.upload_progress,
         )
 
     def validate(self, plan: Plan) -> None:
@@ -187,7 +229,7 @@ class Engine:
         deps = plan.effective_dependencies()
         out = []
         for job in plan.jobs:
-            planned = PlannedJob(job.name, job.task, job.executor, deps[job.name])
+            planned = dataclasses.replace(job, dependencies=deps[job.name])
             spec = self.job_spec(exp_id, planned, fake, workdir)
             out.append(await registry.get_backend(job.executor).dryrun(spec))
         return out
@@ -207,6 +249,8 @@ class Engine:
                 TASK_FILE: dumps(job.task),
                 EXECUTOR_FILE: _json(job.executor.to_dict()),
             }
+            if job.package is not None:
+                files[job.name][PROVENANCE_FILE] = _json(job.package.provenance.to_dict())
             jobs.append(
                 JobRecord(
                     name=job.name,
@@ -230,7 +274,9 @@ class Engine:
         return self.store.create(record, files)
 
     async def launch(self, plan: Plan) -> ExperimentRecord:
-        """Record, then submit every job in dependency order; returns the recorded experiment."""
+        """Package, record, then submit every job in dependency order."""
+        self.validate(plan)
+        await self.package(plan)
         record = self.record(plan)
         await self.submit_recorded(record.id, plan)
         return self.store.load(record.id)
@@ -247,7 +293,7 @@ class Engine:
                 self._set_unsubmittable(exp_id, job.name, JobState.CANCELLED, reason)
                 failed[job.name] = reason
                 continue
-            planned = PlannedJob(job.name, job.task, job.executor, deps[job.name])
+            planned = dataclasses.replace(job, dependencies=deps[job.name])
             spec = self.job_spec(exp_id, planned, handles, workdir)
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
@@ -371,8 +417,13 @@ class Engine:
         overrides: Sequence[str] = (),
         *,
         executor: str | None = None,
+        repackage: bool = False,
     ) -> Plan:
-        """A new plan from a recorded experiment, with overrides applied; parent is set."""
+        """A new plan from a recorded experiment, with overrides applied; parent is set.
+
+        The parent's archive is reused when it is still in the package cache (same code,
+        nothing to upload); ``repackage`` packages the current tree instead.
+        """
         from core.overrides import apply_overrides
 
         record = self.store.load(exp_id)
@@ -391,8 +442,37 @@ class Engine:
             if per_job.get(job.name):
                 task = apply_overrides(task, per_job[job.name], factories=factories)
             profile = self.profile(executor) if executor else self.executor_of(exp_id, job.name)
-            plan.jobs.append(PlannedJob(job.name, task, profile, list(job.dependencies)))
+            package = None if repackage else self.recorded_package(exp_id, job.name)
+            plan.jobs.append(PlannedJob(job.name, task, profile, list(job.dependencies), package))
         return plan
+
+    def provenance_of(self, exp_id: str, job: str) -> dict[str, Any] | None:
+        """The stored code provenance of a job, or None when it ran without packaging."""
+        import json
+
+        try:
+            return dict(json.loads(self.store.read_job_file(exp_id, job, PROVENANCE_FILE)))
+        except FileNotFoundError:
+            return None
+
+    def recorded_package(self, exp_id: str, job: str) -> Any:
+        """The job's archive as a reusable package, if it is still cached and intact."""
+        from core.packaging import PackageResult, Provenance, file_sha256
+
+        data = self.provenance_of(exp_id, job)
+        sha = (data or {}).get("archive_sha256")
+        if not data or not sha:
+            return None
+        archive = self.package_cache / f"{sha}.tar.gz"
+        if not archive.is_file() or file_sha256(archive) != sha:
+            return None
+        return PackageResult(
+            archive=archive,
+            sha256=sha,
+            size=archive.stat().st_size,
+            provenance=Provenance.from_dict(data),
+            reused=True,
+        )
 
     def _factories(self, workspace: str | None) -> dict[str, Any]:
         if not workspace:

@@ -7,7 +7,7 @@ log bytes from an offset. Everything else (recording, retries, the UI) lives in 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -65,6 +65,13 @@ class JobSpec:
     secret_env: dict[str, str] = field(default_factory=dict)
     dependencies: list[Handle] = field(default_factory=list)
     task_file: str | None = None
+    #: The packaged code (``<sha256>.tar.gz`` on this machine) the job must run in, if any.
+    #: Backends make it available (extract locally, or upload content-addressed and extract
+    #: remotely, verifying the hash) and run the job from the extracted directory.
+    archive: str | None = None
+    archive_sha256: str | None = None
+    #: Called with (bytes_done, bytes_total) while the archive is uploaded.
+    progress: Callable[[int, int], None] | None = None
 
 
 @dataclass

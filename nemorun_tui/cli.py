@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("relaunch", help="run a past experiment again, with overrides")
     p.add_argument("exp", metavar="EXP")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument(
+        "--repackage",
+        action="store_true",
+        help="package the current code instead of reusing the parent's archive",
+    )
     _common_launch(p, name=False)
 
     p = sub.add_parser("recipes", help="list the workspace's recipes")
@@ -160,6 +165,11 @@ def _user_error_code(exc: Exception) -> int | None:
         from core.overrides import OverrideError
 
         if isinstance(exc, OverrideError):
+            return EXIT_USAGE
+    if "core.packaging" in sys.modules:
+        from core.packaging import PackagingError
+
+        if isinstance(exc, PackagingError):
             return EXIT_USAGE
     if "core.recipes" in sys.modules:
         from core import recipes
@@ -250,7 +260,9 @@ def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
 
 def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
     exp_id = engine.store.resolve(args.exp)
-    plan = engine.relaunch_plan(exp_id, args.overrides, executor=args.executor)
+    plan = engine.relaunch_plan(
+        exp_id, args.overrides, executor=args.executor, repackage=args.repackage
+    )
     return _launch(plan, engine, args)
 
 
@@ -262,6 +274,18 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
                 print(f"## {name}\n{text.rstrip()}")
         return EXIT_OK
     quiet = args.quiet
+    engine.validate(plan)
+    for warning in asyncio.run(engine.package(plan)):
+        _progress(f"warning: {warning}")
+    if not quiet:
+        for job in plan.jobs:
+            pkg = job.package
+            if pkg is not None and pkg.sha256:
+                how = "reused" if pkg.reused else "packaged"
+                _progress(
+                    f"{job.name}: code {how} ({pkg.size / 1e6:.1f} MB, sha256 {pkg.sha256[:12]})"
+                )
+        engine.upload_progress = _upload_meter()
     record = engine.record(plan)
     if not quiet:
         parent = f" (relaunch of {plan.parent})" if plan.parent else ""
@@ -487,6 +511,26 @@ def _open_app(args: argparse.Namespace) -> int:
 
 
 # -- output helpers ----------------------------------------------------------------------
+def _upload_meter() -> Any:
+    """Progress for uploads: bytes, percentage and rate, at most a few lines a second."""
+    state = {"start": 0.0, "last": 0.0}
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == 0 or not state["start"]:
+            state["start"] = now
+        if done < total and now - state["last"] < 0.5:
+            return
+        state["last"] = now
+        rate = done / max(now - state["start"], 1e-6)
+        pct = 100.0 * done / total if total else 100.0
+        _progress(
+            f"upload {done / 1e6:.1f}/{total / 1e6:.1f} MB ({pct:.0f}%, {rate / 1e6:.1f} MB/s)"
+        )
+
+    return report
+
+
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -206,6 +207,8 @@ class LocalBackend:
         self._reap()
         run_dir = os.path.abspath(job.job_dir)
         handle = Handle(self.name, "local", run_dir)
+        if job.archive:
+            job = dataclasses.replace(job, workdir=_extract_code(job, Path(run_dir) / "code"))
         spec = self._render_spec(job, own_dir=run_dir)
         if not os.path.isdir(spec["workdir"]):
             raise BackendError(f"workdir {spec['workdir']} does not exist")
@@ -463,3 +466,35 @@ class LocalBackend:
     async def close(self) -> None:
         """Nothing to release (jobs keep running); collect supervisors that already exited."""
         self._reap()
+
+
+def _extract_code(job: JobSpec, dest: Path) -> str:
+    """Unpack the job's packaged code into ``dest`` after checking its hash; returns ``dest``.
+
+    Extraction happens once per job directory (a retried submit reuses it). The tar "data"
+    filter refuses absolute paths, ``..`` and device files, so an archive cannot write
+    outside ``dest``.
+    """
+    import hashlib
+    import tarfile
+
+    if (dest / ".nemorun-extracted").exists():
+        return str(dest)
+    archive = Path(str(job.archive))
+    digest = hashlib.sha256()
+    try:
+        with open(archive, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise BackendError(f"packaged code {archive} cannot be read: {exc}") from None
+    if job.archive_sha256 and digest.hexdigest() != job.archive_sha256:
+        raise BackendError(
+            f"packaged code {archive} hashes to {digest.hexdigest()}, expected "
+            f"{job.archive_sha256}; refusing to run it"
+        )
+    _private_dir(dest)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(dest, filter="data")
+    _touch_private(dest / ".nemorun-extracted")
+    return str(dest)
