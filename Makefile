@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	@$(PY) -m compileall -q core backends nemorun_tui >/dev/null
 	@touch $(STAMP)
 
 setup: $(STAMP)

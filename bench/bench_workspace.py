@@ -1,14 +1,16 @@
-"""A minimal workspace for the end-to-end Partial benchmark."""
+"""A minimal workspace for the end-to-end Partial benchmark, written as NeMo Run users do.
 
-from core.recipes import recipe
+``import nemorun_tui as run`` resolves ``run.Partial`` when a recipe runs, so the job
+process (which only imports this module to find ``noop``) never loads fiddle.
+"""
 
-from core.config import Partial
+import nemorun_tui as run
 
 
 def noop(message: str = "done") -> None:
     print(message)
 
 
-@recipe(name="noop", help="a Partial that prints one line")
-def noop_recipe() -> Partial:
-    return Partial(noop, message="hello from a Partial")
+@run.recipe(name="noop", help="a Partial that prints one line")
+def noop_recipe() -> "run.Partial":
+    return run.Partial(noop, message="hello from a Partial")

@@ -141,14 +141,14 @@ class Engine:
         A refusing policy raises (``PackagingError``) before anything is recorded. Jobs that
         already carry a package (a relaunch reusing its parent's archive) are left alone.
         """
-        from core.fsutil import ensure_private_dir
-        from core.packaging import Packager, as_packager
-
         warnings: list[str] = []
         done: dict[str, Any] = {}
         for job in plan.jobs:
             if job.package is not None or job.executor.packager is None:
                 continue
+            from core.fsutil import ensure_private_dir
+            from core.packaging import Packager, as_packager
+
             packager = as_packager(job.executor.packager)
             if type(packager) is Packager:
                 continue

@@ -21,10 +21,9 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "experiment.json"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 class StoreError(Exception):
@@ -202,7 +201,7 @@ class ExperimentRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ExperimentSummary:
     """One row of a listing, served from the index."""
 
@@ -276,7 +275,7 @@ class Store:
     # -- create / read / update ----------------------------------------------------------
     def new_id(self, title: str) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
-        return f"{slugify(title)}-{stamp}-{secrets.token_hex(2)}"
+        return f"{slugify(title)}-{stamp}-{os.urandom(2).hex()}"
 
     def create(
         self,
@@ -303,6 +302,8 @@ class Store:
             )
             os.rename(staging, final)
         except BaseException:
+            import shutil
+
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self._index_record(record, self._manifest_mtime(record.id))
@@ -420,34 +421,29 @@ class Store:
             raise ExperimentNotFound(f"no experiment `{exp_id}`")
         trash = self.experiments_dir / f".deleting-{exp_id}"
         os.rename(directory, trash)
+        import shutil
+
         shutil.rmtree(trash, ignore_errors=True)
         db = self._index()
         with db:
             db.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
 
     # -- listing -------------------------------------------------------------------------
-    def list(self) -> list[ExperimentSummary]:
-        """Every experiment, newest first; damaged ones included with their reason."""
+    def list(self, *, limit: int | None = None) -> list[ExperimentSummary]:
+        """Every experiment (or the newest ``limit``), newest first; damaged ones included."""
         self._refresh_index()
-        rows = self._index().execute(
-            "SELECT id, title, created_at, state, parent, tags, backends, n_jobs, ended_at,"
-            " damaged FROM experiments ORDER BY created_at DESC, id DESC"
-        )
-        return [
-            ExperimentSummary(
-                id=r[0],
-                title=r[1],
-                created_at=r[2],
-                state=r[3],
-                parent=r[4],
-                tags=tuple(json.loads(r[5])),
-                backends=tuple(json.loads(r[6])),
-                n_jobs=r[7],
-                ended_at=r[8],
-                damaged=r[9],
-            )
-            for r in rows
-        ]
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM experiments ORDER BY created_at DESC, id DESC"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        return [_summary(r) for r in self._index().execute(sql, params)]
+
+    def summaries(self, where: str, params: tuple[Any, ...]) -> list[ExperimentSummary]:
+        """Rows matching an SQL condition on the index (after reconciling it)."""
+        self._refresh_index()
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE {where}"
+        return [_summary(r) for r in self._index().execute(sql, params)]
 
     def resolve(self, ref: str) -> str:
         """An id from an exact id, a unique id prefix, or a title (the latest wins)."""
@@ -456,18 +452,19 @@ class Store:
             raise ExperimentNotFound("empty experiment reference")
         if not ref.startswith(".") and "/" not in ref and (self.experiments_dir / ref).is_dir():
             return ref
-        summaries = self.list()
-        prefixed = [s for s in summaries if s.id.startswith(ref)]
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        prefixed = self.summaries("id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",))
+        prefixed = [s for s in prefixed if s.id.startswith(ref)]  # LIKE ignores case
         if len(prefixed) == 1:
             return prefixed[0].id
-        titled = [s for s in summaries if s.title == ref]
+        titled = self.summaries("title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,))
         if titled:
-            return max(titled, key=lambda s: (s.created_at, s.id)).id
+            return titled[0].id
         if len(prefixed) > 1:
             shown = ", ".join(s.id for s in prefixed[:5])
-            more = f" and {len(prefixed) - 5} more" if len(prefixed) > 5 else ""
+            more = " and more" if len(prefixed) > 5 else ""
             raise AmbiguousExperiment(
-                f"`{ref}` matches {len(prefixed)} experiments ({shown}{more}); give more of the id"
+                f"`{ref}` matches several experiments ({shown}{more}); give more of the id"
             )
         raise ExperimentNotFound(
             f"no experiment matches `{ref}` (by id, id prefix or title); see `nemorun-tui ls`"
@@ -503,12 +500,15 @@ class Store:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != INDEX_VERSION:
             db.execute("DROP TABLE IF EXISTS experiments")
+            db.execute("DROP TABLE IF EXISTS meta")
             db.execute(
                 "CREATE TABLE experiments (id TEXT PRIMARY KEY, title TEXT, created_at REAL,"
                 " state TEXT, parent TEXT, tags TEXT, backends TEXT, n_jobs INTEGER,"
                 " ended_at REAL, damaged TEXT, mtime_ns INTEGER)"
             )
-            db.execute("CREATE INDEX by_title ON experiments(title)")
+            db.execute("CREATE INDEX by_title ON experiments(title, created_at)")
+            db.execute("CREATE INDEX by_created ON experiments(created_at, id)")
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             db.execute(f"PRAGMA user_version={INDEX_VERSION}")
         return db
 
@@ -534,38 +534,57 @@ class Store:
         except sqlite3.Error:
             pass  # the index is a cache; the next listing reconciles from manifests
 
-    def _refresh_index(self) -> None:
-        """Reconcile the cache with the manifests on disk (cheap: one stat per experiment)."""
-        db = self._index()
-        known = dict(db.execute("SELECT id, mtime_ns FROM experiments"))
+    def _scan_manifests(self) -> dict[str, int]:
+        """Manifest mtime of every experiment folder (-1: folder without a manifest).
+
+        One ``stat`` per experiment, relative to an open directory fd (shorter path walks):
+        this is what lets a hand-edited or truncated manifest show up in the next listing.
+        """
         on_disk: dict[str, int] = {}
         try:
-            entries = os.scandir(self.experiments_dir)
+            dir_fd = os.open(self.experiments_dir, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
-            entries = iter(())  # type: ignore[assignment]
-        with entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
+            return on_disk
+        try:
+            with os.scandir(dir_fd) as entries:
+                names = [e.name for e in entries if not e.name.startswith(".")]
+            stat = os.stat
+            for name in names:
                 try:
-                    on_disk[entry.name] = os.stat(os.path.join(entry.path, MANIFEST)).st_mtime_ns
+                    on_disk[name] = stat(f"{name}/{MANIFEST}", dir_fd=dir_fd).st_mtime_ns
                 except FileNotFoundError:
-                    on_disk[entry.name] = -1 if entry.is_dir() else -2
+                    if os.path.isdir(os.path.join(self.experiments_dir, name)):
+                        on_disk[name] = -1
                 except NotADirectoryError:
-                    on_disk[entry.name] = -2
-        on_disk = {k: v for k, v in on_disk.items() if v != -2}
+                    continue
+        finally:
+            os.close(dir_fd)
+        return on_disk
+
+    def _refresh_index(self) -> None:
+        """Reconcile the cache with the manifests on disk.
+
+        A fingerprint of every (id, mtime) pair is kept in the index: when it matches, the
+        cache is known fresh without comparing rows one by one.
+        """
+        db = self._index()
+        on_disk = self._scan_manifests()
+        fingerprint = f"{len(on_disk)}:" + format(
+            zlib.crc32("\n".join([f"{k}:{v}" for k, v in on_disk.items()]).encode()), "x"
+        )
+        row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        if row is not None and row[0] == fingerprint:
+            return
+        known = dict(db.execute("SELECT id, mtime_ns FROM experiments"))
         stale = [i for i, m in on_disk.items() if known.get(i) != m]
         gone = [i for i in known if i not in on_disk]
-        if not stale and not gone:
-            return
-        rows = []
-        for exp_id in stale:
-            rows.append(self._row_from_disk(exp_id, on_disk[exp_id]))
+        rows = [self._row_from_disk(exp_id, on_disk[exp_id]) for exp_id in stale]
         with db:
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
             )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
 
     def _row_from_disk(self, exp_id: str, mtime_ns: int) -> tuple[Any, ...]:
         try:
@@ -578,8 +597,8 @@ class Store:
                 created,
                 "DAMAGED",
                 None,
-                "[]",
-                "[]",
+                "",
+                "",
                 0,
                 None,
                 exc.reason,
@@ -592,6 +611,7 @@ class Store:
         db = self._index()
         with db:
             db.execute("DELETE FROM experiments")
+            db.execute("DELETE FROM meta")
         self._refresh_index()
 
     def index_rows(self) -> list[tuple[Any, ...]]:
@@ -605,6 +625,24 @@ class Store:
         )
 
 
+_SUMMARY_COLUMNS = "id, title, created_at, state, parent, tags, backends, n_jobs, ended_at, damaged"
+
+
+def _summary(r: tuple[Any, ...]) -> ExperimentSummary:
+    return ExperimentSummary(
+        r[0], r[1], r[2], r[3], r[4], _split(r[5]), _split(r[6]), r[7], r[8], r[9]
+    )
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(text.split("\x1f")) if text else ()
+
+
+def _join(items: list[str]) -> str:
+    """Tags/backends in one column, separated by the ASCII unit separator (fast to split)."""
+    return "\x1f".join(items)
+
+
 def _row(record: ExperimentRecord, mtime_ns: int) -> tuple[Any, ...]:
     return (
         record.id,
@@ -612,8 +650,8 @@ def _row(record: ExperimentRecord, mtime_ns: int) -> tuple[Any, ...]:
         record.created_at,
         record.state.value,
         record.parent,
-        json.dumps(record.tags),
-        json.dumps(record.backends),
+        _join(record.tags),
+        _join(record.backends),
         len(record.jobs),
         record.ended_at,
         None,

@@ -9,7 +9,6 @@ app opens; the CLI path stays fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from core.engine import Engine, Plan
-    from core.store import ExperimentRecord, StateChange
+    from core.store import ExperimentRecord, StateChange, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_WORKSPACE = str(Path(__file__).with_name("demo_workspace.py"))
@@ -198,15 +197,28 @@ def _workspace_ref(args: argparse.Namespace, engine: Engine) -> str:
     )
 
 
+def _store(args: argparse.Namespace) -> Store:
+    """The store alone: listing and reading need neither the engine nor asyncio."""
+    from core.settings import resolve_home
+    from core.store import Store
+
+    return Store(resolve_home(args.home))
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    engine = _engine(args)
     command = args.command
+    if command == "ls":
+        return _cmd_ls(args, _store(args))
+    if command == "status":
+        return _cmd_status(args, _store(args))
+    if command == "rebuild-index":
+        store = _store(args)
+        store.rebuild_index()
+        print(f"index rebuilt: {len(store.list())} experiments", file=sys.stderr)
+        return EXIT_OK
+    engine = _engine(args)
     if command == "run":
         return _cmd_run(args, engine)
-    if command == "ls":
-        return _cmd_ls(args, engine)
-    if command == "status":
-        return _cmd_status(args, engine)
     if command == "logs":
         return _cmd_logs(args, engine)
     if command == "cancel":
@@ -215,10 +227,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_relaunch(args, engine)
     if command == "recipes":
         return _cmd_recipes(args, engine)
-    if command == "rebuild-index":
-        engine.store.rebuild_index()
-        print(f"index rebuilt: {len(engine.store.list())} experiments", file=sys.stderr)
-        return EXIT_OK
     raise UsageError(f"unknown command {command}")
 
 
@@ -267,6 +275,8 @@ def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
+    import asyncio
+
     if getattr(args, "dryrun", False):
         for result in asyncio.run(engine.dryrun(plan)):
             print(f"# backend: {result.backend}\n# {result.summary}")
@@ -296,6 +306,8 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
 async def _submit_and_wait(
     engine: Engine, plan: Plan, exp_id: str, *, detach: bool, quiet: bool
 ) -> int:
+    import asyncio
+
     try:
         await engine.submit_recorded(exp_id, plan)
         record = engine.store.load(exp_id)
@@ -326,6 +338,8 @@ async def _wait_streaming(engine: Engine, exp_id: str, *, quiet: bool) -> Experi
     Ctrl-C cancels the live jobs (and waits for that), instead of leaving them orphaned or
     hanging; a second Ctrl-C leaves at once.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     interrupted = {"n": 0}
@@ -389,10 +403,8 @@ def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
 
 
 # -- ls / status -----------------------------------------------------------------------
-def _cmd_ls(args: argparse.Namespace, engine: Engine) -> int:
-    rows = engine.store.list()
-    if args.limit is not None:
-        rows = rows[: args.limit]
+def _cmd_ls(args: argparse.Namespace, store: Store) -> int:
+    rows = store.list(limit=args.limit)
     if args.json:
         _print_json([r.to_dict() for r in rows])
         return EXIT_OK
@@ -410,15 +422,20 @@ def _cmd_ls(args: argparse.Namespace, engine: Engine) -> int:
     return EXIT_OK
 
 
-def _cmd_status(args: argparse.Namespace, engine: Engine) -> int:
-    exp_id = engine.store.resolve(args.exp)
-    if not args.no_refresh:
+def _cmd_status(args: argparse.Namespace, store: Store) -> int:
+    exp_id = store.resolve(args.exp)
+    record = store.load(exp_id)
+    if not args.no_refresh and not record.state.is_terminal:
+        # Only live jobs are polled; a finished experiment needs no engine at all.
+        import asyncio
+
+        engine = _engine(args)
         asyncio.run(_refresh_and_close(engine, exp_id))
-    record = engine.store.load(exp_id)
+        record = engine.store.load(exp_id)
     if args.json:
         data = record.to_dict()
         data["state"] = record.state.value
-        data["events"] = engine.store.events(exp_id)
+        data["events"] = store.events(exp_id)
         _print_json(data)
     else:
         print(f"{record.id}  {record.title}  {record.state.value}")
@@ -453,6 +470,8 @@ async def _refresh_and_close(engine: Engine, exp_id: str) -> None:
 
 # -- logs / cancel / recipes ------------------------------------------------------------
 def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
+    import asyncio
+
     exp_id = engine.store.resolve(args.exp)
     stream = "stderr" if args.stderr else "stdout"
 
@@ -472,6 +491,8 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace, engine: Engine) -> int:
+    import asyncio
+
     exp_id = engine.store.resolve(args.exp)
 
     async def go() -> list[str]:

@@ -108,7 +108,7 @@ def test_resolve_by_id_prefix_and_title(tmp_path: Path) -> None:
     assert store.resolve(first.id) == first.id
     assert store.resolve(other.id[:6]) == other.id
     assert store.resolve("alpha") == second.id  # the latest with that title
-    with pytest.raises(AmbiguousExperiment, match="matches 2"):
+    with pytest.raises(AmbiguousExperiment, match="matches several"):
         store.resolve("alpha-")
     with pytest.raises(ExperimentNotFound, match="no experiment matches `nope`"):
         store.resolve("nope")
