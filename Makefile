@@ -29,6 +29,7 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 bench: setup
+	@$(PY) -m compileall -q core backends nemorun_tui >/dev/null  # PYTHONDONTWRITEBYTECODE may be set
 	$(PY) bench/run_all.py
 
 screenshots: setup
