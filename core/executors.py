@@ -63,6 +63,8 @@ class ExecutorProfile:
 def _packager_to_dict(packager: Any) -> Any:
     if packager is None:
         return None
+    if isinstance(packager, dict):  # as written in config.toml; rebuilt by core.packaging
+        return dict(packager)
     to_dict = getattr(packager, "to_dict", None)
     if callable(to_dict):
         return to_dict()
@@ -102,3 +104,141 @@ def profile_from_dict(data: dict[str, Any]) -> ExecutorProfile:
 def profile_types() -> dict[str, type[ExecutorProfile]]:
     """Known profile classes by backend name."""
     return dict(_PROFILE_TYPES)
+
+
+# --------------------------------------------------------------------------- Slurm
+# Appended for the Slurm backend. Tunnels say *how* the cluster is reached (NeMo Run's names):
+# ``LocalTunnel`` on the login node itself, ``SSHTunnel`` from a laptop. They are plain data;
+# the transports live in core.local_transport / core.ssh_transport and load on first use.
+
+
+@dataclass
+class LocalTunnel:
+    """The cluster's commands are local (we run on the login node)."""
+
+    job_dir: str = ""
+
+    def target(self) -> str:
+        return "local"
+
+
+@dataclass
+class SSHTunnel:
+    """Reach the login node over SSH. ``host`` may be an alias from ``~/.ssh/config``.
+
+    ``user``/``port``/``identity`` left empty come from the SSH config (then OpenSSH's
+    defaults); ``ssh_config`` and ``known_hosts`` override the files read (default
+    ``~/.ssh/config`` and ``~/.ssh/known_hosts``). Host keys are always verified.
+    """
+
+    host: str = ""
+    user: str | None = None
+    job_dir: str = ""
+    port: int | None = None
+    identity: str | None = None
+    ssh_config: str | None = None
+    known_hosts: str | None = None
+
+    def target(self) -> str:
+        # Unresolved on purpose (no config parsing here); the transport registry resolves
+        # aliases, so two spellings of one host still share a connection.
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"ssh://{user}{self.host}{port}"
+
+
+def _tunnel_from(value: Any) -> LocalTunnel | SSHTunnel:
+    """Accept a tunnel object or its stored/config.toml dict form."""
+    if isinstance(value, LocalTunnel | SSHTunnel):
+        return value
+    if value is None:
+        return LocalTunnel()
+    if not isinstance(value, dict):
+        raise ValueError(f"tunnel must be LocalTunnel, SSHTunnel or a table, not {value!r}")
+    data = dict(value)
+    kind = str(data.pop("__type__", "") or data.pop("type", "")).lower()
+    if kind in ("sshtunnel", "ssh") or (not kind and data.get("host")):
+        cls: type[LocalTunnel | SSHTunnel] = SSHTunnel
+    elif kind in ("localtunnel", "local", ""):
+        cls = LocalTunnel
+    else:
+        raise ValueError(f"unknown tunnel type {kind!r} (use 'ssh' or 'local')")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+@register_profile
+@dataclass
+class SlurmExecutor(ExecutorProfile):
+    """Submit to Slurm with sbatch (NeMo Run's SlurmExecutor field names).
+
+    ``tunnel`` says how the cluster is reached. In config.toml, ``host``/``user``/``port``/
+    ``identity``/``ssh_config``/``job_dir`` may be given flat instead of a ``tunnel`` table;
+    they are folded into an :class:`SSHTunnel`. ``poll_rate`` caps scheduler queries
+    (squeue/sacct) per second for the whole cluster, far below Slurm's per-user RPC limits.
+    ``array`` (e.g. ``"0-3"`` or ``"0-99%10"``) makes one array job; its tasks are addressed
+    as ``<jobid>_<task>``.
+    """
+
+    backend: ClassVar[str] = "slurm"
+    account: str | None = None
+    partition: str | None = None
+    time: str | None = None
+    nodes: int = 1
+    ntasks_per_node: int = 1
+    cpus_per_task: int | None = None
+    gpus_per_node: int | None = None
+    gpus_per_task: int | None = None
+    mem: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    exclude: str | None = None
+    gres: str | None = None
+    array: str | None = None
+    exclusive: bool | None = None
+    container_image: str | None = None
+    container_mounts: list[str] = field(default_factory=list)
+    srun_args: list[str] = field(default_factory=list)
+    setup_lines: str | None = None
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    dependency_type: str = "afterok"
+    job_dir: str = ""
+    tunnel: Any = field(default_factory=LocalTunnel)
+    poll_rate: float = 0.5
+    poll_burst: int = 2
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    identity: str | None = None
+    ssh_config: str | None = None
+
+    def __post_init__(self) -> None:
+        self.tunnel = _tunnel_from(self.tunnel)
+        if self.host:
+            if isinstance(self.tunnel, SSHTunnel) and self.tunnel.host not in ("", self.host):
+                raise ValueError(f"host {self.host!r} conflicts with tunnel {self.tunnel!r}")
+            base = self.tunnel if isinstance(self.tunnel, SSHTunnel) else SSHTunnel()
+            self.tunnel = dataclasses.replace(
+                base,
+                host=self.host,
+                user=self.user or base.user,
+                port=self.port or base.port,
+                identity=self.identity or base.identity,
+                ssh_config=self.ssh_config or base.ssh_config,
+                job_dir=base.job_dir or self.job_dir,
+            )
+            # Stored once, inside the tunnel.
+            self.host = self.user = self.port = self.identity = self.ssh_config = None
+        if not self.tunnel.job_dir and self.job_dir:
+            self.tunnel.job_dir = self.job_dir
+        if not self.job_dir:
+            self.job_dir = self.tunnel.job_dir
+        if self.poll_rate <= 0:
+            raise ValueError("poll_rate must be > 0 (scheduler calls per second)")
+
+    def target(self) -> str:
+        """One target per cluster: local login node, or an SSH destination."""
+        return self.tunnel.target()

@@ -29,7 +29,14 @@ wait_for() {  # wait_for SECONDS command...: poll until the command succeeds
     for _ in $(seq 1 $((n * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
     return 1
 }
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PIDFILE NAME: the pid file names a live process called NAME (a stale file left by a
+# killed earlier run may point at an unrelated process that reused the pid).
+alive() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] &&
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 
 mkdir -p "$D/spool/ctld" "$D/spool/d" "$D/log" /run/munge /var/log/munge /var/lib/munge /run/mysqld /etc/slurm
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
@@ -121,20 +128,20 @@ fi
 mysql -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurmpw'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 
 # 3. slurmdbd (creates its schema on first start: 2-20 s)
-if ! alive "$D/slurmdbd.pid"; then
+if ! alive "$D/slurmdbd.pid" slurmdbd; then
     /usr/sbin/slurmdbd
 fi
 wait_for 120 sacctmgr -n list cluster || fail "slurmdbd did not answer"
 sacctmgr -n -P list cluster format=cluster | grep -qx ci || sacctmgr -i -Q add cluster ci >/dev/null
 
 # 4. slurmctld + slurmd
-if alive "$D/slurmctld.pid" && scontrol ping 2>/dev/null | grep -q UP; then
+if alive "$D/slurmctld.pid" slurmctld && scontrol ping 2>/dev/null | grep -q UP; then
     if [ "$CONF_CHANGED" = 1 ]; then scontrol reconfigure || fail "scontrol reconfigure failed"; fi
 else
     /usr/sbin/slurmctld
     wait_for 30 sh -c 'scontrol ping | grep -q UP' || fail "slurmctld did not start"
 fi
-if ! alive "$D/slurmd.pid"; then
+if ! alive "$D/slurmd.pid" slurmd; then
     /usr/sbin/slurmd -N localhost
 fi
 if ! wait_for 30 sh -c 'sinfo -h -o %T | grep -Eq "^(idle|mixed|allocated)"'; then

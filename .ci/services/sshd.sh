@@ -61,7 +61,13 @@ chmod 600 "$D/ssh_config"
 
 /usr/sbin/sshd -t -f "$D/sshd_config"
 
-running() { [ -s "$D/sshd.pid" ] && kill -0 "$(cat "$D/sshd.pid")" 2>/dev/null; }
+# A live sshd under that pid (a stale pid file from a killed earlier run may name another process).
+running() {
+    local pid
+    pid=$(cat "$D/sshd.pid" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sshd ] &&
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 if running; then
     # Pick up a changed config without dropping live connections.
     kill -HUP "$(cat "$D/sshd.pid")"

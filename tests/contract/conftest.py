@@ -159,9 +159,53 @@ async def local_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
         await backend.close()
 
 
+# --------------------------------------------------------------------------- slurm
+
+
+def _slurm_target(over_ssh: bool) -> ContractFactory:
+    """Slurm on the CI cluster, from the login node or over SSH (same machine, shared paths)."""
+
+    @contextlib.asynccontextmanager
+    async def factory(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+        from backends.slurm import SlurmBackend
+        from backends.slurm.ci import slurm_available, sshd_available, sshd_service
+        from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+
+        require_service(*slurm_available())
+        tunnel: LocalTunnel | SSHTunnel = LocalTunnel()
+        if over_ssh:
+            require_service(*sshd_available())
+            sshd = sshd_service()
+            tunnel = SSHTunnel(
+                host=sshd.alias, ssh_config=sshd.ssh_config, job_dir=str(tmp_path / "remote")
+            )
+        executor = SlurmExecutor(tunnel=tunnel, poll_rate=10.0, poll_burst=2)
+        backend = SlurmBackend.from_profile(executor)
+        make_spec, workdir = spec_factory(tmp_path, executor)
+        try:
+            yield ContractTarget(
+                name="slurm-ssh" if over_ssh else "slurm-local",
+                backend=backend,
+                make_spec=make_spec,
+                workdir=workdir,
+                unknown_handle=Handle("slurm", executor.target(), "999999990"),
+                read_file=read_local_file,
+                timeout=60.0,
+                poll_interval=0.2,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await backend.cancel_experiment("contract")
+            await backend.close()
+
+    return factory
+
+
 #: name -> factory. Add a backend here (see the module docstring); nothing else changes.
 CONTRACT_TARGETS: dict[str, ContractFactory] = {
     "local": local_target,
+    "slurm-local": _slurm_target(over_ssh=False),
+    "slurm-ssh": _slurm_target(over_ssh=True),
 }
 
 

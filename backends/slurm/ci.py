@@ -1,0 +1,98 @@
+"""Where the CI services started by ``.ci/services/{slurm,sshd}.sh`` leave their files.
+
+Tests, the contract suite and ``bench/bench_slurm.py`` find the real cluster and sshd here.
+Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
+
+* ``sshd/id_ed25519``   client key accepted for ``root`` on 127.0.0.1:2222
+* ``sshd/known_hosts``  the server's host key, pinned
+* ``sshd/ssh_config``   ``Host nemorun-ci`` alias carrying all of the above
+* ``sshd/sshd.pid``, ``sshd/sshd.log``  the running sshd and its log
+* ``slurm/``            Slurm state, logs and pid files
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def ci_dir() -> Path:
+    return Path(os.environ.get("NEMORUN_CI_DIR", "/tmp/nemorun-ci"))
+
+
+@dataclass(frozen=True)
+class SSHDService:
+    """The CI sshd: how to reach it and where its files are."""
+
+    host: str
+    port: int
+    user: str
+    identity: str
+    known_hosts: str
+    ssh_config: str
+    alias: str
+    pid_file: str
+    log_file: str
+
+    def pid(self) -> int | None:
+        try:
+            return int(Path(self.pid_file).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def sshd_service() -> SSHDService:
+    d = ci_dir() / "sshd"
+    return SSHDService(
+        host="127.0.0.1",
+        port=int(os.environ.get("NEMORUN_CI_SSH_PORT", "2222")),
+        user="root",
+        identity=str(d / "id_ed25519"),
+        known_hosts=str(d / "known_hosts"),
+        ssh_config=str(d / "ssh_config"),
+        alias="nemorun-ci",
+        pid_file=str(d / "sshd.pid"),
+        log_file=str(d / "sshd.log"),
+    )
+
+
+def sshd_available() -> tuple[bool, str]:
+    """(up?, why not) — the key files exist and the port accepts TCP connections."""
+    s = sshd_service()
+    for path in (s.identity, s.known_hosts, s.ssh_config):
+        if not Path(path).exists():
+            return False, f"CI sshd not set up ({path} missing; run .ci/services/sshd.sh)"
+    try:
+        with socket.create_connection((s.host, s.port), timeout=2):
+            pass
+    except OSError as exc:
+        return (
+            False,
+            f"CI sshd not reachable on {s.host}:{s.port} ({exc}; run .ci/services/sshd.sh)",
+        )
+    return True, ""
+
+
+def slurm_available() -> tuple[bool, str]:
+    """(up?, why not) — sbatch exists and the controller answers with an idle/mixed node."""
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        return False, "Slurm client not installed (run .ci/services/slurm.sh)"
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"sinfo failed: {exc}"
+    states = out.stdout.split()
+    if out.returncode != 0 or not any(
+        s.rstrip("*~#") in ("idle", "mixed", "allocated", "completing") for s in states
+    ):
+        return (
+            False,
+            f"Slurm not running ({(out.stderr or out.stdout).strip()}; run .ci/services/slurm.sh)",
+        )
+    return True, ""

@@ -1,0 +1,228 @@
+"""Render the sbatch script and command for one job, with no side effects (dry run = submit).
+
+Two quoting worlds meet here and each gets its own rule:
+
+* ``#SBATCH`` directives are parsed by sbatch itself, which understands double quotes only.
+  A value made of safe characters is written bare, any other is double-quoted, and a value
+  that cannot be expressed (a newline or a double quote) is refused instead of mangled.
+* The body is bash: every argv element and every environment value goes through
+  :func:`shlex.quote`. Only ``setup_lines`` is shell code by definition and is kept verbatim.
+
+Secret environment values never appear: they are passed to ``sbatch --export=ALL`` through
+the environment of the sbatch process.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+import string
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+from core.protocol import BackendError, JobSpec
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_@%+=:,./~\-\[\]]+$")
+_OPTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH_PART = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class _Template(string.Template):
+    """``@{name}`` placeholders: ``$`` stays bash's."""
+
+    delimiter = "@"
+
+
+def _template() -> _Template:
+    text = resources.files("backends.slurm").joinpath("sbatch.sh.tmpl").read_text()
+    return _Template(text)
+
+
+def directive_value(name: str, value: Any) -> str:
+    """A value as sbatch's directive parser will read it back unchanged."""
+    text = str(value)
+    if "\n" in text or "\r" in text or '"' in text:
+        raise BackendError(f"--{name} value {text!r} contains a newline or a double quote")
+    if _SAFE_VALUE.match(text):
+        return text
+    return f'"{text}"'
+
+
+def path_part(text: str) -> str:
+    """A name safe as one path component (experiment ids and job names are already, mostly)."""
+    cleaned = _PATH_PART.sub("_", text).strip(".") or "_"
+    return cleaned
+
+
+def job_key_file(job_dir: str, job_id: str, stream: str) -> str:
+    """Where Slurm writes a job's (or array task's) stdout/stderr."""
+    ext = "out" if stream == "stdout" else "err"
+    return posixpath.join(job_dir, f"slurm-{job_id}.{ext}")
+
+
+def exit_code_file(job_dir: str, job_id: str) -> str:
+    return posixpath.join(job_dir, f"exitcode-{job_id}")
+
+
+@dataclass
+class Rendered:
+    """Everything a submission writes and runs."""
+
+    job_dir: str
+    script_path: str
+    script: str
+    sbatch_argv: list[str]
+    marker_path: str
+    task_upload: tuple[str, str] | None  # (local task file, remote path)
+    argv: list[str]
+
+
+def remote_job_dir(executor: SlurmExecutor, job: JobSpec) -> str:
+    """``<tunnel.job_dir>/<experiment>/<job>``; on a login node without one, the store's dir."""
+    base = executor.tunnel.job_dir or executor.job_dir
+    if base:
+        return posixpath.join(base, path_part(job.experiment_id), path_part(job.job_name))
+    if isinstance(executor.tunnel, LocalTunnel):
+        return job.job_dir
+    raise BackendError(
+        "SSHTunnel needs job_dir: a directory on the cluster for scripts and logs "
+        "(e.g. SSHTunnel(host=..., job_dir='/scratch/me/nemorun'))"
+    )
+
+
+def _directives(executor: SlurmExecutor, job: JobSpec, job_dir: str) -> list[tuple[str, Any]]:
+    pattern = "%A_%a" if executor.array else "%j"
+    opts: list[tuple[str, Any]] = [
+        ("job-name", job.run_tag),
+        ("comment", f"nemorun:{job.experiment_id}/{job.job_name}"),
+        ("chdir", job_dir),
+        ("output", posixpath.join(job_dir, f"slurm-{pattern}.out")),
+        ("error", posixpath.join(job_dir, f"slurm-{pattern}.err")),
+        # A requeued job appends to its logs, so offsets already read stay valid.
+        ("open-mode", "append"),
+    ]
+    simple = [
+        ("account", executor.account),
+        ("partition", executor.partition),
+        ("time", executor.time),
+        ("nodes", executor.nodes),
+        ("ntasks-per-node", executor.ntasks_per_node),
+        ("cpus-per-task", executor.cpus_per_task),
+        ("gpus-per-node", executor.gpus_per_node),
+        ("gpus-per-task", executor.gpus_per_task),
+        ("mem", executor.mem),
+        ("qos", executor.qos),
+        ("constraint", executor.constraint),
+        ("exclude", executor.exclude),
+        ("gres", executor.gres),
+        ("array", executor.array),
+    ]
+    opts.extend((k, v) for k, v in simple if v not in (None, ""))
+    if executor.exclusive:
+        opts.append(("exclusive", True))
+    for key, value in executor.additional_parameters.items():
+        name = str(key).replace("_", "-")
+        if not _OPTION_NAME.match(name):
+            raise BackendError(f"additional_parameters: invalid sbatch option name {key!r}")
+        if value is None or value is False:
+            continue
+        opts.append((name, value))
+    return opts
+
+
+def _uses_srun(executor: SlurmExecutor) -> bool:
+    return bool(
+        executor.nodes > 1
+        or executor.ntasks_per_node > 1
+        or executor.container_image
+        or executor.srun_args
+    )
+
+
+def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None) -> Rendered:
+    """The script, the sbatch command and the files, for ``job``; pure."""
+    job_dir = job_dir or remote_job_dir(executor, job)
+    argv = list(job.argv)
+    upload = None
+    if job.task_file:
+        remote_task = posixpath.join(job_dir, posixpath.basename(job.task_file))
+        argv = [remote_task if a == job.task_file else a for a in argv]
+        upload = (job.task_file, remote_task)
+
+    lines = []
+    for name, value in _directives(executor, job, job_dir):
+        if value is True:
+            lines.append(f"#SBATCH --{name}")
+        else:
+            lines.append(f"#SBATCH --{name}={directive_value(name, value)}")
+
+    env = {
+        **executor.env_vars,
+        **job.env,
+        "NEMORUN_EXPERIMENT_ID": job.experiment_id,
+        "NEMORUN_JOB_NAME": job.job_name,
+        "NEMORUN_RUN_TAG": job.run_tag,
+        "NEMORUN_JOB_DIR": job_dir,
+    }
+    exports = []
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise BackendError(f"invalid environment variable name {name!r}")
+        if name in job.secret_env:
+            continue  # never on disk
+        exports.append(f"export {name}={shlex.quote(str(value))}")
+
+    command = argv
+    if _uses_srun(executor):
+        srun = ["srun", *map(str, executor.srun_args)]
+        if executor.container_image:
+            srun.append(f"--container-image={executor.container_image}")
+            if executor.container_mounts:
+                srun.append(f"--container-mounts={','.join(executor.container_mounts)}")
+            srun.append("--container-workdir=" + job.workdir)
+        command = [*srun, *argv]
+    if not command:
+        raise BackendError("the job has no command (empty argv)")
+
+    script_path = posixpath.join(job_dir, f"sbatch-{path_part(job.run_tag)}.sh")
+    sbatch = ["sbatch", "--parsable", "--export=ALL"]
+    deps = [h.job_id for h in job.dependencies]
+    if deps:
+        sbatch.append(f"--dependency={executor.dependency_type}:{':'.join(deps)}")
+        # A dependent of a failed job is cancelled (with a reason) instead of pending forever,
+        # even on clusters without DependencyParameters=kill_invalid_depend.
+        sbatch.append("--kill-on-invalid-dep=yes")
+    sbatch.append(script_path)
+
+    script = _template().substitute(
+        job_name=job.job_name.replace("\n", " "),
+        experiment_id=job.experiment_id.replace("\n", " "),
+        run_tag=job.run_tag.replace("\n", " "),
+        submit_command=shlex.join(sbatch),
+        directives="\n".join(lines),
+        env_exports="\n".join(exports),
+        q_job_dir=shlex.quote(job_dir),
+        q_workdir=shlex.quote(job.workdir or job_dir),
+        setup_lines=(executor.setup_lines or "").rstrip("\n"),
+        command=shlex.join(str(a) for a in command),
+    )
+    return Rendered(
+        job_dir=job_dir,
+        script_path=script_path,
+        script=script,
+        sbatch_argv=sbatch,
+        marker_path=posixpath.join(job_dir, f".submitted-{path_part(job.run_tag)}"),
+        task_upload=upload,
+        argv=argv,
+    )
+
+
+def describe_tunnel(executor: SlurmExecutor) -> str:
+    t = executor.tunnel
+    if isinstance(t, SSHTunnel):
+        return f"over SSH to {t.target().removeprefix('ssh://')}"
+    return "on this login node"
