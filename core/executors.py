@@ -209,6 +209,9 @@ class SlurmExecutor(ExecutorProfile):
     tunnel: Any = field(default_factory=LocalTunnel)
     poll_rate: float = 0.5
     poll_burst: int = 2
+    #: Interpreter on the cluster for Python tasks (default: this machine's sys.executable,
+    #: right on a login node or a shared filesystem).
+    python: str = ""
     host: str | None = None
     user: str | None = None
     port: int | None = None

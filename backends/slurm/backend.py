@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 from backends.slurm import parse
 from backends.slurm.script import (
+    code_dir,
     describe_tunnel,
     exit_code_file,
     job_key_file,
+    package_cache_dir,
     render,
 )
-from core.executors import ExecutorProfile, SlurmExecutor, SSHTunnel
+from core.executors import ExecutorProfile, LocalTunnel, SlurmExecutor, SSHTunnel
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.states import JobState, StatusReport
 from core.transport import Transport, TransportError
@@ -225,6 +227,8 @@ class SlurmBackend:
             if rendered.task_upload is not None:
                 local, remote = rendered.task_upload
                 await t.put(Path(local), remote)
+            if job.archive and job.archive_sha256:
+                await self._ship_code(executor, job, rendered.job_dir)
             if await t.size(rendered.marker_path) is not None:
                 # An earlier attempt got as far as sbatch: it may have gone through.
                 found = await self.lookup_tag(job.run_tag)
@@ -265,6 +269,32 @@ class SlurmBackend:
             if found is not None:
                 return self._remember_submit(found, rendered.job_dir, executor)
         raise BackendError(f"sbatch of {job.job_name} failed after 3 attempts: {last_error}")
+
+    async def _ship_code(self, executor: SlurmExecutor, job: JobSpec, job_dir: str) -> None:
+        """Make the packaged code available in ``<job_dir>/code``, verified by its hash.
+
+        On a login node (LocalTunnel) the archive is already on this filesystem; over SSH it
+        is uploaded into a content-addressed cache first, so unchanged code is never re-sent.
+        """
+        from core.packaging import PackagingError, extract_archive, upload_archive
+
+        t = self.transport()
+        assert job.archive is not None and job.archive_sha256 is not None
+        try:
+            if isinstance(executor.tunnel, LocalTunnel):
+                remote_archive = job.archive
+            else:
+                result = await upload_archive(
+                    t,
+                    Path(job.archive),
+                    job.archive_sha256,
+                    package_cache_dir(executor, job_dir),
+                    progress=job.progress,
+                )
+                remote_archive = result.remote_path
+            await extract_archive(t, remote_archive, code_dir(job_dir), job.archive_sha256)
+        except PackagingError as exc:
+            raise BackendError(f"cannot ship the code of {job.job_name}: {exc}") from exc
 
     def _remember_submit(self, job_id: str, job_dir: str, executor: SlurmExecutor) -> Handle:
         self._dirs[job_id] = job_dir

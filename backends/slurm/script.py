@@ -18,6 +18,7 @@ import posixpath
 import re
 import shlex
 import string
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -147,6 +148,11 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
     """The script, the sbatch command and the files, for ``job``; pure."""
     job_dir = job_dir or remote_job_dir(executor, job)
     argv = list(job.argv)
+    if executor.python and argv and argv[0] == sys.executable:
+        # The engine names this machine's interpreter; the cluster's may live elsewhere.
+        argv[0] = executor.python
+    # Packaged code is extracted into <job_dir>/code (see SlurmBackend.submit).
+    workdir = code_dir(job_dir) if job.archive else (job.workdir or job_dir)
     upload = None
     if job.task_file:
         remote_task = posixpath.join(job_dir, posixpath.basename(job.task_file))
@@ -183,7 +189,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
             srun.append(f"--container-image={executor.container_image}")
             if executor.container_mounts:
                 srun.append(f"--container-mounts={','.join(executor.container_mounts)}")
-            srun.append("--container-workdir=" + job.workdir)
+            srun.append("--container-workdir=" + workdir)
         command = [*srun, *argv]
     if not command:
         raise BackendError("the job has no command (empty argv)")
@@ -206,7 +212,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         directives="\n".join(lines),
         env_exports="\n".join(exports),
         q_job_dir=shlex.quote(job_dir),
-        q_workdir=shlex.quote(job.workdir or job_dir),
+        q_workdir=shlex.quote(workdir),
         setup_lines=(executor.setup_lines or "").rstrip("\n"),
         command=shlex.join(str(a) for a in command),
     )
@@ -219,6 +225,19 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         task_upload=upload,
         argv=argv,
     )
+
+
+def code_dir(job_dir: str) -> str:
+    """Where a job's packaged code is extracted on the cluster."""
+    return posixpath.join(job_dir, "code")
+
+
+def package_cache_dir(executor: SlurmExecutor, job_dir: str) -> str:
+    """The cluster-side content-addressed archive cache: ``<job_dir root>/.packages``."""
+    base = executor.tunnel.job_dir or executor.job_dir
+    if base:
+        return posixpath.join(base, ".packages")
+    return posixpath.join(job_dir, ".packages")
 
 
 def describe_tunnel(executor: SlurmExecutor) -> str:
