@@ -121,7 +121,8 @@ fi
 
 # 2. MariaDB (accounting store)
 if ! mysqladmin ping >/dev/null 2>&1; then
-    nohup /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 >"$D/log/mariadb.log" 2>&1 &
+    # setsid: its own session, so ending the shell (or job group) that started it cannot kill it
+    setsid nohup /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 >"$D/log/mariadb.log" 2>&1 < /dev/null &
     echo $! > "$D/mariadb.pid"
     wait_for 60 mysqladmin ping || fail "mariadb did not start"
 fi
