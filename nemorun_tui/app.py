@@ -1,0 +1,849 @@
+"""The nemorun-tui app: four panes over the engine, keyboard first, never blocked by IO.
+
+How IO stays off the UI thread:
+
+* Every engine call (monitor ticks, launches, cancels, store reads) runs on one background
+  thread with its own asyncio loop (:class:`EngineBridge`). One thread, because the store's
+  sqlite index connection belongs to the thread that opened it, and because loop-bound
+  backend clients (SSH connections) must always see the same loop. The UI awaits results
+  through ``asyncio.wrap_future`` and a hanging backend simply leaves that await pending.
+* Periodic work (store listing, monitor ticks) is a :class:`ChainedPoll`: the next run is
+  scheduled with a timer only after the previous one finished, so polls never overlap or
+  pile up behind a slow cluster.
+* Tables update as keyed diffs and nothing is refreshed when nothing changed, so an idle
+  app writes nothing to the terminal.
+
+Importing this module imports textual; the CLI imports it only to open the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import gc
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Footer
+
+from nemorun_tui.messages import (
+    CancelRequested,
+    EngineEvent,
+    Launched,
+    OpenDetail,
+    OpenLogs,
+    RelaunchRequested,
+    StoreChanged,
+)
+from nemorun_tui.widgets.format import TERMINAL_STATES
+from nemorun_tui.widgets.pane_bar import PANES, PaneBar
+from nemorun_tui.widgets.runs_pane import RunsPane
+from nemorun_tui.widgets.runs_table import RunsTable
+
+if TYPE_CHECKING:
+    from textual.command import Provider
+
+    from core.engine import Engine
+    from nemorun_tui.widgets.compose_pane import ComposePane
+    from nemorun_tui.widgets.detail_pane import DetailPane
+    from nemorun_tui.widgets.logs_pane import LogsPane
+
+T = TypeVar("T")
+
+
+
+class EngineBridge:
+    """Runs engine coroutines and blocking store calls on one background loop thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="nemorun-engine", daemon=True)
+        self._started = False
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        """Start the engine thread (idempotent)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the engine loop; returns a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await an engine coroutine from the UI loop without blocking it."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking engine/store function on the engine thread and await its result."""
+
+        async def wrapper() -> T:
+            return fn(*args, **kwargs)
+
+        return await self.call(wrapper())
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Close backends, cancel what still runs, stop the loop, join the thread (bounded).
+
+        A backend stuck in a blocking call cannot be interrupted; after ``timeout`` the
+        thread (a daemon) is left to finish on its own and the app exits anyway.
+        """
+        if not self._started or not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            from core import registry
+
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(registry.close_all(), timeout)
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        future = self.submit(shutdown())
+        with contextlib.suppress(Exception):
+            future.result(timeout=timeout * 2)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=timeout)
+
+
+class ChainedPoll:
+    """Run ``job`` now and then every ``interval`` seconds *after* it finished.
+
+    ``poke()`` asks for an early run: immediately if idle, or right after the current one.
+    A job that raises is reported through ``on_error`` and the chain goes on.
+    """
+
+    def __init__(
+        self,
+        app: App[Any],
+        name: str,
+        job: Callable[[], Awaitable[None]],
+        interval: float,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.job = job
+        self.interval = interval
+        self.on_error = on_error
+        self._timer: Timer | None = None
+        self._running = False
+        self._again = False
+        self._stopped = False
+        self.runs = 0
+
+    def start(self) -> None:
+        """Begin the chain with an immediate run."""
+        self._stopped = False
+        self._launch()
+
+    def stop(self) -> None:
+        """End the chain; a run in progress finishes but schedules nothing."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def poke(self) -> None:
+        """Run as soon as possible (never two at once)."""
+        if self._stopped:
+            return
+        if self._running:
+            self._again = True
+            return
+        self._launch()
+
+    def _launch(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._running = True
+        self.app.run_worker(self._run(), group=f"poll-{self.name}", exit_on_error=False)
+
+    async def _run(self) -> None:
+        try:
+            await self.job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.on_error(exc)
+        finally:
+            self._running = False
+            self.runs += 1
+        if self._stopped:
+            return
+        if self._again:
+            self._again = False
+            self._launch()
+        else:
+            self._timer = self.app.set_timer(self.interval, self._launch, name=self.name)
+
+
+class NemorunApp(App[int]):
+    """k9s for ML runs: Runs, Compose, Logs, Detail."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "nemorun-tui"
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {lambda: _runs_provider()}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("1", "pane('runs')", "Runs", show=False, id="pane-runs"),
+        Binding("2", "pane('compose')", "Compose", show=False, id="pane-compose"),
+        Binding("3", "pane('logs')", "Logs", show=False, id="pane-logs"),
+        Binding("4", "pane('detail')", "Detail", show=False, id="pane-detail"),
+        Binding("l", "logs", "Logs", id="logs"),
+        Binding("r", "relaunch", "Relaunch", id="relaunch"),
+        Binding("e", "edit", "Edit+relaunch", id="edit"),
+        Binding("c", "cancel", "Cancel", id="cancel"),
+        Binding("slash", "filter", "Filter", id="filter"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        workspace: str | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_seconds: float | None = None,
+        listing_seconds: float | None = None,
+        log_max_rate: float = 10.0,
+        monitor: bool = True,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.workspace = workspace
+        self.clock = clock
+        self.bridge = EngineBridge(engine)
+        settings = engine.settings
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.ui.poll_seconds
+        self.listing_seconds = (
+            listing_seconds if listing_seconds is not None else max(1.0, self.poll_seconds)
+        )
+        self.log_max_rate = log_max_rate
+        self.monitor_enabled = monitor
+        self.bell_enabled = settings.ui.bell
+        self._summaries: dict[str, Any] = {}
+        self._error_seen: dict[str, float] = {}
+        self._listing: ChainedPoll | None = None
+        self._monitor: ChainedPoll | None = None
+        self._monitor_queue: asyncio.Queue[Any] | None = None
+        self._ticker: Timer | None = None
+        self._spools: dict[tuple[str, str, str], concurrent.futures.Future[None]] = {}
+        self._select_after_listing: str | None = None
+        self.watched: set[str] = set()
+        self.panes_ready = asyncio.Event()
+        self._mounting_panes = False
+        # Start reading the store before Textual has even set up the screen: the listing
+        # (tens of ms for 10k runs) overlaps the app's own start-up.
+        self.bridge.start()
+        self._prefetch: concurrent.futures.Future[Any] | None = self.bridge.submit(
+            _call(engine.store.list)
+        )
+        self.first_rows_at: float | None = None
+        with contextlib.suppress(Exception):
+            self.theme = settings.ui.theme
+        if settings.keys:
+            self.set_keymap(dict(settings.keys))
+
+    def wait_for_prefetch(self, timeout: float) -> None:
+        """Give the first store listing up to ``timeout`` s before Textual starts.
+
+        Listing and Textual's start-up both want the CPU (one GIL): run in parallel, each
+        takes twice as long and the first rows appear later than if the listing runs alone
+        first. A slow store (NFS) still cannot hold the screen back for more than
+        ``timeout``: the app then starts with "loading…" and the rows follow.
+        """
+        if self._prefetch is not None:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                self._prefetch.result(timeout)
+
+    # -- composition ------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        """Pane bar, the panes (one ContentSwitcher), footer."""
+        yield PaneBar(id="pane-bar")
+        with ContentSwitcher(initial="runs", id="panes"):
+            yield RunsPane(clock=self.clock, id="runs")
+        yield Footer()
+
+    @property
+    def main(self) -> Screen[Any]:
+        """The default screen, even while a modal (help, confirm) is on top."""
+        return self.screen_stack[0]
+
+    def compose_extra_panes(self) -> ComposeResult:
+        """Compose, Logs and Detail panes, imported and built after the first frame."""
+        from nemorun_tui.widgets.compose_pane import ComposePane
+        from nemorun_tui.widgets.detail_pane import DetailPane
+        from nemorun_tui.widgets.logs_pane import LogsPane
+
+        yield ComposePane(id="compose")
+        yield LogsPane(id="logs", max_rate=self.log_max_rate)
+        yield DetailPane(clock=self.clock, id="detail")
+
+    async def _mount_extra_panes(self) -> None:
+        """Mount the hidden panes once the run list is on screen (a faster first frame)."""
+        if self.panes_ready.is_set() or self._mounting_panes:
+            return
+        self._mounting_panes = True
+        switcher = self.main.query_one(ContentSwitcher)
+        panes = list(self.compose_extra_panes())
+        for pane in panes:
+            pane.display = False  # the switcher only hides children it had when mounted
+        await switcher.mount_all(panes)
+        self.panes_ready.set()
+        self._check_keymap()
+
+    def _check_keymap(self) -> None:
+        """Say so when config.toml ``[keys]`` names a binding that does not exist."""
+        from nemorun_tui.screens.help import own_bindings
+
+        wanted = set(self.engine.settings.keys)
+        if not wanted:
+            return
+        known = {b.id for b in own_bindings(self) if b.id}
+        for node in self.main.walk_children():
+            known.update(b.id for b in own_bindings(node) if b.id)
+        unknown = sorted(wanted - known)
+        if unknown:
+            self.notify(
+                f"config.toml [keys]: no binding called {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}",
+                title="Settings",
+                severity="warning",
+                timeout=12,
+            )
+
+    async def panes(self) -> None:
+        """Wait until every pane is mounted (mounting them now if needed)."""
+        if not self.panes_ready.is_set():
+            await self._mount_extra_panes()
+            await self.panes_ready.wait()
+
+    @property
+    def compose_pane(self) -> ComposePane:
+        """The Compose pane."""
+        return self.main.query_one("#compose")  # type: ignore[return-value]
+
+    @property
+    def logs_pane(self) -> LogsPane:
+        """The Logs pane."""
+        return self.main.query_one("#logs")  # type: ignore[return-value]
+
+    @property
+    def detail_pane(self) -> DetailPane:
+        """The Detail pane."""
+        return self.main.query_one("#detail")  # type: ignore[return-value]
+
+    @property
+    def runs_pane(self) -> RunsPane:
+        """The Runs pane."""
+        return self.main.query_one(RunsPane)
+
+    @property
+    def runs_table(self) -> RunsTable:
+        """The experiments table."""
+        return self.main.query_one(RunsTable)
+
+    @property
+    def active_pane(self) -> str:
+        """Id of the pane on screen."""
+        return self.main.query_one(ContentSwitcher).current or "runs"
+
+    # -- lifecycle --------------------------------------------------------------------
+    def on_mount(self) -> None:
+        """Start the listing and monitor chains and the 1 Hz ticker (the engine runs)."""
+        self.runs_table.focus()
+        self._listing = ChainedPoll(
+            self, "listing", self._list_store, self.listing_seconds, self._poll_failed
+        )
+        self._monitor = ChainedPoll(
+            self, "monitor", self._tick_monitor, self.poll_seconds, self._poll_failed
+        )
+        self._listing.start()
+        if self.monitor_enabled:
+            self._subscribe_monitor()
+        self._ticker = self.set_interval(1.0, self._tick_clock, name="clock")
+
+    async def on_unmount(self) -> None:
+        """Stop polling and the engine thread."""
+        for chain in (self._listing, self._monitor):
+            if chain is not None:
+                chain.stop()
+        self.bridge.stop()
+
+    # -- polling ----------------------------------------------------------------------
+    async def _list_store(self) -> None:
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            summaries = await asyncio.wrap_future(prefetch)
+        else:
+            summaries = await self.bridge.run(self.engine.store.list)
+        first = not self.runs_table.loaded
+        self._summaries = {s.id: s for s in summaries}
+        self.runs_pane.apply(summaries)
+        if self._select_after_listing and self.runs_table.move_cursor_to(
+            self._select_after_listing
+        ):
+            self._select_after_listing = None
+        if first:
+            self.first_rows_at = time.perf_counter()
+            # Everything alive now (textual, modules, the first listing) lives as long as the
+            # app: keep it out of future full collections so they stay short (no hitches).
+            gc.freeze()
+            self.call_after_refresh(self._mount_extra_panes)
+            if self.monitor_enabled and self._monitor is not None:
+                self._monitor.start()
+        self._reload_highlighted_jobs()
+
+    def _live_ids(self) -> list[str]:
+        return [
+            s.id
+            for s in self._summaries.values()
+            if not s.damaged and s.state not in TERMINAL_STATES
+        ]
+
+    async def _tick_monitor(self) -> None:
+        ids = self._live_ids()
+        if not ids:
+            return
+        await self.bridge.call(self.engine.refresh(ids))
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        self.report_error(f"{type(exc).__name__}: {exc}")
+
+    def _subscribe_monitor(self) -> None:
+        async def forward() -> None:
+            queue = self.engine.monitor.subscribe()
+            while True:
+                event = await queue.get()
+                self.post_message(EngineEvent(event))
+
+        self.bridge.submit(forward())
+
+    @on(EngineEvent)
+    def _engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if hasattr(event, "new") and hasattr(event, "exp_id"):
+            if self._listing is not None:
+                self._listing.poke()
+            if self.panes_ready.is_set() and event.exp_id == self.detail_pane.exp_id:
+                self._load_detail(event.exp_id)
+            if event.new.is_terminal:
+                self._run_ended(event)
+        else:
+            where = f"{event.backend}@{event.target}"
+            self.report_error(f"poll of {where} failed: {event.message}", key=where)
+
+    def _run_ended(self, change: Any) -> None:
+        severity = "information" if change.new.value == "SUCCEEDED" else "warning"
+        reason = f" ({change.report.reason})" if change.report.reason else ""
+        code = change.report.exit_code
+        exit_text = f", exit {code}" if code is not None else ""
+        self.notify(
+            f"{change.exp_id} / {change.job}: {change.new.value}{exit_text}{reason}",
+            title="Run ended",
+            severity=severity,
+        )
+        if self.bell_enabled:
+            self.bell()
+
+    def report_error(self, text: str, *, key: str | None = None, every: float = 30.0) -> None:
+        """A notification for a backend/store problem; the same one at most every ``every`` s."""
+        key = key or text
+        now = time.monotonic()
+        if now - self._error_seen.get(key, -1e9) < every:
+            return
+        self._error_seen[key] = now
+        self.notify(text, title="Backend error", severity="error", timeout=8)
+
+    def _tick_clock(self) -> None:
+        """Once a second: let live rows update their coarse durations (usually a no-op)."""
+        pane = self.active_pane
+        if pane == "runs":
+            self.runs_table.tick()
+            self.runs_pane.jobs.tick()
+        elif pane == "detail" and self.panes_ready.is_set():
+            self.detail_pane.tick()
+
+    @on(StoreChanged)
+    def _store_changed(self) -> None:
+        if self._listing is not None:
+            self._listing.poke()
+        if self._monitor is not None:
+            self._monitor.poke()
+
+    # -- the highlighted experiment's jobs ----------------------------------------------
+    @on(RunsTable.Highlighted)
+    def _highlighted(self, message: RunsTable.Highlighted) -> None:
+        self._reload_highlighted_jobs()
+
+    def _reload_highlighted_jobs(self) -> None:
+        exp_id = self.runs_table.cursor_id
+        if exp_id is None:
+            self.runs_pane.jobs.show(None)
+            return
+        self._load_jobs(exp_id)
+
+    @work(group="jobs-panel", exclusive=True, exit_on_error=False)
+    async def _load_jobs(self, exp_id: str) -> None:
+        await asyncio.sleep(0.03)  # let fast cursor movement settle before reading
+        try:
+            record = await self.bridge.run(self.engine.store.load, exp_id)
+        except Exception as exc:
+            self.runs_pane.jobs.show(None)
+            self.runs_pane.update_status(f"{exp_id}: {exc}")
+            return
+        if self.runs_table.cursor_id == exp_id:
+            self.runs_pane.jobs.show(record)
+
+    # -- current run ----------------------------------------------------------------------
+    def current_exp_id(self) -> str | None:
+        """The experiment the keys act on: highlighted in Runs, shown in Detail or Logs."""
+        pane = self.active_pane
+        if pane == "runs":
+            return self.runs_table.cursor_id
+        getter = getattr(self.main.query_one(f"#{pane}"), "current_exp_id", None)
+        if callable(getter):
+            return getter()
+        return self.runs_table.cursor_id
+
+    def _need_run(self) -> str | None:
+        exp_id = self.current_exp_id()
+        if exp_id is None:
+            self.notify("no experiment selected", severity="warning", timeout=3)
+        return exp_id
+
+    # -- actions --------------------------------------------------------------------------
+    async def action_pane(self, pane: str) -> None:
+        """Switch to a pane by id."""
+        if pane not in {key for key, _ in PANES}:
+            return
+        if pane != "runs":
+            await self.panes()
+        self.main.query_one(ContentSwitcher).current = pane
+        self.main.query_one(PaneBar).active = pane
+        target = self.main.query_one(f"#{pane}")
+        focus = getattr(target, "focus_default", None)
+        if callable(focus):
+            focus()
+        elif pane == "runs":
+            self.runs_table.focus()
+
+    @on(PaneBar.Clicked)
+    async def _pane_clicked(self, message: PaneBar.Clicked) -> None:
+        await self.action_pane(message.pane)
+
+    async def action_filter(self) -> None:
+        """``/``: search the log in Logs, otherwise filter the Runs table."""
+        if self.active_pane == "logs" and self.logs_pane.view is not None:
+            self.logs_pane.start_search()
+            return
+        await self.action_pane("runs")
+        self.runs_pane.open_filter()
+
+    def action_help(self) -> None:
+        """Show every key of the current pane."""
+        from nemorun_tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.active_pane))
+
+    def action_logs(self) -> None:
+        """Open the current run's logs."""
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.post_message(OpenLogs(exp_id))
+
+    def action_relaunch(self) -> None:
+        """Relaunch the current run as is."""
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.post_message(RelaunchRequested(exp_id, edit=False))
+
+    def action_edit(self) -> None:
+        """Open the current run in Compose to edit and relaunch it."""
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.post_message(RelaunchRequested(exp_id, edit=True))
+
+    def action_cancel(self) -> None:
+        """Cancel the current run's live jobs, after confirmation."""
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.post_message(CancelRequested(exp_id))
+
+    @on(RunsTable.Selected)
+    def _run_selected(self, message: RunsTable.Selected) -> None:
+        self.post_message(OpenDetail(message.exp_id))
+
+    @on(OpenDetail)
+    async def _open_detail(self, message: OpenDetail) -> None:
+        await self.panes()
+        self.detail_pane.show_loading(message.exp_id)
+        await self.action_pane("detail")
+        self._load_detail(message.exp_id)
+
+    @work(group="detail", exclusive=True, exit_on_error=False)
+    async def _load_detail(self, exp_id: str) -> None:
+        from nemorun_tui.widgets.detail_pane import load_detail
+
+        try:
+            data = await self.bridge.run(load_detail, self.engine, exp_id)
+        except Exception as exc:
+            self.detail_pane.show_error(exp_id, str(exc))
+            return
+        if self.detail_pane.exp_id == exp_id:
+            self.detail_pane.show(data)
+
+    # -- logs -------------------------------------------------------------------------------
+    @on(OpenLogs)
+    def _open_logs(self, message: OpenLogs) -> None:
+        self._resolve_logs(message.exp_id, message.job, message.stream)
+
+    @work(group="open-logs", exit_on_error=False)
+    async def _resolve_logs(self, exp_id: str, job: str | None, stream: str) -> None:
+        await self.panes()
+        try:
+            record = await self.bridge.run(self.engine.store.load, exp_id)
+        except Exception as exc:
+            self.report_error(f"{exp_id}: {exc}")
+            return
+        if not record.jobs:
+            self.notify(f"{exp_id} has no jobs", severity="warning")
+            return
+        rec = record.job(job) if job else record.jobs[0]
+        if rec.handle is None:
+            self.notify(
+                f"{rec.name} of {exp_id} was never submitted ({rec.state.value})",
+                severity="warning",
+            )
+            return
+        job_dir = Path(self.engine.store.job_dir(exp_id, rec.name))
+        local = job_dir / "logs" / f"{stream}.log"
+        if rec.backend == "local" and await self.bridge.run(local.exists):
+            path = local
+        else:
+            path = job_dir / "logs" / f".fetched-{stream}.log"
+            self._start_spool(exp_id, rec.name, stream, path)
+        from nemorun_tui.widgets.logs_pane import LogKey
+
+        key = LogKey(exp_id, rec.name, stream)
+        pane = self.logs_pane
+        current = pane.current_key
+        replace = (
+            current is not None
+            and current.exp_id == exp_id
+            and current.job == rec.name
+            and current.stream != stream
+        )
+        pane.open_log(key, str(path), replace=replace)
+        await self.action_pane("logs")
+        if len(record.jobs) > 1 and job is None:
+            others = ", ".join(j.name for j in record.jobs[1:])
+            self.notify(f"other jobs: {others} (L in Detail opens every job's log)", timeout=4)
+
+    def _start_spool(self, exp_id: str, job: str, stream: str, path: Path) -> None:
+        """Copy a remote log stream into a local file the log view follows (resumable)."""
+        key = (exp_id, job, stream)
+        if key in self._spools and not self._spools[key].done():
+            return
+        engine = self.engine
+
+        async def spool() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            offset = path.stat().st_size if path.exists() else 0
+            with path.open("ab") as out:
+                async for chunk in engine.logs(
+                    exp_id,
+                    job,
+                    follow=True,
+                    offset=offset,
+                    stream=stream,  # type: ignore[arg-type]
+                ):
+                    out.write(chunk)
+                    out.flush()
+
+        future = self.bridge.submit(spool())
+
+        def done(f: concurrent.futures.Future[None]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                self.call_from_thread(
+                    self.report_error, f"logs of {exp_id}/{job}: {type(exc).__name__}: {exc}"
+                )
+
+        future.add_done_callback(done)
+        self._spools[key] = future
+
+    # -- relaunch / cancel / launch -------------------------------------------------------------
+    @on(RelaunchRequested)
+    async def _relaunch(self, message: RelaunchRequested) -> None:
+        if message.edit:
+            from nemorun_tui.widgets.compose_pane import ComposeSource
+
+            await self.panes()
+            self.compose_pane.start(ComposeSource(parent=message.exp_id))
+            await self.action_pane("compose")
+            return
+        self._relaunch_as_is(message.exp_id)
+
+    @work(group="relaunch", exit_on_error=False)
+    async def _relaunch_as_is(self, exp_id: str) -> None:
+        try:
+            plan = await self.bridge.run(self.engine.relaunch_plan, exp_id)
+        except Exception as exc:
+            self.report_error(f"cannot relaunch {exp_id}: {exc}", every=0)
+            return
+        await self.launch_plan(plan)
+
+    def on_compose_pane_launch_requested(self, message: Any) -> None:
+        """Compose asked to launch its plan."""
+        self.run_worker(self.launch_plan(message.plan), group="launch", exit_on_error=False)
+
+    async def launch_plan(self, plan: Any) -> str | None:
+        """Record ``plan`` (intent first), then submit it on the engine thread."""
+        try:
+            record = await self.bridge.run(self.engine.record, plan)
+        except Exception as exc:
+            self.report_error(f"cannot launch {plan.title}: {exc}", every=0)
+            return None
+        parent = f" (relaunch of {plan.parent})" if plan.parent else ""
+        self.notify(f"{record.id} recorded{parent}; submitting…", title="Launched", timeout=4)
+        self.watched.add(record.id)
+        self._select_after_listing = record.id
+        self.post_message(Launched(record.id))
+        await self.action_pane("runs")
+        try:
+            await self.bridge.call(self.engine.submit_recorded(record.id, plan))
+        except Exception as exc:
+            self.report_error(f"submit of {record.id} failed: {exc}", every=0)
+        self.post_message(StoreChanged())
+        return record.id
+
+    @on(CancelRequested)
+    def _cancel(self, message: CancelRequested) -> None:
+        self._confirm_cancel(message.exp_id, message.job)
+
+    @work(group="cancel", exit_on_error=False)
+    async def _confirm_cancel(self, exp_id: str, job: str | None) -> None:
+        from nemorun_tui.screens.confirm import ConfirmScreen
+
+        try:
+            record = await self.bridge.run(self.engine.store.load, exp_id)
+        except Exception as exc:
+            self.report_error(f"{exp_id}: {exc}", every=0)
+            return
+        live = [j.name for j in record.jobs if not j.state.is_terminal and (job in (None, j.name))]
+        if not live:
+            self.notify(f"nothing to cancel: every job of {exp_id} has ended", timeout=3)
+            return
+        question = f"Cancel {', '.join(live)} of {exp_id}?\nRunning processes are stopped."
+        if not await self.push_screen_wait(ConfirmScreen(question, yes="Cancel run", no="Keep")):
+            self.notify("not cancelled", timeout=2)
+            return
+        self.notify(f"cancelling {exp_id}…", timeout=3)
+        try:
+            asked = await self.bridge.call(self.engine.cancel(exp_id, job))
+        except Exception as exc:
+            self.report_error(f"cancel of {exp_id} failed: {exc}", every=0)
+            return
+        finally:
+            self.post_message(StoreChanged())
+        if asked:
+            self.notify(f"cancel requested for {', '.join(asked)}", timeout=3)
+
+    @on(Launched)
+    def _launched(self, message: Launched) -> None:
+        self.post_message(StoreChanged())
+
+    @property
+    def summaries(self) -> dict[str, Any]:
+        """The last store listing, by id (the palette searches it without disk access)."""
+        return self._summaries
+
+    def open_run(self, exp_id: str) -> None:
+        """Palette "open run": put the Runs cursor on it and show its Detail."""
+        if not self.runs_table.move_cursor_to(exp_id):
+            self.runs_pane.action_clear_filter()
+            self.runs_table.move_cursor_to(exp_id)
+        self.post_message(OpenDetail(exp_id))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Any:
+        """Palette entries: switch pane, relaunch, plus Textual's (theme, keys, quit)."""
+        for key, label in PANES:
+            yield SystemCommand(f"Pane: {label}", f"Switch to the {label} pane", _pane(self, key))
+        yield SystemCommand(
+            "Relaunch run", "Run the current experiment again", self.action_relaunch
+        )
+        yield SystemCommand(
+            "Edit and relaunch", "Open the current run in Compose", self.action_edit
+        )
+        yield SystemCommand("Cancel run", "Cancel the current run's live jobs", self.action_cancel)
+        yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
+        yield from super().get_system_commands(screen)
+
+
+def _pane(app: NemorunApp, key: str) -> Callable[[], Any]:
+    return lambda: app.run_worker(app.action_pane(key))
+
+
+def _runs_provider() -> type[Provider]:
+    """The palette's "open run" provider, imported when the palette first opens."""
+    from nemorun_tui.commands import RunsProvider
+
+    return RunsProvider
+
+
+def _call(fn: Callable[[], T]) -> Coroutine[Any, Any, T]:
+    """Wrap a blocking call as a coroutine for the engine loop."""
+
+    async def run() -> T:
+        return fn()
+
+    return run()
+
+
+def run_app(
+    *,
+    home: str | Path | None = None,
+    workspace: str | None = None,
+    demo_workspace: str | None = None,
+) -> int:
+    """Open the app; returns the process exit code (2 when settings are broken)."""
+    import sys
+
+    from core.engine import Engine
+    from core.settings import WORKSPACE_ENV, SettingsError
+
+    try:
+        engine = Engine.from_environment(home)
+    except SettingsError as exc:
+        print(f"nemorun-tui: error: {exc}", file=sys.stderr)
+        return 2
+    ref = workspace or os.environ.get(WORKSPACE_ENV) or engine.settings.workspace or demo_workspace
+    app = NemorunApp(engine, workspace=ref)
+    app.wait_for_prefetch(0.4)
+    result = app.run()
+    return int(result or 0)

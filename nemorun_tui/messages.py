@@ -1,0 +1,68 @@
+"""Typed messages: the seams between panes and the app.
+
+Panes never reach into each other; they post one of these and the app decides what happens
+(switch pane, start a worker, ask for confirmation). Keeping them in one module makes the
+flow of the app readable in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class OpenDetail(Message):
+    """Show an experiment in the Detail pane."""
+
+    def __init__(self, exp_id: str) -> None:
+        super().__init__()
+        self.exp_id = exp_id
+
+
+class OpenLogs(Message):
+    """Open (or focus) a log tab for a job; ``job=None`` means the experiment's first job."""
+
+    def __init__(self, exp_id: str, job: str | None = None, stream: str = "stdout") -> None:
+        super().__init__()
+        self.exp_id = exp_id
+        self.job = job
+        self.stream = stream
+
+
+class RelaunchRequested(Message):
+    """Run an experiment again as it was (``edit=False``) or via Compose (``edit=True``)."""
+
+    def __init__(self, exp_id: str, *, edit: bool) -> None:
+        super().__init__()
+        self.exp_id = exp_id
+        self.edit = edit
+
+
+class CancelRequested(Message):
+    """Cancel one job (or every live job when ``job`` is None), after confirmation."""
+
+    def __init__(self, exp_id: str, job: str | None = None) -> None:
+        super().__init__()
+        self.exp_id = exp_id
+        self.job = job
+
+
+class EngineEvent(Message):
+    """A monitor event (``StateChange`` or ``PollError``) forwarded from the engine thread."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class Launched(Message):
+    """An experiment was recorded (and is being submitted) from Compose."""
+
+    def __init__(self, exp_id: str) -> None:
+        super().__init__()
+        self.exp_id = exp_id
+
+
+class StoreChanged(Message):
+    """Something the app did changed the store; refresh listings soon."""

@@ -1,0 +1,543 @@
+"""The Compose pane: pick a recipe (or a past run), edit its config tree, preview, launch.
+
+Editing is override-based: every field edit becomes a dotted override (``trainer.max_steps=
+50``) and the plan is rebuilt from the recipe (or from the parent run) with the full list of
+overrides, through the same :func:`core.overrides.apply_overrides` the CLI uses. A value that
+does not fit the field's type is rejected inline with the reason and nothing changes. The
+launched experiment records its overrides — and, for edit-and-relaunch, its parent.
+
+Plans are built on the engine thread (recipes and stored tasks may import user code and
+read files); the pane only renders the results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, OptionList, Select, Static, Tree
+from textual.widgets.option_list import Option
+
+if TYPE_CHECKING:
+    from core.engine import Plan
+
+_ENUM_DISPLAY = re.compile(r"^[A-Za-z_]\w*\.([A-Za-z_]\w*)$")
+
+
+@dataclass
+class ComposeSource:
+    """Where the plan comes from: a recipe of the workspace, or a past experiment."""
+
+    recipe: str | None = None
+    parent: str | None = None
+    title: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    profile: str | None = None  # None: the recipe's default profile / the parent's executor
+
+
+@dataclass
+class BuiltPlan:
+    """A plan plus what the tree shows for each of its jobs."""
+
+    plan: Plan
+    flat: dict[str, dict[str, str]]  # job -> path -> display value (with defaults)
+    explicit: dict[str, set[str]]  # job -> paths set explicitly (not signature defaults)
+    help: str = ""
+
+
+def override_path(text: str) -> str:
+    """The dotted path of an override (``a.b`` of ``a.b*=2``)."""
+    match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?:\+=|-=|\*=|/=|=)", text)
+    return match.group(1) if match else text
+
+
+def build_plan(engine: Any, workspace: Any, source: ComposeSource) -> BuiltPlan:
+    """Build the plan for ``source`` (blocking; raises OverrideError and friends)."""
+    from core import serialize
+    from core.engine import Plan
+
+    help_text = ""
+    if source.parent is not None:
+        plan = engine.relaunch_plan(source.parent, source.overrides, executor=source.profile)
+        if source.title:
+            plan.title = source.title
+    else:
+        if workspace is None or source.recipe is None:
+            raise ValueError("pick a recipe first")
+        recipe = workspace.get(source.recipe)
+        help_text = recipe.help or ""
+        from core.overrides import apply_overrides
+
+        task = apply_overrides(recipe.make(), source.overrides, factories=workspace.factories)
+        profile = engine.profile(source.profile)
+        plan = Plan(
+            title=source.title or recipe.name,
+            workspace=workspace.source or None,
+            recipe=recipe.name,
+            overrides=list(source.overrides),
+        )
+        plan.add(task, profile, name=recipe.name)
+    flat = {}
+    explicit = {}
+    for job in plan.jobs:
+        flat[job.name] = serialize.flatten(job.task, include_defaults=True)
+        explicit[job.name] = set(serialize.flatten(job.task))
+    return BuiltPlan(plan, flat, explicit, help_text)
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """A tree node's field: job name and dotted path inside that job's task."""
+
+    job: str
+    path: str
+    value: str
+    leaf: bool
+
+
+class FieldEditor(Input):
+    """Inline editor for one field; escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel edit", show=False),
+    ]
+
+    class Cancelled(Message):
+        """The user left the editor without applying."""
+
+    def action_cancel(self) -> None:
+        """Leave without applying."""
+        self.post_message(self.Cancelled())
+
+
+class ConfigTree(Tree[FieldRef]):
+    """The task as a tree; leaves are editable fields."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Edit field", id="edit-field"),
+        Binding("backspace,delete", "reset_field", "Reset field", id="reset-field"),
+    ]
+
+    class ResetField(Message):
+        """Remove the override of the highlighted field."""
+
+        def __init__(self, ref: FieldRef) -> None:
+            super().__init__()
+            self.ref = ref
+
+    def action_reset_field(self) -> None:
+        """Drop the override on the highlighted field."""
+        node = self.cursor_node
+        if node is not None and node.data is not None:
+            self.post_message(self.ResetField(node.data))
+
+
+class ComposePane(Vertical):
+    """Recipe list, config tree with inline editing, executor profile, dry-run preview."""
+
+    DEFAULT_CSS = """
+    ComposePane { height: 1fr; }
+    ComposePane > #compose-heading { height: auto; padding: 0 1; background: $panel; }
+    ComposePane #compose-body { height: 1fr; }
+    ComposePane #compose-left { width: 30; border-right: solid $primary 30%; }
+    ComposePane #compose-left > Label { padding: 0 1; text-style: bold; color: $accent; }
+    ComposePane #recipes { height: 1fr; border: none; }
+    ComposePane #profile { margin: 0 0 1 0; }
+    ComposePane #compose-center { width: 1fr; }
+    ComposePane #config-tree { height: 1fr; }
+    ComposePane #field-editor { display: none; }
+    ComposePane.-editing #field-editor { display: block; }
+    ComposePane #field-error { height: auto; color: $error; padding: 0 1; display: none; }
+    ComposePane #field-error.-shown { display: block; }
+    ComposePane #overrides { height: auto; padding: 0 1; color: $text-muted; }
+    ComposePane #compose-right { width: 1fr; border-left: solid $primary 30%; }
+    ComposePane #compose-right > Label { padding: 0 1; text-style: bold; color: $accent; }
+    ComposePane #dryrun { padding: 0 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+l", "launch", "Launch", id="launch", priority=True),
+        Binding("o", "add_override", "Add override", id="add-override"),
+        Binding("p", "focus_profile", "Executor", id="profile"),
+        Binding("t", "focus_recipes", "Recipes", id="recipes", show=False),
+    ]
+
+    class LaunchRequested(Message):
+        """Launch this plan (the app records and submits it)."""
+
+        def __init__(self, plan: Plan) -> None:
+            super().__init__()
+            self.plan = plan
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.source = ComposeSource()
+        self.built: BuiltPlan | None = None
+        self.workspace: Any = None
+        self.workspace_error: str | None = None
+        self._editing: FieldRef | None = None
+        self._free_override = False
+        self._dryrun_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Compose: pick a recipe on the left.", id="compose-heading")
+        with Horizontal(id="compose-body"):
+            with Vertical(id="compose-left"):
+                yield Label("Recipes")
+                yield OptionList(id="recipes")
+                yield Label("Executor profile")
+                yield Select[str]([], id="profile", allow_blank=True, prompt="default")
+            with Vertical(id="compose-center"):
+                yield ConfigTree("config", id="config-tree")
+                yield Static("", id="field-error")
+                yield FieldEditor(id="field-editor")
+                yield Static("", id="overrides")
+            with Vertical(id="compose-right"):
+                yield Label("Dry run (what would be submitted)")
+                with VerticalScroll():
+                    yield Static("", id="dryrun")
+
+    @property
+    def tree(self) -> ConfigTree:
+        """The config tree."""
+        return self.query_one(ConfigTree)
+
+    def on_mount(self) -> None:
+        """Load the workspace and profiles on the engine thread."""
+        self.tree.show_root = False
+        self._load_workspace()
+
+    def focus_default(self) -> None:
+        """Focus the tree when a plan is shown, else the recipe list."""
+        if self.built is not None or self.source.recipe or self.source.parent:
+            self.tree.focus()
+        else:
+            self.query_one("#recipes", OptionList).focus()
+
+    def current_exp_id(self) -> str | None:
+        """Compose acts on a parent run when relaunching, else nothing."""
+        return self.source.parent
+
+    # -- workspace ------------------------------------------------------------------------
+    @work(group="compose-workspace", exclusive=True, exit_on_error=False)
+    async def _load_workspace(self) -> None:
+        app: Any = self.app
+        ref = app.workspace
+
+        def discover() -> Any:
+            from core.recipes import discover
+
+            return discover(ref)
+
+        profiles = app.engine.settings.profile_names()
+        self.query_one("#profile", Select).set_options((name, name) for name in profiles)
+        try:
+            self.workspace = await app.bridge.run(discover)
+        except Exception as exc:
+            self.workspace_error = f"{type(exc).__name__}: {exc}"
+            self.query_one("#compose-heading", Static).update(
+                Text(f"workspace {ref}: {self.workspace_error}", style="bold red")
+            )
+            return
+        options = []
+        for name, recipe in sorted(self.workspace.recipes.items()):
+            label = Text(name, style="bold")
+            if recipe.help:
+                label.append(f"\n{recipe.help}", style="dim")
+            options.append(Option(label, id=name))
+        recipes = self.query_one("#recipes", OptionList)
+        recipes.clear_options()
+        recipes.add_options(options)
+        if options:
+            recipes.highlighted = 0
+        for error in self.workspace.errors:
+            app.notify(error, title="Workspace", severity="warning")
+        if self.source.recipe is None and self.source.parent is None:
+            self.query_one("#compose-heading", Static).update(
+                f"Compose: {len(options)} recipes from {self.workspace.source or ref}. "
+                "Pick one (enter), edit fields (enter), launch with ctrl+l."
+            )
+
+    @on(OptionList.OptionSelected, "#recipes")
+    def _recipe_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is None:
+            return
+        self.start(ComposeSource(recipe=event.option.id))
+        self.tree.focus()
+
+    @on(Select.Changed, "#profile")
+    def _profile_changed(self, event: Select.Changed) -> None:
+        value = event.value if isinstance(event.value, str) else None
+        if value != self.source.profile and (self.source.recipe or self.source.parent):
+            self.source.profile = value
+            self._rebuild(None)
+
+    # -- starting points ---------------------------------------------------------------------
+    def start(self, source: ComposeSource) -> None:
+        """Show a new starting point (a recipe, or a run to edit and relaunch)."""
+        self.source = source
+        self.built = None
+        self._hide_error()
+        self._close_editor()
+        self.tree.clear()
+        recipes = self.query_one("#recipes", OptionList)
+        if source.recipe is not None:
+            with contextlib.suppress(Exception):  # the list may not be loaded yet
+                recipes.highlighted = recipes.get_option_index(source.recipe)
+        select = self.query_one("#profile", Select)
+        with select.prevent(Select.Changed):
+            if source.profile is None:
+                select.clear()
+            else:
+                select.value = source.profile
+        self._rebuild(None)
+
+    # -- editing ------------------------------------------------------------------------------
+    @on(Tree.NodeSelected, "#config-tree")
+    def _node_selected(self, event: Tree.NodeSelected[FieldRef]) -> None:
+        ref = event.node.data
+        if ref is None or not ref.leaf:
+            return
+        event.stop()
+        self._open_editor(ref)
+
+    def _open_editor(self, ref: FieldRef) -> None:
+        self._editing = ref
+        self._free_override = False
+        editor = self.query_one(FieldEditor)
+        value = ref.value
+        enum_match = _ENUM_DISPLAY.match(value)
+        if enum_match and not value.startswith(("'", '"')):
+            value = enum_match.group(1)
+        editor.value = "" if value == "<required>" else value
+        editor.placeholder = f"{self._dotted(ref)} = …  (enter applies, escape cancels)"
+        editor.border_title = self._dotted(ref)
+        self.add_class("-editing")
+        editor.focus()
+
+    def action_add_override(self) -> None:
+        """Type a free override (``trainer=small_trainer``, ``lr*=2``, …)."""
+        if self.built is None:
+            self.app.notify("pick a recipe first", severity="warning", timeout=3)
+            return
+        self._editing = None
+        self._free_override = True
+        editor = self.query_one(FieldEditor)
+        editor.value = ""
+        editor.placeholder = "override, e.g. trainer=small_trainer or optimizer.lr*=2"
+        editor.border_title = "override"
+        self.add_class("-editing")
+        editor.focus()
+
+    def _dotted(self, ref: FieldRef) -> str:
+        multi = self.built is not None and len(self.built.plan.jobs) > 1
+        return f"{ref.job}.{ref.path}" if multi else ref.path
+
+    @on(Input.Submitted, "#field-editor")
+    def _editor_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        if self._free_override:
+            if not text:
+                self._close_editor()
+                return
+            self._rebuild(text, free=True)
+            return
+        ref = self._editing
+        if ref is None:
+            return
+        self._rebuild(f"{self._dotted(ref)}={text}")
+
+    @on(FieldEditor.Cancelled)
+    def _editor_cancelled(self) -> None:
+        self._hide_error()
+        self._close_editor()
+
+    def _close_editor(self) -> None:
+        self.remove_class("-editing")
+        self._editing = None
+        self._free_override = False
+        if self.built is not None:
+            self.tree.focus()
+
+    @on(ConfigTree.ResetField)
+    def _reset_field(self, event: ConfigTree.ResetField) -> None:
+        path = self._dotted(event.ref)
+        kept = [o for o in self.source.overrides if override_path(o) != path]
+        if kept == self.source.overrides:
+            self.app.notify(f"{path} has no override to reset", timeout=2)
+            return
+        self._rebuild(None, replace=kept)
+
+    def _show_error(self, message: str) -> None:
+        box = self.query_one("#field-error", Static)
+        box.update(f"✘ {message}")
+        box.add_class("-shown")
+        self.query_one(FieldEditor).add_class("-invalid")
+
+    def _hide_error(self) -> None:
+        self.query_one("#field-error", Static).remove_class("-shown")
+        self.query_one(FieldEditor).remove_class("-invalid")
+
+    # -- building -----------------------------------------------------------------------------
+    def _rebuild(
+        self, override: str | None, *, free: bool = False, replace: list[str] | None = None
+    ) -> None:
+        if replace is not None:
+            overrides = replace
+        elif override is not None:
+            path = override_path(override)
+            is_assignment = "=" in override and not re.search(r"[-+*/]=", override)
+            overrides = [
+                o for o in self.source.overrides if not (is_assignment and override_path(o) == path)
+            ]
+            overrides.append(override)
+        else:
+            overrides = list(self.source.overrides)
+        self._build(overrides, override is not None)
+
+    @work(group="compose-build", exclusive=True, exit_on_error=False)
+    async def _build(self, overrides: list[str], from_editor: bool) -> None:
+        app: Any = self.app
+        candidate = ComposeSource(
+            recipe=self.source.recipe,
+            parent=self.source.parent,
+            title=self.source.title,
+            overrides=overrides,
+            profile=self.source.profile,
+        )
+        try:
+            built = await app.bridge.run(build_plan, app.engine, self.workspace, candidate)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            if from_editor:
+                self._show_error(message)  # rejected: nothing changes, nothing launched
+            else:
+                self._show_error(message)
+                self.query_one("#compose-heading", Static).update(
+                    Text(f"cannot build the plan: {message}", style="bold red")
+                )
+            return
+        self._hide_error()
+        self.source = candidate
+        self.built = built
+        if from_editor:
+            self._close_editor()
+        self._show_plan(built)
+        self._preview(built.plan)
+
+    def _show_plan(self, built: BuiltPlan) -> None:
+        plan = built.plan
+        heading = Text()
+        if self.source.parent:
+            heading.append("Edit and relaunch ", style="bold")
+            heading.append(self.source.parent, style="bold")
+            heading.append("  (the new run records it as its parent)", style="dim")
+        else:
+            heading.append(f"{plan.recipe}", style="bold")
+            if built.help:
+                heading.append(f" — {built.help}", style="dim")
+        profiles = sorted({j.executor.profile_name or j.executor.backend for j in plan.jobs})
+        heading.append(f"\ntitle: {plan.title} · executor: {', '.join(profiles)}")
+        heading.append(" · enter: edit field · o: override · ctrl+l: launch", style="dim")
+        self.query_one("#compose-heading", Static).update(heading)
+        overrides = self.source.overrides
+        self.query_one("#overrides", Static).update(
+            "overrides: " + (" ".join(overrides) if overrides else "(none)")
+        )
+        self._fill_tree(built)
+
+    def _fill_tree(self, built: BuiltPlan) -> None:
+        tree = self.tree
+        cursor = tree.cursor_node.data if tree.cursor_node is not None else None
+        tree.clear()
+        edited = {override_path(o) for o in self.source.overrides}
+        multi = len(built.plan.jobs) > 1
+        target = None
+        for job in built.plan.jobs:
+            flat = built.flat[job.name]
+            explicit = built.explicit[job.name]
+            root = tree.root
+            if multi:
+                root = tree.root.add(Text(f"job {job.name}", style="bold"), expand=True)
+            nodes: dict[str, Any] = {"": root}
+            for path, value in flat.items():
+                parts = path.split(".")
+                if parts[-1] == "__fn__":
+                    continue
+                parent_path = ""
+                for depth, part in enumerate(parts[:-1]):
+                    node_path = ".".join(parts[: depth + 1])
+                    if node_path not in nodes:
+                        fn = flat.get(f"{node_path}.__fn__", "")
+                        label = Text(part, style="bold")
+                        if fn:
+                            label.append(f": {fn}", style="italic")
+                        nodes[node_path] = nodes[parent_path].add(
+                            label, data=FieldRef(job.name, node_path, fn, False), expand=True
+                        )
+                    parent_path = node_path
+                label = Text(parts[-1])
+                label.append(" = ")
+                dotted = f"{job.name}.{path}" if multi else path
+                if dotted in edited or path in edited:
+                    label.append(value, style="bold reverse")
+                elif path in explicit:
+                    label.append(value, style="bold")
+                else:
+                    label.append(value, style="dim")
+                ref = FieldRef(job.name, path, value, True)
+                node = nodes[parent_path].add_leaf(label, data=ref)
+                if cursor is not None and cursor.job == ref.job and cursor.path == ref.path:
+                    target = node
+        tree.root.expand_all()
+        if target is not None:
+            self.call_after_refresh(tree.move_cursor, target)
+
+    @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
+    async def _preview(self, plan: Plan) -> None:
+        app: Any = self.app
+        box = self.query_one("#dryrun", Static)
+        try:
+            results = await app.bridge.call(app.engine.dryrun(plan))
+        except Exception as exc:
+            box.update(Text(f"dry run failed: {exc}", style="red"))
+            return
+        parts = []
+        for job, result in zip(plan.jobs, results, strict=False):
+            parts.append(f"# job {job.name} on {result.backend}\n{result.summary}")
+            for name, text in result.artifacts.items():
+                if name == "command":
+                    continue
+                parts.append(f"## {name}\n{text.rstrip()}")
+        text = "\n\n".join(parts)
+        if text != self._dryrun_text:
+            self._dryrun_text = text
+            box.update(Text(text))
+
+    # -- launching ----------------------------------------------------------------------------
+    def action_launch(self) -> None:
+        """Launch the plan as shown (the app records it, then submits in the background)."""
+        if self.has_class("-editing"):
+            self.app.notify("finish or cancel the edit first (enter / escape)", timeout=3)
+            return
+        if self.built is None:
+            self.app.notify("nothing to launch: pick a recipe first", severity="warning")
+            return
+        self.post_message(self.LaunchRequested(self.built.plan))
+
+    def action_focus_profile(self) -> None:
+        """Focus the executor profile picker."""
+        self.query_one("#profile", Select).focus()
+
+    def action_focus_recipes(self) -> None:
+        """Focus the recipe list."""
+        self.query_one("#recipes", OptionList).focus()

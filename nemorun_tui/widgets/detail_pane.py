@@ -1,0 +1,363 @@
+"""The Detail pane: one experiment in full — jobs, config, executor, handles, packaging,
+the event timeline, and what changed against its parent.
+
+:func:`load_detail` gathers everything in one blocking call that the app runs on the engine
+thread; the pane only renders the resulting :class:`DetailData`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from nemorun_tui.widgets.format import state_label, when, when_seconds
+from nemorun_tui.widgets.jobs_panel import JobsPanel
+
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass
+class JobDetail:
+    """What the pane shows for one job."""
+
+    name: str
+    config: str | None = None
+    config_error: str | None = None
+    executor: dict[str, Any] = field(default_factory=dict)
+    executor_error: str | None = None
+    provenance: dict[str, Any] | None = None
+    diff: list[Any] | None = None  # core.serialize.Change items, None without a parent
+    diff_error: str | None = None
+
+
+@dataclass
+class DetailData:
+    """An experiment, its events and per-job details, ready to render."""
+
+    record: Any
+    events: list[dict[str, Any]]
+    jobs: list[JobDetail]
+    parent_error: str | None = None
+    parent_overrides: list[str] = field(default_factory=list)
+
+
+def load_detail(engine: Any, exp_id: str) -> DetailData:
+    """Read everything Detail shows (blocking: call it on the engine thread)."""
+    from core import serialize
+
+    store = engine.store
+    record = store.load(exp_id)
+    events = store.events(exp_id)
+    parent_tasks: dict[str, Any] = {}
+    parent_error = None
+    parent_overrides: list[str] = []
+    if record.parent:
+        try:
+            parent = store.load(record.parent)
+            parent_overrides = list(parent.overrides)
+            for job in parent.jobs:
+                try:
+                    parent_tasks[job.name] = engine.task_of(parent.id, job.name)
+                except Exception as exc:
+                    parent_tasks[job.name] = exc
+        except Exception as exc:
+            parent_error = f"parent {record.parent}: {exc}"
+    jobs = []
+    for job in record.jobs:
+        detail = JobDetail(job.name)
+        task = None
+        try:
+            task = engine.task_of(exp_id, job.name)
+            detail.config = serialize.render(task)
+        except Exception as exc:
+            detail.config_error = f"{type(exc).__name__}: {exc}"
+        try:
+            profile = engine.executor_of(exp_id, job.name)
+            data = profile.to_dict()
+            data["env_vars"] = profile.redacted_env()
+            data.pop("secret_env", None)
+            detail.executor = data
+        except Exception as exc:
+            detail.executor_error = f"{type(exc).__name__}: {exc}"
+        prov_path = store.job_dir(exp_id, job.name) / PROVENANCE_FILE
+        if prov_path.is_file():
+            try:
+                detail.provenance = json.loads(prov_path.read_text())
+            except (OSError, ValueError) as exc:
+                detail.provenance = {"error": str(exc)}
+        if record.parent and parent_error is None:
+            before = parent_tasks.get(job.name)
+            if before is None:
+                detail.diff_error = "job not in the parent"
+            elif isinstance(before, Exception):
+                detail.diff_error = f"parent config unavailable: {before}"
+            elif task is not None:
+                detail.diff = serialize.diff(before, task, include_defaults=True)
+        jobs.append(detail)
+    return DetailData(record, events, jobs, parent_error, parent_overrides)
+
+
+class DetailPane(VerticalScroll, can_focus=True):
+    """A scrollable page about one experiment."""
+
+    DEFAULT_CSS = """
+    DetailPane { height: 1fr; padding: 0 1; background: $surface; }
+    DetailPane:focus { background-tint: $foreground 3%; }
+    DetailPane > .section { margin-top: 1; }
+    DetailPane > .heading { text-style: bold; color: $accent; margin-top: 1; }
+    DetailPane > #detail-empty { color: $text-muted; padding: 1 1; }
+    DetailPane > JobsPanel { border-top: none; padding: 0; max-height: 20; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "scroll_up", "Scroll up", show=False),
+        Binding("down,j", "scroll_down", "Scroll down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown,space", "page_down", "Page down", show=False),
+        Binding("home,g", "scroll_home", "Top", show=False),
+        Binding("end,G", "scroll_end", "Bottom", show=False),
+        Binding("L", "all_logs", "Logs of every job", id="all-logs"),
+    ]
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.data: DetailData | None = None
+        self.exp_id: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a run in Runs (1) and press enter.", id="detail-empty")
+        yield Static("", id="detail-header", classes="section")
+        yield Static("Jobs", classes="heading")
+        yield JobsPanel(clock=self.clock, id="detail-jobs")
+        yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
+        yield Static("", id="detail-diff")
+        yield Static("Config", classes="heading")
+        yield Static("", id="detail-config")
+        yield Static("Executor, handles and packaging", classes="heading")
+        yield Static("", id="detail-executor")
+        yield Static("Event timeline", classes="heading")
+        yield Static("", id="detail-events")
+
+    def on_mount(self) -> None:
+        """Start empty."""
+        self._set_visible(False)
+
+    def _set_visible(self, shown: bool) -> None:
+        for child in self.children:
+            child.display = shown if child.id != "detail-empty" else not shown
+
+    def current_exp_id(self) -> str | None:
+        """The experiment shown (the app's keys act on it)."""
+        return self.exp_id
+
+    def focus_default(self) -> None:
+        """Focus the page so arrows scroll it."""
+        self.focus()
+
+    def show_loading(self, exp_id: str) -> None:
+        """Say what is loading (the data arrives from a worker)."""
+        self.exp_id = exp_id
+        if self.data is None or self.data.record.id != exp_id:
+            self._set_visible(False)
+            self.query_one("#detail-empty", Static).update(f"loading {exp_id}…")
+
+    def show_error(self, exp_id: str, message: str) -> None:
+        """The experiment could not be read."""
+        self.exp_id = exp_id
+        self.data = None
+        self._set_visible(False)
+        self.query_one("#detail-empty", Static).update(f"{exp_id}: {message}")
+
+    def show(self, data: DetailData) -> None:
+        """Render an experiment."""
+        first = self.data is None or self.data.record.id != data.record.id
+        self.data = data
+        self.exp_id = data.record.id
+        self._set_visible(True)
+        self.query_one("#detail-header", Static).update(self._header(data))
+        self.query_one(JobsPanel).show(data.record)
+        has_parent = bool(data.record.parent)
+        self.query_one("#detail-diff-h").display = has_parent
+        self.query_one("#detail-diff").display = has_parent
+        if has_parent:
+            self.query_one("#detail-diff", Static).update(self._diff(data))
+        self.query_one("#detail-config", Static).update(self._config(data))
+        self.query_one("#detail-executor", Static).update(self._executor(data))
+        self.query_one("#detail-events", Static).update(self._events(data))
+        if first:
+            self.scroll_home(animate=False)
+
+    def action_all_logs(self) -> None:
+        """Open one log tab per job of this experiment."""
+        from nemorun_tui.messages import OpenLogs
+
+        if self.data is None:
+            return
+        for job in self.data.record.jobs:
+            if job.handle is not None:
+                self.post_message(OpenLogs(self.data.record.id, job.name))
+
+    def tick(self) -> None:
+        """Keep the jobs' ages current (re-renders only if their text changed)."""
+        self.query_one(JobsPanel).tick()
+
+    # -- sections ------------------------------------------------------------------------------
+    @staticmethod
+    def _kv_table() -> Table:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        return table
+
+    def _header(self, data: DetailData) -> RenderableType:
+        r = data.record
+        table = self._kv_table()
+        table.add_row("title", Text(r.title, style="bold"))
+        table.add_row("id", r.id)
+        table.add_row("state", state_label(r.state.value))
+        table.add_row("created", when(r.created_at))
+        if r.ended_at is not None:
+            table.add_row("ended", when(r.ended_at))
+        if r.parent:
+            table.add_row("parent", r.parent)
+        if r.tags:
+            table.add_row("tags", ", ".join(r.tags))
+        if r.recipe:
+            table.add_row("recipe", f"{r.recipe}  ({r.workspace or '-'})")
+        if r.overrides:
+            table.add_row("overrides", " ".join(r.overrides))
+        return table
+
+    def _diff(self, data: DetailData) -> RenderableType:
+        r = data.record
+        if data.parent_error:
+            return Text(data.parent_error, style="italic")
+        parts: list[RenderableType] = [Text(f"vs parent {r.parent}", style="dim")]
+        new_overrides = [o for o in r.overrides if o not in data.parent_overrides]
+        if new_overrides:
+            parts.append(Text("overrides added: " + " ".join(new_overrides)))
+        for job in data.jobs:
+            if len(data.jobs) > 1:
+                parts.append(Text(job.name, style="bold"))
+            if job.diff_error:
+                parts.append(Text(f"  {job.diff_error}", style="italic"))
+            elif job.diff is not None and not job.diff:
+                parts.append(Text("  no config changes", style="dim"))
+            elif job.diff:
+                for change in job.diff:
+                    line = Text("  ")
+                    line.append(change.path, style="bold")
+                    line.append(": ")
+                    line.append("(unset)" if change.old is None else change.old, style="red")
+                    line.append(" → ")
+                    line.append("(unset)" if change.new is None else change.new, style="green")
+                    parts.append(line)
+        return Group(*parts)
+
+    def _config(self, data: DetailData) -> RenderableType:
+        parts: list[RenderableType] = []
+        for job in data.jobs:
+            if len(data.jobs) > 1:
+                parts.append(Text(job.name, style="bold"))
+            if job.config_error:
+                parts.append(Text(f"config unavailable: {job.config_error}", style="italic"))
+            else:
+                parts.append(Text(job.config or ""))
+        return Group(*parts)
+
+    def _executor(self, data: DetailData) -> RenderableType:
+        parts: list[RenderableType] = []
+        for job, rec in zip(data.jobs, data.record.jobs, strict=False):
+            table = self._kv_table()
+            table.add_row("job", Text(job.name, style="bold"))
+            table.add_row("handle", str(rec.handle) if rec.handle else "(not submitted)")
+            if rec.submitted_at:
+                table.add_row("submitted", when_seconds(rec.submitted_at))
+            if job.executor_error:
+                table.add_row("executor", Text(job.executor_error, style="italic"))
+            for key, value in sorted(job.executor.items()):
+                if value in (None, {}, [], "") and key not in ("backend",):
+                    continue
+                shown = (
+                    json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+                )
+                table.add_row(key, str(shown))
+            if job.provenance is not None:
+                table.add_row("packaging", _provenance_line(job.provenance))
+                dirty = job.provenance.get("dirty_files") or []
+                if dirty:
+                    table.add_row("dirty files", ", ".join(dirty[:10]))
+            else:
+                table.add_row("packaging", Text("no provenance recorded", style="dim"))
+            parts.append(table)
+        return Group(*parts)
+
+    def _events(self, data: DetailData) -> RenderableType:
+        table = Table(box=None, pad_edge=False, header_style="bold dim", expand=False)
+        for header in ("TIME", "JOB", "EVENT", "SOURCE", "DETAIL"):
+            table.add_column(header, no_wrap=header != "DETAIL")
+        for event in data.events:
+            kind = event.get("kind", "?")
+            at = event.get("observed_at") or event.get("t")
+            if kind == "state":
+                what = f"{event.get('from')} → {event.get('to')}"
+                detail = []
+                if event.get("exit_code") is not None:
+                    detail.append(f"exit {event['exit_code']}")
+                if event.get("reason"):
+                    detail.append(str(event["reason"]))
+                extra = "; ".join(detail)
+            elif kind == "created":
+                what = "created"
+                extra = f"parent {event['parent']}" if event.get("parent") else ""
+            elif kind == "submitted":
+                what = "submitted"
+                extra = str(event.get("handle", ""))
+            else:
+                what = kind
+                extra = ", ".join(
+                    f"{k}={v}" for k, v in sorted(event.items()) if k not in ("t", "kind", "job")
+                )
+            table.add_row(
+                when_seconds(at) if isinstance(at, int | float) else "-",
+                str(event.get("job") or ""),
+                what,
+                str(event.get("source") or ("engine" if kind == "submitted" else "")),
+                extra,
+            )
+        return table
+
+
+def _provenance_line(prov: dict[str, Any]) -> str:
+    if "error" in prov and len(prov) == 1:
+        return f"unreadable provenance.json: {prov['error']}"
+    parts = [str(prov.get("packager", "?"))]
+    if prov.get("git_commit"):
+        parts.append(str(prov["git_commit"])[:12])
+    if prov.get("git_branch"):
+        parts.append(f"on {prov['git_branch']}")
+    if prov.get("dirty_files") or prov.get("dirty_diff_sha256"):
+        parts.append("(+dirty)")
+    if prov.get("archive_sha256"):
+        parts.append(f"sha256:{str(prov['archive_sha256'])[:12]}")
+    if prov.get("file_count"):
+        parts.append(f"{prov['file_count']} files")
+    return " ".join(parts)
+
+
+def job_dir_of(engine: Any, exp_id: str, job: str) -> Path:
+    """Where a job's files live in the store."""
+    return Path(engine.store.job_dir(exp_id, job))

@@ -1,0 +1,83 @@
+"""Text helpers shared by the panes: states, times, durations, ages.
+
+Everything that depends on "now" takes it as an argument so that panes can use the app's
+injected clock (snapshot tests pin it; real use passes ``time.time``). Ages and live
+durations are rounded coarsely on purpose: a label that changes every second forces a
+redraw every second, which is bytes on a slow SSH link for no news.
+"""
+
+from __future__ import annotations
+
+import time
+
+STATE_GLYPHS: dict[str, str] = {
+    "UNSUBMITTED": "○",
+    "SUBMITTED": "◔",
+    "PENDING": "◑",
+    "RUNNING": "▶",
+    "SUCCEEDED": "✔",
+    "FAILED": "✘",
+    "CANCELLED": "■",
+    "UNKNOWN": "?",
+    "DAMAGED": "!",
+}
+
+LIVE_STATES = frozenset({"UNSUBMITTED", "SUBMITTED", "PENDING", "RUNNING", "UNKNOWN"})
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+def state_label(state: str) -> str:
+    """``✔ SUCCEEDED``: the glyph keeps states apart for colour-blind users and in mono."""
+    return f"{STATE_GLYPHS.get(state, '?')} {state}"
+
+
+def when(ts: float | None) -> str:
+    """An absolute local time, compact: ``2024-05-01 13:04``."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def when_seconds(ts: float | None) -> str:
+    """An absolute local time with seconds, for timelines."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h14m``, ``3d4h``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def age(ts: float | None, now: float) -> str:
+    """How long ago, coarse enough to change rarely: ``5s``, ``3m``, ``2h``, ``4d``."""
+    if ts is None:
+        return "never"
+    s = max(0, int(now - ts))
+    if s < 60:
+        return f"{(s // 5) * 5}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def human_bytes(n: int) -> str:
+    """``1.2 GB`` style sizes for the log status line."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"

@@ -1,0 +1,165 @@
+"""The jobs of one experiment: state, where, handle, exit, pending reason, last status age.
+
+Shown under the Runs table for the highlighted experiment and in Detail. It re-renders only
+when its text would change (the age column is coarse), so an idle screen stays idle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from nemorun_tui.widgets.format import age, duration, state_label, when
+
+STATE_STYLES: dict[str, str] = {
+    "RUNNING": "bold $primary",
+    "PENDING": "$warning",
+    "SUBMITTED": "$warning",
+    "UNSUBMITTED": "$warning",
+    "SUCCEEDED": "$success",
+    "FAILED": "bold $error",
+    "CANCELLED": "dim",
+    "UNKNOWN": "italic $warning",
+}
+
+
+def state_text(state: str, app_styles: dict[str, str]) -> Text:
+    """A coloured state label; ``app_styles`` maps states to resolved Rich styles."""
+    return Text(state_label(state), style=app_styles.get(state, ""))
+
+
+def resolved_state_styles(get_color: Callable[[str], str]) -> dict[str, str]:
+    """Rich styles for states from the current theme's variables."""
+    out = {}
+    for state, spec in STATE_STYLES.items():
+        words = []
+        for word in spec.split():
+            value = get_color(word[1:]) if word.startswith("$") else word
+            if value.startswith("#") or not word.startswith("$"):
+                words.append(value)
+        out[state] = " ".join(words)
+    return out
+
+
+class JobsPanel(Static):
+    """A compact table of an experiment's jobs."""
+
+    DEFAULT_CSS = """
+    JobsPanel {
+        height: auto;
+        max-height: 12;
+        padding: 0 1;
+        border-top: solid $primary 30%;
+        background: $surface;
+    }
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__("", id=id, classes=classes)
+        self.clock = clock
+        self.record: Any | None = None
+        self._signature: tuple[Any, ...] | None = None
+
+    def show(self, record: Any | None) -> None:
+        """Show ``record``'s jobs (None clears); does nothing if the text would not change."""
+        self.record = record
+        self.tick()
+
+    def tick(self) -> None:
+        """Re-render if anything visible changed (called about once a second)."""
+        record = self.record
+        now = self.clock()
+        if record is None:
+            signature: tuple[Any, ...] = ("none",)
+        else:
+            signature = (*tuple(self._row(job, now) for job in record.jobs), record.id)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        self.update(self._table(record, now) if record is not None else "")
+
+    @staticmethod
+    def _row(job: Any, now: float) -> tuple[str, ...]:
+        where = job.backend + (f"/{job.profile}" if job.profile else "")
+        handle = job.handle.job_id if job.handle else "-"
+        if len(handle) > 28:
+            handle = "…" + handle[-27:]
+        seen = "-"
+        if job.observed_at is not None:
+            # Live jobs: how fresh the status is. Ended jobs: when, absolutely (a ticking
+            # age on a finished job would redraw the screen for no news).
+            if job.state.is_terminal:
+                seen = when(job.observed_at)
+            else:
+                seen = f"{age(job.observed_at, now)} ago"
+            if job.source:
+                seen += f" via {job.source}"
+        if job.state.is_terminal:
+            took = duration(job.duration)
+        elif job.submitted_at is not None:
+            took = duration(now - job.submitted_at) if now - job.submitted_at >= 60 else "<1m"
+        else:
+            took = "-"
+        exit_code = "-" if job.exit_code is None else str(job.exit_code)
+        return (
+            job.name,
+            job.state.value,
+            where,
+            handle,
+            exit_code,
+            took,
+            job.reason or "",
+            seen,
+        )
+
+    def _table(self, record: Any, now: float) -> Table:
+        styles = resolved_state_styles(self._color)
+        table = Table(
+            box=None,
+            expand=True,
+            show_edge=False,
+            pad_edge=False,
+            header_style="bold dim",
+        )
+        for header, ratio in (
+            ("JOB", 2),
+            ("STATE", 2),
+            ("BACKEND", 2),
+            ("HANDLE", 3),
+            ("EXIT", 1),
+            ("TOOK", 1),
+            ("REASON", 4),
+            ("LAST STATUS", 3),
+        ):
+            table.add_column(header, ratio=ratio, no_wrap=True, overflow="ellipsis")
+        for job in record.jobs:
+            name, state, where, handle, exit_code, took, reason, seen = self._row(job, now)
+            table.add_row(
+                name,
+                state_text(state, styles),
+                where,
+                handle,
+                exit_code,
+                took,
+                reason,
+                seen,
+            )
+        return table
+
+    def _color(self, name: str) -> str:
+        try:
+            variables = self.app.theme_variables
+        except Exception:
+            return ""
+        return variables.get(name, "")

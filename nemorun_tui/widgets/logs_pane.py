@@ -1,0 +1,343 @@
+"""The Logs pane: one tab per (job, stream), a status line, and a search/filter box.
+
+The pane knows nothing about backends: the app resolves which file shows a job's output
+(the local backend's own file, or a spool the app fills from the backend's log stream) and
+hands the pane a path. Each tab is a :class:`~nemorun_tui.logview.view.LogView`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
+
+from nemorun_tui.logview.reader import compile_pattern
+from nemorun_tui.logview.view import LogView
+from nemorun_tui.messages import OpenLogs
+from nemorun_tui.widgets.format import human_bytes
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """What a tab shows."""
+
+    exp_id: str
+    job: str
+    stream: str
+
+    @property
+    def label(self) -> str:
+        """Tab label: job name, experiment id tail, and the stream when it is stderr."""
+        short = self.exp_id if len(self.exp_id) <= 28 else "…" + self.exp_id[-27:]
+        suffix = " [stderr]" if self.stream == "stderr" else ""
+        return f"{self.job} · {short}{suffix}"
+
+
+class SearchBox(Input):
+    """The search (``/``) or filter (``f``) box; escape leaves without applying."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "Leave", show=False),
+    ]
+
+    mode = "search"
+
+    def action_leave(self) -> None:
+        """Hide the box and return to the log."""
+        pane = self.parent
+        if isinstance(pane, LogsPane):
+            pane.hide_search()
+
+
+class LogsPane(Vertical):
+    """Live logs of several jobs, in tabs."""
+
+    DEFAULT_CSS = """
+    LogsPane { height: 1fr; }
+    LogsPane > Tabs { height: 2; }
+    LogsPane > #log-empty { height: 1fr; padding: 1 2; color: $text-muted; }
+    LogsPane > #log-switcher { height: 1fr; }
+    LogsPane > #log-status { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
+    LogsPane > SearchBox { display: none; height: 3; border: tall $accent; }
+    LogsPane.-searching > SearchBox { display: block; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "start_filter", "Filter lines", id="log-filter"),
+        Binding("s", "switch_stream", "stdout/stderr", id="log-stream"),
+        Binding("x", "toggle_regex", "Regex on/off", id="log-regex"),
+        Binding("i", "toggle_case", "Case on/off", id="log-case"),
+        Binding("plus,equals_sign", "context(1)", "More context", show=False),
+        Binding("minus", "context(-1)", "Less context", show=False),
+        Binding("right_square_bracket", "tab(1)", "Next tab", show=False),
+        Binding("left_square_bracket", "tab(-1)", "Previous tab", show=False),
+        Binding("d", "close_tab", "Close tab", id="log-close"),
+    ]
+
+    def __init__(self, *, id: str | None = None, max_rate: float = 10.0) -> None:
+        super().__init__(id=id)
+        self.max_rate = max_rate
+        self._keys: dict[str, LogKey] = {}
+        self._counter = 0
+        self.search_text = ""
+        self.filter_text = ""
+        self.regex = False
+        self.case = False
+        self.context = 2
+        self._status = ""
+
+    def compose(self) -> ComposeResult:
+        yield Tabs(id="log-tabs")
+        yield Static("No log open. Select a run in Runs (1) and press l.", id="log-empty")
+        yield ContentSwitcher(id="log-switcher")
+        yield Static("", id="log-status")
+        yield SearchBox(placeholder="search (enter: find next)", id="log-search")
+
+    # -- tabs ---------------------------------------------------------------------------
+    @property
+    def view(self) -> LogView | None:
+        """The LogView of the active tab."""
+        switcher = self.query_one("#log-switcher", ContentSwitcher)
+        if switcher.current is None:
+            return None
+        try:
+            return self.query_one(f"#{switcher.current}", LogView)
+        except Exception:
+            return None
+
+    @property
+    def current_key(self) -> LogKey | None:
+        """What the active tab shows."""
+        switcher = self.query_one("#log-switcher", ContentSwitcher)
+        return self._keys.get(switcher.current or "")
+
+    def current_exp_id(self) -> str | None:
+        """The experiment of the active tab (the app's keys act on it)."""
+        key = self.current_key
+        return key.exp_id if key else None
+
+    def open_log(self, key: LogKey, path: str, *, replace: bool = False) -> LogView:
+        """Show ``path`` in a tab for ``key`` (reusing an open one); returns its view."""
+        for view_id, existing in self._keys.items():
+            if existing == key:
+                self._activate(view_id)
+                return self.query_one(f"#{view_id}", LogView)
+        if replace and self.current_key is not None:
+            self.action_close_tab()
+        self._counter += 1
+        view_id = f"log-{self._counter}"
+        view = LogView(path, label=key.label, id=view_id, max_rate=self.max_rate)
+        self._keys[view_id] = key
+        self.query_one("#log-switcher", ContentSwitcher).mount(view)
+        self.query_one(Tabs).add_tab(Tab(key.label, id=f"tab-{view_id}"))
+        self.query_one("#log-empty").display = False
+        self._activate(view_id)
+        self._apply_search_to(view)
+        return view
+
+    def _activate(self, view_id: str) -> None:
+        self.query_one("#log-switcher", ContentSwitcher).current = view_id
+        tabs = self.query_one(Tabs)
+        if tabs.active != f"tab-{view_id}":
+            tabs.active = f"tab-{view_id}"
+        self.call_after_refresh(self.focus_default)
+        self._update_status()
+
+    @on(Tabs.TabActivated, "#log-tabs")
+    def _tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab is None or event.tab.id is None:
+            return
+        view_id = event.tab.id.removeprefix("tab-")
+        if view_id in self._keys:
+            self.query_one("#log-switcher", ContentSwitcher).current = view_id
+            self._update_status()
+
+    def focus_default(self) -> None:
+        """Focus the active log (pane switch)."""
+        view = self.view
+        if view is not None:
+            view.focus()
+
+    def action_tab(self, delta: int) -> None:
+        """Next/previous tab."""
+        ids = list(self._keys)
+        if not ids:
+            return
+        current = self.query_one("#log-switcher", ContentSwitcher).current
+        index = ids.index(current) if current in ids else 0
+        self._activate(ids[(index + delta) % len(ids)])
+
+    def action_close_tab(self) -> None:
+        """Close the active tab (its reader thread stops)."""
+        switcher = self.query_one("#log-switcher", ContentSwitcher)
+        current = switcher.current
+        if current is None or current not in self._keys:
+            return
+        ids = list(self._keys)
+        index = ids.index(current)
+        del self._keys[current]
+        self.query_one(Tabs).remove_tab(f"tab-{current}")
+        self.query_one(f"#{current}", LogView).remove()
+        switcher.current = None
+        if self._keys:
+            remaining = list(self._keys)
+            self._activate(remaining[min(index, len(remaining) - 1)])
+        else:
+            self.query_one("#log-empty").display = True
+            self._update_status()
+
+    def action_switch_stream(self) -> None:
+        """Show the other stream (stdout ↔ stderr) of the active job in this tab."""
+        key = self.current_key
+        if key is None:
+            return
+        other = "stderr" if key.stream == "stdout" else "stdout"
+        self.post_message(OpenLogs(key.exp_id, key.job, other))
+
+    # -- search and filter ------------------------------------------------------------------
+    def start_search(self) -> None:
+        """``/``: type a pattern; enter highlights it and jumps to the next match."""
+        self._open_box("search", self.search_text)
+
+    def action_start_filter(self) -> None:
+        """``f``: show only lines matching a pattern (with context lines)."""
+        self._open_box("filter", self.filter_text)
+
+    def _open_box(self, mode: str, value: str) -> None:
+        if self.view is None:
+            return
+        box = self.query_one(SearchBox)
+        box.mode = mode
+        flags = f"{'regex' if self.regex else 'text'}, {'case' if self.case else 'no case'}"
+        if mode == "search":
+            box.placeholder = f"search ({flags}); enter: find next, empty: clear"
+        else:
+            box.placeholder = (
+                f"filter ({flags}, {self.context} context lines); enter: apply, empty: clear"
+            )
+        box.value = value
+        self.add_class("-searching")
+        box.focus()
+
+    def hide_search(self) -> None:
+        """Hide the box and focus the log."""
+        self.remove_class("-searching")
+        self.focus_default()
+
+    @on(Input.Submitted, "#log-search")
+    def _submitted(self, event: Input.Submitted) -> None:
+        box = self.query_one(SearchBox)
+        text = event.value
+        try:
+            if text:
+                compile_pattern(text, regex=self.regex, case=self.case)
+        except re.error as exc:
+            box.placeholder = f"bad pattern: {exc}"
+            self.notify(f"bad pattern: {exc}", severity="error", timeout=4)
+            return
+        if box.mode == "search":
+            self.search_text = text
+        else:
+            self.filter_text = text
+        self.hide_search()
+        view = self.view
+        if view is not None:
+            self._apply_search_to(view)
+            if box.mode == "search" and text:
+                # Following the end: the most recent match is the interesting one.
+                view.action_find(view.follow)
+        self._update_status()
+
+    def _apply_search_to(self, view: LogView) -> None:
+        flags = 0 if self.case else re.IGNORECASE
+        if self.search_text:
+            source = self.search_text if self.regex else re.escape(self.search_text)
+            view.set_highlight(re.compile(source, flags))
+        elif self.filter_text:
+            source = self.filter_text if self.regex else re.escape(self.filter_text)
+            view.set_highlight(re.compile(source, flags))
+        else:
+            view.set_highlight(None)
+        if self.filter_text:
+            pattern = compile_pattern(self.filter_text, regex=self.regex, case=self.case)
+            view.reader.set_filter(pattern, self.context)
+            view.follow = True
+            view.top = 0
+        else:
+            view.reader.set_filter(None)
+
+    def action_toggle_regex(self) -> None:
+        """Treat the search/filter text as a regular expression, or as plain text."""
+        self.regex = not self.regex
+        self._reapply(f"regex {'on' if self.regex else 'off'}")
+
+    def action_toggle_case(self) -> None:
+        """Match case, or ignore it."""
+        self.case = not self.case
+        self._reapply(f"case {'sensitive' if self.case else 'insensitive'}")
+
+    def action_context(self, delta: int) -> None:
+        """More or fewer context lines around filtered matches."""
+        self.context = max(0, min(20, self.context + delta))
+        self._reapply(f"{self.context} context lines")
+
+    def _reapply(self, what: str) -> None:
+        view = self.view
+        try:
+            if view is not None:
+                self._apply_search_to(view)
+        except re.error as exc:
+            self.notify(f"bad pattern: {exc}", severity="error", timeout=4)
+            return
+        self.notify(what, timeout=1.5)
+        self._update_status()
+
+    # -- status ----------------------------------------------------------------------------
+    @on(LogView.StatusChanged)
+    def _view_status(self, event: LogView.StatusChanged) -> None:
+        if event.view is self.view:
+            self._update_status()
+
+    def _update_status(self) -> None:
+        view = self.view
+        key = self.current_key
+        if view is None or key is None:
+            text = ""
+        else:
+            window = view.window
+            parts = [key.stream]
+            lines = (
+                f"{window.line_count:,} lines"
+                if window.complete
+                else (f"≥{window.line_count:,} lines (indexing)")
+            )
+            parts.append(lines)
+            parts.append(human_bytes(window.size))
+            if view.follow:
+                parts.append("FOLLOWING")
+            else:
+                parts.append(f"PAUSED +{view.new_lines:,} new (end resumes)")
+            if window.filtering:
+                busy = " …" if window.filter_busy else ""
+                parts.append(f"filter “{self.filter_text}” {window.filter_matches:,} matches{busy}")
+            if self.search_text:
+                parts.append(f"search “{self.search_text}” (n/N)")
+            flags = []
+            if self.regex:
+                flags.append("regex")
+            if self.case:
+                flags.append("case")
+            if view.wrap:
+                flags.append("wrap")
+            if flags:
+                parts.append(",".join(flags))
+            text = "  ·  ".join(parts)
+        if text != self._status:
+            self._status = text
+            self.query_one("#log-status", Static).update(text)

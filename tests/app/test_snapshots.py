@@ -1,0 +1,94 @@
+"""Snapshots of every pane on the fixed demo store (fixed ids, times, clock and size).
+
+Update after an intended visual change with ``pytest tests/app --snapshot-update`` and look
+at the SVGs in ``tests/app/__snapshots__`` before committing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app_helpers import wait_for
+
+SIZE = (150, 42)
+
+
+async def _loaded(pilot: Any) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.runs_table.loaded, what="listing")
+    await wait_for(pilot, lambda: app.runs_pane.jobs.record is not None, what="jobs panel")
+    await pilot.pause(0.05)
+
+
+def test_runs_pane(snap_compare: Any, demo_app: Any) -> None:
+    """Runs: states coloured, parent column, the highlighted run's jobs below."""
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=_loaded)
+
+
+def test_runs_pane_filtered(snap_compare: Any, demo_app: Any) -> None:
+    """Runs with ``/train`` typed in the filter."""
+
+    async def run_before(pilot: Any) -> None:
+        await _loaded(pilot)
+        await pilot.press("slash", *"train")
+        await pilot.pause(0.05)
+
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_detail_pane_with_parent_diff(snap_compare: Any, demo_app: Any) -> None:
+    """Detail of a relaunch: header, jobs, diff against the parent, config, timeline."""
+
+    async def run_before(pilot: Any) -> None:
+        await _loaded(pilot)
+        pilot.app.runs_table.move_cursor_to("train-20250601-093000-c3d4")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pilot.app.detail_pane.data is not None, what="detail")
+        await pilot.pause(0.05)
+
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_logs_pane(snap_compare: Any, demo_app: Any) -> None:
+    """Logs of a finished training run, following the end, with a search highlighted."""
+
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        await _loaded(pilot)
+        app.runs_table.move_cursor_to("train-20250601-090000-a1b2")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: app.logs_pane.view is not None, what="log tab")
+        view = app.logs_pane.view
+        await wait_for(pilot, lambda: view.window.line_count == 12, what="log lines")
+        await pilot.press("slash", *"loss 0", "enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_compose_pane(snap_compare: Any, demo_app: Any) -> None:
+    """Compose with the train recipe: config tree, an edited field, the dry run."""
+
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        await _loaded(pilot)
+        await pilot.press("2")
+        pane = app.compose_pane
+        await wait_for(pilot, lambda: pane.workspace is not None, what="workspace")
+        pane.start(pane.source.__class__(recipe="train", overrides=["trainer.max_steps=50"]))
+        await wait_for(pilot, lambda: pane.built is not None, what="plan")
+        await wait_for(pilot, lambda: bool(pane._dryrun_text), what="dry run")
+        await pilot.pause(0.1)
+
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare: Any, demo_app: Any) -> None:
+    """``?`` lists the Runs pane's keys and the global ones."""
+
+    async def run_before(pilot: Any) -> None:
+        await _loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+
+    assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
