@@ -12,10 +12,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from demo_store import DEMO_WORKSPACE, NOW, build_demo_store
+from demo_store import DEMO_WORKSPACE, NOW, build_demo_store, install_workspace
 
-#: The snapshot store lives at a fixed path so that paths shown on screen never vary.
-SNAPSHOT_HOME = Path("/tmp/nemorun-tui-snapshot-store")
+#: The snapshot store lives at a fixed path so that paths shown on screen never vary; a lock
+#: keeps two test runs on one machine (two engineers, CI) from rebuilding it under each other.
+SNAPSHOT_HOME = Path("/tmp/nemorun-tui-demo/store")
+LOCK = Path("/tmp/nemorun-tui-demo/.lock")
 
 
 @pytest.fixture(autouse=True)
@@ -34,11 +36,19 @@ def _no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def demo_home(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The fixed demo store (rebuilt for each test)."""
-    build_demo_store(SNAPSHOT_HOME)
-    monkeypatch.chdir("/tmp")
-    return SNAPSHOT_HOME
+def demo_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The fixed demo store (rebuilt for each test, held under a lock)."""
+    import fcntl
+
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build_demo_store(SNAPSHOT_HOME)
+        monkeypatch.chdir("/tmp")
+        # The dry run shows the interpreter's path; pin it so snapshots do not depend on
+        # where the virtualenv lives (nothing is executed in these tests).
+        monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python3")
+        yield SNAPSHOT_HOME
 
 
 @pytest.fixture
@@ -53,7 +63,7 @@ def make_app() -> Callable[..., Any]:
 
         settings = kwargs.pop("settings", None) or Settings(ui=UISettings(bell=False))
         engine = Engine(Store(home), settings)
-        kwargs.setdefault("workspace", DEMO_WORKSPACE)
+        kwargs.setdefault("workspace", install_workspace())
         return NemorunApp(engine, **kwargs)
 
     return factory

@@ -18,7 +18,22 @@ from core.store import ExperimentRecord, JobRecord, Store
 
 #: "Now" for the app's clock: 2025-06-01 12:00:00 UTC.
 NOW = 1_748_779_200.0
-DEMO_WORKSPACE = str(Path(__file__).resolve().parents[2] / "nemorun_tui" / "demo_workspace.py")
+SOURCE_WORKSPACE = Path(__file__).resolve().parents[2] / "nemorun_tui" / "demo_workspace.py"
+#: A copy of the demo workspace at a fixed path, so that paths on screen do not depend on
+#: where the repository is checked out.
+DEMO_WORKSPACE = "/tmp/nemorun-tui-demo/workspace/demo_workspace.py"
+
+
+def install_workspace() -> str:
+    """Copy the demo workspace to :data:`DEMO_WORKSPACE` (when it changed); returns the path."""
+    target = Path(DEMO_WORKSPACE)
+    source = SOURCE_WORKSPACE.read_bytes()
+    if not target.exists() or target.read_bytes() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(source)
+        tmp.replace(target)
+    return DEMO_WORKSPACE
 
 
 def _task_json(recipe: str, overrides: list[str]) -> str:
@@ -93,6 +108,7 @@ def _job(
 
 def build_demo_store(home: Path) -> Store:
     """Create the demo store under ``home`` (emptied first)."""
+    install_workspace()
     if home.exists():
         shutil.rmtree(home)
     store = Store(home)

@@ -99,8 +99,10 @@ async def test_stderr_switch_shows_the_other_stream(demo_app: Any) -> None:
         await pilot.press("s")
         await wait_for(
             pilot,
-            lambda: app.logs_pane.current_key is not None
-            and app.logs_pane.current_key.stream == "stderr",
+            lambda: (
+                app.logs_pane.current_key is not None
+                and app.logs_pane.current_key.stream == "stderr"
+            ),
         )
         stderr = app.logs_pane.view
         await wait_for(pilot, lambda: "loss became NaN" in stderr.visible_text(), what="stderr")
@@ -186,3 +188,19 @@ async def test_remote_logs_are_streamed_into_the_same_pane(
     spool = store.job_dir("remote-1", "train") / "logs" / ".fetched-stdout.log"
     assert spool.read_bytes().count(b"\n") == 50
     assert streaming_backend.offsets == [0]
+
+
+async def test_wrap_toggle_wraps_long_lines(demo_app: Any, demo_home: Path) -> None:
+    with _log_path(demo_home).open("a") as log:
+        log.write("W" * 300 + "\n")
+    app = demo_app
+    async with app.run_test(size=SIZE) as pilot:
+        view = await _open(pilot)
+        await wait_for(pilot, lambda: "WWW" in view.visible_text(), what="long line")
+        before = [s.text for s in view._get_frame()]
+        assert sum("W" in line for line in before) == 1  # cut at the edge
+        await pilot.press("w")
+        await pilot.pause(0.05)
+        after = [s.text for s in view._get_frame()]
+        assert sum("W" in line for line in after) == 3  # 300 chars over ~115 columns
+        assert "wrap" in _status(app)

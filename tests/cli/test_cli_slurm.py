@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import require_service
 
 from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 
@@ -16,17 +17,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLI = [sys.executable, "-m", "nemorun_tui.cli"]
 
 
-def require(available: bool, reason: str) -> None:
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the service must be running)")
-    pytest.skip(reason)
-
-
 def test_run_status_logs_relaunch_through_a_slurm_ssh_profile(tmp_path: Path) -> None:
     for ok, why in (slurm_available(), sshd_available()):
-        require(ok, why)
+        require_service(ok, why)
     s = sshd_service()
     config = tmp_path / "config" / "nemorun-tui" / "config.toml"
     config.parent.mkdir(parents=True)

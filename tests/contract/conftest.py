@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import require_service
 
 from core.executors import ExecutorProfile, LocalExecutor
 from core.protocol import Backend, Handle, JobSpec
@@ -51,15 +52,6 @@ class ContractTarget:
 
 
 ContractFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[ContractTarget]]
-
-
-def require_service(available: bool, reason: str) -> None:
-    """Skip a target whose service is missing — but fail under CI=true, where it must exist."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: every contract target must be available)")
-    pytest.skip(reason)
 
 
 def spec_factory(

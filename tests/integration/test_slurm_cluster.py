@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from services import require_service
 
 from backends.slurm import SlurmBackend
 from backends.slurm.ci import slurm_available, sshd_available, sshd_service
@@ -35,14 +36,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PY = sys.executable
 TIMEOUT = 60.0
-
-
-def require(available: bool, reason: str) -> None:
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the service must be running)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -111,11 +104,11 @@ class Cluster:
 @pytest.fixture(params=["local", "ssh"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
     ok, why = slurm_available()
-    require(ok, why)
+    require_service(ok, why)
     jobs = str(tmp_path / "jobs")
     if request.param == "ssh":
         ok, why = sshd_available()
-        require(ok, why)
+        require_service(ok, why)
         s = sshd_service()
         tunnel: LocalTunnel | SSHTunnel = SSHTunnel(
             host=s.alias, ssh_config=s.ssh_config, job_dir=jobs

@@ -6,11 +6,11 @@ packaged code reaches the job verified by hash; a relaunch of unchanged code upl
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from services import require_service
 
 from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 from core.config import Script
@@ -21,14 +21,6 @@ from core.states import JobState
 from core.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-
-
-def require(available: bool, reason: str) -> None:
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the service must be running)")
-    pytest.skip(reason)
 
 
 def make_repo(root: Path) -> Path:
@@ -51,11 +43,11 @@ async def test_packaged_code_runs_on_slurm_and_relaunch_uploads_nothing(
     tmp_path: Path, via: str
 ) -> None:
     ok, why = slurm_available()
-    require(ok, why)
+    require_service(ok, why)
     jobs = str(tmp_path / "cluster-jobs")
     if via == "ssh":
         ok, why = sshd_available()
-        require(ok, why)
+        require_service(ok, why)
         s = sshd_service()
         tunnel: LocalTunnel | SSHTunnel = SSHTunnel(
             host=s.alias, ssh_config=s.ssh_config, job_dir=jobs

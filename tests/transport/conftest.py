@@ -16,23 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import require_service
 
 from backends.slurm.ci import SSHDService, sshd_available, sshd_service
-
-
-def require(available: bool, reason: str) -> None:
-    """Skip when a service is absent; under CI=true that is a failure instead."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the service must be running)")
-    pytest.skip(reason)
 
 
 @pytest.fixture
 def sshd() -> SSHDService:
     ok, why = sshd_available()
-    require(ok, why)
+    require_service(ok, why)
     return sshd_service()
 
 
