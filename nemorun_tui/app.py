@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-
 class EngineBridge:
     """Runs engine coroutines and blocking store calls on one background loop thread."""
 
@@ -247,11 +246,9 @@ class NemorunApp(App[int]):
         self._error_seen: dict[str, float] = {}
         self._listing: ChainedPoll | None = None
         self._monitor: ChainedPoll | None = None
-        self._monitor_queue: asyncio.Queue[Any] | None = None
         self._ticker: Timer | None = None
         self._spools: dict[tuple[str, str, str], concurrent.futures.Future[None]] = {}
         self._select_after_listing: str | None = None
-        self.watched: set[str] = set()
         self.panes_ready = asyncio.Event()
         self._mounting_panes = False
         # Start reading the store before Textual has even set up the screen: the listing
@@ -283,8 +280,14 @@ class NemorunApp(App[int]):
         """Pane bar, the panes (one ContentSwitcher), footer."""
         yield PaneBar(id="pane-bar")
         with ContentSwitcher(initial="runs", id="panes"):
-            yield RunsPane(clock=self.clock, id="runs")
+            yield RunsPane(clock=self.clock, last_poll=self._last_poll, id="runs")
         yield Footer()
+
+    def _last_poll(self, key: tuple[str, str]) -> float | None:
+        """When this app's monitor last polled a (backend, target) successfully."""
+        if not self.monitor_enabled:
+            return None
+        return self.engine.monitor.last_poll.get(key)
 
     @property
     def main(self) -> Screen[Any]:
@@ -299,7 +302,7 @@ class NemorunApp(App[int]):
 
         yield ComposePane(id="compose")
         yield LogsPane(id="logs", max_rate=self.log_max_rate)
-        yield DetailPane(clock=self.clock, id="detail")
+        yield DetailPane(clock=self.clock, last_poll=self._last_poll, id="detail")
 
     async def _mount_extra_panes(self) -> None:
         """Mount the hidden panes once the run list is on screen (a faster first frame)."""
@@ -401,7 +404,7 @@ class NemorunApp(App[int]):
             summaries = await self.bridge.run(self.engine.store.list)
         first = not self.runs_table.loaded
         self._summaries = {s.id: s for s in summaries}
-        self.runs_pane.apply(summaries)
+        changed = self.runs_pane.apply(summaries)
         if self._select_after_listing and self.runs_table.move_cursor_to(
             self._select_after_listing
         ):
@@ -414,7 +417,8 @@ class NemorunApp(App[int]):
             self.call_after_refresh(self._mount_extra_panes)
             if self.monitor_enabled and self._monitor is not None:
                 self._monitor.start()
-        self._reload_highlighted_jobs()
+        if changed or first:
+            self._reload_highlighted_jobs()
 
     def _live_ids(self) -> list[str]:
         return [
@@ -467,6 +471,18 @@ class NemorunApp(App[int]):
         )
         if self.bell_enabled:
             self.bell()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast; never markup (backend messages like ``[Errno 2]`` must show as written)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def report_error(self, text: str, *, key: str | None = None, every: float = 30.0) -> None:
         """A notification for a backend/store problem; the same one at most every ``every`` s."""
@@ -731,7 +747,6 @@ class NemorunApp(App[int]):
             return None
         parent = f" (relaunch of {plan.parent})" if plan.parent else ""
         self.notify(f"{record.id} recorded{parent}; submitting…", title="Launched", timeout=4)
-        self.watched.add(record.id)
         self._select_after_listing = record.id
         self.post_message(Launched(record.id))
         await self.action_pane("runs")

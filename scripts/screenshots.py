@@ -150,6 +150,7 @@ def main() -> int:
     os.environ.setdefault("TZ", "UTC")
     time.tzset()
     os.chdir("/tmp")  # paths shown in the dry run are the same on every machine
+    sys.executable = "/opt/venv/bin/python3"  # likewise the interpreter (nothing is run)
     OUT.mkdir(exist_ok=True)
     converter = shutil.which("rsvg-convert")
     for name, steps in SHOTS:

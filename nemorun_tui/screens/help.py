@@ -15,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from nemorun_tui.widgets.format import plain_row
+
 PANE_TITLES = {"runs": "Runs", "compose": "Compose", "logs": "Logs", "detail": "Detail"}
 
 
@@ -110,9 +112,9 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("key", style="bold", no_wrap=True, width=18)
         table.add_column("what")
         for key, description in rows:
-            table.add_row(key, description)
+            plain_row(table, key, description)
         if not rows:
-            table.add_row("", "(no keys of its own)")
+            plain_row(table, "", "(no keys of its own)")
         return table
 
 

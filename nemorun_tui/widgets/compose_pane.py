@@ -262,8 +262,10 @@ class ComposePane(Vertical):
             app.notify(error, title="Workspace", severity="warning")
         if self.source.recipe is None and self.source.parent is None:
             self.query_one("#compose-heading", Static).update(
-                f"Compose: {len(options)} recipes from {self.workspace.source or ref}. "
-                "Pick one (enter), edit fields (enter), launch with ctrl+l."
+                Text(
+                    f"Compose: {len(options)} recipes from {self.workspace.source or ref}. "
+                    "Pick one (enter), edit fields (enter), launch with ctrl+l."
+                )
             )
 
     @on(OptionList.OptionSelected, "#recipes")
@@ -379,7 +381,7 @@ class ComposePane(Vertical):
 
     def _show_error(self, message: str) -> None:
         box = self.query_one("#field-error", Static)
-        box.update(f"✘ {message}")
+        box.update(Text(f"✘ {message}"))
         box.add_class("-shown")
         self.query_one(FieldEditor).add_class("-invalid")
 
@@ -451,7 +453,7 @@ class ComposePane(Vertical):
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
         self.query_one("#overrides", Static).update(
-            "overrides: " + (" ".join(overrides) if overrides else "(none)")
+            Text("overrides: " + (" ".join(overrides) if overrides else "(none)"))
         )
         self._fill_tree(built)
 

@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from nemorun_tui.widgets.format import state_label, when, when_seconds
+from nemorun_tui.widgets.format import plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
 
 PROVENANCE_FILE = "provenance.json"
@@ -131,9 +131,16 @@ class DetailPane(VerticalScroll, can_focus=True):
         Binding("L", "all_logs", "Logs of every job", id="all-logs"),
     ]
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        last_poll: Callable[[tuple[str, str]], float | None] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.clock = clock
+        self.last_poll = last_poll
         self.data: DetailData | None = None
         self.exp_id: str | None = None
 
@@ -141,7 +148,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("Select a run in Runs (1) and press enter.", id="detail-empty")
         yield Static("", id="detail-header", classes="section")
         yield Static("Jobs", classes="heading")
-        yield JobsPanel(clock=self.clock, id="detail-jobs")
+        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs")
         yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
         yield Static("", id="detail-diff")
         yield Static("Config", classes="heading")
@@ -172,14 +179,14 @@ class DetailPane(VerticalScroll, can_focus=True):
         self.exp_id = exp_id
         if self.data is None or self.data.record.id != exp_id:
             self._set_visible(False)
-            self.query_one("#detail-empty", Static).update(f"loading {exp_id}…")
+            self.query_one("#detail-empty", Static).update(Text(f"loading {exp_id}…"))
 
     def show_error(self, exp_id: str, message: str) -> None:
         """The experiment could not be read."""
         self.exp_id = exp_id
         self.data = None
         self._set_visible(False)
-        self.query_one("#detail-empty", Static).update(f"{exp_id}: {message}")
+        self.query_one("#detail-empty", Static).update(Text(f"{exp_id}: {message}"))
 
     def show(self, data: DetailData) -> None:
         """Render an experiment."""
@@ -225,20 +232,20 @@ class DetailPane(VerticalScroll, can_focus=True):
     def _header(self, data: DetailData) -> RenderableType:
         r = data.record
         table = self._kv_table()
-        table.add_row("title", Text(r.title, style="bold"))
-        table.add_row("id", r.id)
-        table.add_row("state", state_label(r.state.value))
-        table.add_row("created", when(r.created_at))
+        plain_row(table, "title", Text(r.title, style="bold"))
+        plain_row(table, "id", r.id)
+        plain_row(table, "state", state_label(r.state.value))
+        plain_row(table, "created", when(r.created_at))
         if r.ended_at is not None:
-            table.add_row("ended", when(r.ended_at))
+            plain_row(table, "ended", when(r.ended_at))
         if r.parent:
-            table.add_row("parent", r.parent)
+            plain_row(table, "parent", r.parent)
         if r.tags:
-            table.add_row("tags", ", ".join(r.tags))
+            plain_row(table, "tags", ", ".join(r.tags))
         if r.recipe:
-            table.add_row("recipe", f"{r.recipe}  ({r.workspace or '-'})")
+            plain_row(table, "recipe", f"{r.recipe}  ({r.workspace or '-'})")
         if r.overrides:
-            table.add_row("overrides", " ".join(r.overrides))
+            plain_row(table, "overrides", " ".join(r.overrides))
         return table
 
     def _diff(self, data: DetailData) -> RenderableType:
@@ -282,26 +289,26 @@ class DetailPane(VerticalScroll, can_focus=True):
         parts: list[RenderableType] = []
         for job, rec in zip(data.jobs, data.record.jobs, strict=False):
             table = self._kv_table()
-            table.add_row("job", Text(job.name, style="bold"))
-            table.add_row("handle", str(rec.handle) if rec.handle else "(not submitted)")
+            plain_row(table, "job", Text(job.name, style="bold"))
+            plain_row(table, "handle", str(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
-                table.add_row("submitted", when_seconds(rec.submitted_at))
+                plain_row(table, "submitted", when_seconds(rec.submitted_at))
             if job.executor_error:
-                table.add_row("executor", Text(job.executor_error, style="italic"))
+                plain_row(table, "executor", Text(job.executor_error, style="italic"))
             for key, value in sorted(job.executor.items()):
                 if value in (None, {}, [], "") and key not in ("backend",):
                     continue
                 shown = (
                     json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
                 )
-                table.add_row(key, str(shown))
+                plain_row(table, key, str(shown))
             if job.provenance is not None:
-                table.add_row("packaging", _provenance_line(job.provenance))
+                plain_row(table, "packaging", _provenance_line(job.provenance))
                 dirty = job.provenance.get("dirty_files") or []
                 if dirty:
-                    table.add_row("dirty files", ", ".join(dirty[:10]))
+                    plain_row(table, "dirty files", ", ".join(dirty[:10]))
             else:
-                table.add_row("packaging", Text("no provenance recorded", style="dim"))
+                plain_row(table, "packaging", Text("no provenance recorded", style="dim"))
             parts.append(table)
         return Group(*parts)
 
@@ -331,7 +338,8 @@ class DetailPane(VerticalScroll, can_focus=True):
                 extra = ", ".join(
                     f"{k}={v}" for k, v in sorted(event.items()) if k not in ("t", "kind", "job")
                 )
-            table.add_row(
+            plain_row(
+                table,
                 when_seconds(at) if isinstance(at, int | float) else "-",
                 str(event.get("job") or ""),
                 what,

@@ -9,6 +9,7 @@ redraw every second, which is bytes on a slow SSH link for no news.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 STATE_GLYPHS: dict[str, str] = {
     "UNSUBMITTED": "○",
@@ -81,3 +82,14 @@ def human_bytes(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TB"
+
+
+def plain_row(table: Any, *cells: Any) -> None:
+    """Add a Rich table row whose text cells are never read as markup.
+
+    Run titles, overrides (``tags=[a,b]``) and backend messages (``[Errno 2]``) contain
+    square brackets; as markup they would vanish or raise.
+    """
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))

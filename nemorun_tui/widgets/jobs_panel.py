@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from nemorun_tui.widgets.format import age, duration, state_label, when
+from nemorun_tui.widgets.format import age, duration, plain_row, state_label, when
 
 STATE_STYLES: dict[str, str] = {
     "RUNNING": "bold $primary",
@@ -63,11 +63,16 @@ class JobsPanel(Static):
         self,
         *,
         clock: Callable[[], float] = time.time,
+        last_poll: Callable[[tuple[str, str]], float | None] | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__("", id=id, classes=classes)
         self.clock = clock
+        # When this app's monitor last heard from a job's (backend, target): a live job's
+        # status is only rewritten in the store when it changes, so the store alone would
+        # make a healthy, polled job look stale.
+        self.last_poll = last_poll
         self.record: Any | None = None
         self._signature: tuple[Any, ...] | None = None
 
@@ -89,8 +94,7 @@ class JobsPanel(Static):
         self._signature = signature
         self.update(self._table(record, now) if record is not None else "")
 
-    @staticmethod
-    def _row(job: Any, now: float) -> tuple[str, ...]:
+    def _row(self, job: Any, now: float) -> tuple[str, ...]:
         where = job.backend + (f"/{job.profile}" if job.profile else "")
         handle = job.handle.job_id if job.handle else "-"
         if len(handle) > 28:
@@ -102,7 +106,11 @@ class JobsPanel(Static):
             if job.state.is_terminal:
                 seen = when(job.observed_at)
             else:
-                seen = f"{age(job.observed_at, now)} ago"
+                latest = job.observed_at
+                if self.last_poll is not None and job.handle is not None:
+                    polled = self.last_poll((job.handle.backend, job.handle.target))
+                    latest = max(latest, polled or 0.0)
+                seen = f"{age(latest, now)} ago"
             if job.source:
                 seen += f" via {job.source}"
         if job.state.is_terminal:
@@ -145,7 +153,8 @@ class JobsPanel(Static):
             table.add_column(header, ratio=ratio, no_wrap=True, overflow="ellipsis")
         for job in record.jobs:
             name, state, where, handle, exit_code, took, reason, seen = self._row(job, now)
-            table.add_row(
+            plain_row(
+                table,
                 name,
                 state_text(state, styles),
                 where,

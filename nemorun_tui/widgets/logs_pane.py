@@ -15,6 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
 
 from nemorun_tui.logview.reader import compile_pattern
@@ -135,7 +136,7 @@ class LogsPane(Vertical):
         view = LogView(path, label=key.label, id=view_id, max_rate=self.max_rate)
         self._keys[view_id] = key
         self.query_one("#log-switcher", ContentSwitcher).mount(view)
-        self.query_one(Tabs).add_tab(Tab(key.label, id=f"tab-{view_id}"))
+        self.query_one(Tabs).add_tab(Tab(Content(key.label), id=f"tab-{view_id}"))
         self.query_one("#log-empty").display = False
         self._activate(view_id)
         self._apply_search_to(view)
@@ -340,4 +341,4 @@ class LogsPane(Vertical):
             text = "  ·  ".join(parts)
         if text != self._status:
             self._status = text
-            self.query_one("#log-status", Static).update(text)
+            self.query_one("#log-status", Static).update(Content(text))

@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Static
 
@@ -56,9 +57,16 @@ class RunsPane(Vertical):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        last_poll: Callable[[tuple[str, str]], float | None] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.clock = clock
+        self.last_poll = last_poll
         self._status = ""
 
     def compose(self) -> ComposeResult:
@@ -67,7 +75,7 @@ class RunsPane(Vertical):
         )
         yield RunsTable(clock=self.clock, id="runs-table")
         yield Static("", id="runs-status")
-        yield JobsPanel(clock=self.clock, id="runs-jobs")
+        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="runs-jobs")
 
     @property
     def table(self) -> RunsTable:
@@ -99,7 +107,7 @@ class RunsPane(Vertical):
         text = "  ·  ".join(parts)
         if text != self._status:
             self._status = text
-            self.query_one("#runs-status", Static).update(text)
+            self.query_one("#runs-status", Static).update(Content(text))
 
     # -- filter -------------------------------------------------------------------------
     def open_filter(self) -> None:
