@@ -739,7 +739,26 @@ class NemorunApp(App[int]):
         self.run_worker(self.launch_plan(message.plan), group="launch", exit_on_error=False)
 
     async def launch_plan(self, plan: Any) -> str | None:
-        """Record ``plan`` (intent first), then submit it on the engine thread."""
+        """Package, confirm packaging warnings, record ``plan`` (intent first), then submit.
+
+        Packaging runs before anything is recorded: a refusing policy (uncommitted changes
+        with ``uncommitted="refuse"``) stops here with nothing written, and a warning (the
+        dirty tree is not packaged) is shown and must be confirmed before launch.
+        """
+        try:
+            warnings = await self.bridge.call(self.engine.package(plan))
+        except Exception as exc:
+            self.report_error(f"cannot package {plan.title}: {exc}", every=0)
+            return None
+        if warnings:
+            from nemorun_tui.screens.confirm import ConfirmScreen
+
+            question = "Packaging says:\n" + "\n".join(f"• {w}" for w in warnings)
+            question += "\nLaunch from the packaged code anyway?"
+            if not await self.push_screen_wait(ConfirmScreen(question, yes="Launch", no="Back")):
+                self.notify("not launched", timeout=2)
+                return None
+        self.engine.upload_progress = self._upload_meter()
         try:
             record = await self.bridge.run(self.engine.record, plan)
         except Exception as exc:
@@ -756,6 +775,32 @@ class NemorunApp(App[int]):
             self.report_error(f"submit of {record.id} failed: {exc}", every=0)
         self.post_message(StoreChanged())
         return record.id
+
+    def _upload_meter(self) -> Any:
+        """A progress callback for code uploads (called on the engine thread).
+
+        Shows bytes, percentage and rate as a toast at most every 2 s, and once at the end,
+        so a slow SSH link is not flooded with redraws.
+        """
+        import time as _time
+
+        state = {"start": 0.0, "last": 0.0}
+
+        def report(done: int, total: int) -> None:
+            now = _time.monotonic()
+            if done == 0 or not state["start"]:
+                state["start"] = now
+            if total == 0 or (done < total and now - state["last"] < 2.0):
+                return
+            state["last"] = now
+            rate = done / max(now - state["start"], 1e-6)
+            text = (
+                f"{done / 1e6:.1f}/{total / 1e6:.1f} MB "
+                f"({100 * done / total:.0f}%, {rate / 1e6:.1f} MB/s)"
+            )
+            self.call_from_thread(self.notify, text, title="Uploading code", timeout=3)
+
+        return report
 
     @on(CancelRequested)
     def _cancel(self, message: CancelRequested) -> None:

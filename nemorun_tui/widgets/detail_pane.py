@@ -40,6 +40,7 @@ class JobDetail:
     provenance: dict[str, Any] | None = None
     diff: list[Any] | None = None  # core.serialize.Change items, None without a parent
     diff_error: str | None = None
+    code_diff: list[str] = field(default_factory=list)  # provenance lines vs the parent
 
 
 @dataclass
@@ -51,6 +52,26 @@ class DetailData:
     jobs: list[JobDetail]
     parent_error: str | None = None
     parent_overrides: list[str] = field(default_factory=list)
+
+
+def _code_diff(
+    engine: Any, parent_id: str, job: str, provenance: dict[str, Any] | None
+) -> list[str]:
+    """What changed in the code against the parent: commit range, dirty diff, archive."""
+    try:
+        before = engine.provenance_of(parent_id, job)
+    except Exception as exc:
+        return [f"parent provenance unavailable: {exc}"]
+    if before is None and provenance is None:
+        return []
+    from core.packaging import Provenance, diff_provenance
+
+    try:
+        old = Provenance.from_dict(before) if before is not None else None
+        new = Provenance.from_dict(provenance) if provenance is not None else None
+        return list(diff_provenance(old, new))
+    except Exception as exc:
+        return [f"code diff unavailable: {exc}"]
 
 
 def load_detail(engine: Any, exp_id: str) -> DetailData:
@@ -105,6 +126,7 @@ def load_detail(engine: Any, exp_id: str) -> DetailData:
                 detail.diff_error = f"parent config unavailable: {before}"
             elif task is not None:
                 detail.diff = serialize.diff(before, task, include_defaults=True)
+            detail.code_diff = _code_diff(engine, record.parent, job.name, detail.provenance)
         jobs.append(detail)
     return DetailData(record, events, jobs, parent_error, parent_overrides)
 
@@ -272,6 +294,8 @@ class DetailPane(VerticalScroll, can_focus=True):
                     line.append(" → ")
                     line.append("(unset)" if change.new is None else change.new, style="green")
                     parts.append(line)
+            for code_line in job.code_diff:
+                parts.append(Text(f"  {code_line}", style="yellow"))
         return Group(*parts)
 
     def _config(self, data: DetailData) -> RenderableType:

@@ -445,3 +445,52 @@ async def test_a_failing_backend_is_a_notification_not_a_traceback(
         assert len(shown) == 1  # the same error is not repeated on every poll
         assert app.is_running
         assert app.runs_table.summary("on-slow-cluster-1").state == "RUNNING"  # not invented
+
+
+async def test_a_dirty_tree_is_confirmed_before_launch_and_provenance_recorded(
+    make_app: Callable[..., Any], home: Path, tmp_path: Path
+) -> None:
+    """Packaging warnings (uncommitted changes) are shown and must be confirmed in the app."""
+    import subprocess
+
+    from core.config import Script
+    from core.executors import LocalExecutor
+    from core.packaging import GitArchivePackager
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@e"], ["config", "user.name", "T"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "f.txt").write_text("v1\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "c"], check=True)
+    (repo / "f.txt").write_text("dirty\n")
+
+    def plan() -> Plan:
+        p = Plan(title="dirty")
+        executor = LocalExecutor(packager=GitArchivePackager(basepath=str(repo)))
+        p.add(Script(inline="cat f.txt"), executor, name="cat")
+        return p
+
+    app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.runs_table.loaded, what="listing")
+        declined = app.run_worker(app.launch_plan(plan()), exit_on_error=False)
+        await wait_for(pilot, lambda: "Confirm" in type(app.screen).__name__, what="confirm")
+        assert "f.txt" in _plain_screen(app)
+        await pilot.press("n")
+        await declined.wait()
+        assert declined.result is None and Store(home).list() == []
+        accepted = app.run_worker(app.launch_plan(plan()), exit_on_error=False)
+        await wait_for(pilot, lambda: "Confirm" in type(app.screen).__name__, what="confirm")
+        await pilot.press("y")
+        await accepted.wait()
+        exp_id = accepted.result
+        assert exp_id is not None
+        await wait_for(pilot, lambda: _state(app, exp_id) == "SUCCEEDED", 15, "launched run")
+        prov = Engine(Store(home)).provenance_of(exp_id, "cat")
+        assert prov is not None and "dirty" in (prov.get("dirty_diff") or "")
+
+
+def _plain_screen(app: Any) -> str:
+    return " ".join(str(w.render()) for w in app.screen.query(Static))
