@@ -147,17 +147,26 @@ if TYPE_CHECKING:
     Task = Config | Partial | Script
 
 
-def task_kind(task: object) -> TaskKind:
-    """Say which kind of task ``task`` is, without importing fiddle.
+def fiddle_kind(value: object) -> Literal["partial", "config"] | None:
+    """``"partial"``/``"config"`` for fiddle buildables, else None — without importing fiddle.
 
-    If fiddle was never imported, no fiddle object can exist, so only ``Script`` is possible.
+    If fiddle was never imported, no fiddle object can exist.
     """
+    fdl = sys.modules.get("fiddle")
+    if fdl is None:
+        return None
+    if isinstance(value, fdl.Partial):
+        return "partial"
+    if isinstance(value, fdl.Config):
+        return "config"
+    return None
+
+
+def task_kind(task: object) -> TaskKind:
+    """Say which kind of task ``task`` is, without importing fiddle."""
     if isinstance(task, Script):
         return "script"
-    fdl = sys.modules.get("fiddle")
-    if fdl is not None:
-        if isinstance(task, fdl.Partial):
-            return "partial"
-        if isinstance(task, fdl.Config):
-            return "config"
+    kind = fiddle_kind(task)
+    if kind is not None:
+        return kind
     raise TypeError(f"expected a Config, Partial or Script, got {type(task).__name__} {task!r:.60}")

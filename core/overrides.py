@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.config import fiddle_kind
+
 if TYPE_CHECKING:
     from core.config import Task
 
@@ -284,17 +286,6 @@ def _plain(value: Any) -> Any:
 _MISSING: Any = object()
 
 
-def _fiddle_kind(value: Any) -> str | None:
-    fdl = sys.modules.get("fiddle")
-    if fdl is None:
-        return None
-    if isinstance(value, fdl.Partial):
-        return "partial"
-    if isinstance(value, fdl.Config):
-        return "config"
-    return None
-
-
 def _name(fn: Any) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
@@ -318,7 +309,7 @@ def _type_hints(fn: Any) -> dict[str, Any]:
 
 def _describe(value: Any) -> str:
     value = _plain(value)
-    kind = _fiddle_kind(value)
+    kind = fiddle_kind(value)
     if kind == "partial":
         return f"partial({_name(value.__fn_or_cls__)})"
     if kind == "config":
@@ -456,7 +447,7 @@ class _Checker:
                 return value
             raise self.fail(where, ann, value)
         if origin is collections.abc.Callable or ann is collections.abc.Callable:
-            if callable(value) or _fiddle_kind(value) == "partial":
+            if callable(value) or fiddle_kind(value) == "partial":
                 return value
             raise self.fail(where, ann, value)
         if isinstance(ann, type):
@@ -585,7 +576,7 @@ class _Checker:
         return _MISSING
 
     def _instance(self, value: Any, ann: type, where: str) -> Any:
-        kind = _fiddle_kind(value)
+        kind = fiddle_kind(value)
         if kind == "config":
             if _builds_instance_of(value, ann):
                 return value
@@ -740,7 +731,7 @@ def _dict_slot(mapping: dict[Any, Any], name: str, ann: Any) -> _Slot:
 
 
 def _slot(container: Any, name: str, ann: Any, where: str) -> _Slot:
-    if _fiddle_kind(container) is not None:
+    if fiddle_kind(container) is not None:
         return _buildable_slot(container, name)
     if dataclasses.is_dataclass(container) and not isinstance(container, type):
         return _dataclass_slot(container, name)

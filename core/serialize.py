@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.config import fiddle_kind
+
 if TYPE_CHECKING:
     from core.config import Task
 
@@ -204,14 +206,11 @@ def _fiddle() -> Any:
 
 
 def _buildable_kind(value: Any) -> str | None:
+    kind = fiddle_kind(value)
+    if kind is not None:
+        return kind
     fdl = _fiddle()
-    if fdl is None:
-        return None
-    if isinstance(value, fdl.Partial):
-        return "partial"
-    if isinstance(value, fdl.Config):
-        return "config"
-    if isinstance(value, fdl.Buildable):
+    if fdl is not None and isinstance(value, fdl.Buildable):
         raise SerializeError(f"unsupported fiddle type {type(value).__name__}")
     return None
 
