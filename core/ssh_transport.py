@@ -40,16 +40,14 @@ from typing import Any, TypeVar
 import asyncssh
 
 from core.local_transport import CHUNK_SIZE, follow_file, local_transport
+from core.prompts import PromptHandler, prompt_handler
+from core.prompts import set_prompt_handler as set_prompt_handler  # re-exported
 from core.transport import CommandResult, Transport, TransportError
 
 T = TypeVar("T")
 
 #: ``handler(name, instructions, [(prompt, echo), ...]) -> [answer, ...]`` (may be async).
 #: Returning None aborts keyboard-interactive authentication.
-PromptHandler = Callable[
-    [str, str, list[tuple[str, bool]]],
-    "list[str] | Awaitable[list[str] | None] | None",
-]
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -82,18 +80,6 @@ def _terminal_prompt(name: str, instructions: str, prompts: list[tuple[str, bool
     for text, echo in prompts:
         answers.append(input(text) if echo else getpass.getpass(text))
     return answers
-
-
-_default_prompt: PromptHandler | None = None
-
-
-def set_prompt_handler(handler: PromptHandler | None) -> None:
-    """Install the process-wide handler for keyboard-interactive/password prompts.
-
-    The TUI installs one that shows a modal; the CLI keeps the terminal default.
-    """
-    global _default_prompt
-    _default_prompt = handler
 
 
 def _env_wrapper(
@@ -287,8 +273,9 @@ class SSHTransport(Transport):
     def _prompt_handler(self) -> PromptHandler | None:
         if self.prompt is not None:
             return self.prompt
-        if _default_prompt is not None:
-            return _default_prompt
+        installed = prompt_handler()
+        if installed is not None:
+            return installed
         if sys.stdin is not None and sys.stdin.isatty():
             return _terminal_prompt
         return None

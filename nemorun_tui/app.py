@@ -377,6 +377,11 @@ class NemorunApp(App[int]):
     def on_mount(self) -> None:
         """Start the listing and monitor chains and the 1 Hz ticker (the engine runs)."""
         self.runs_table.focus()
+        from core.prompts import set_prompt_handler
+        from nemorun_tui.screens.prompt import make_prompt_handler
+
+        # SSH 2FA/password questions come to a modal here, not to the hidden terminal.
+        set_prompt_handler(make_prompt_handler(self))
         self._listing = ChainedPoll(
             self, "listing", self._list_store, self.listing_seconds, self._poll_failed
         )
@@ -390,6 +395,9 @@ class NemorunApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Stop polling and the engine thread."""
+        from core.prompts import set_prompt_handler
+
+        set_prompt_handler(None)
         for chain in (self._listing, self._monitor):
             if chain is not None:
                 chain.stop()

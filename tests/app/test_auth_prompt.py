@@ -1,0 +1,38 @@
+"""SSH 2FA questions asked on the engine thread are answered in a modal in the app."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app_helpers import wait_for
+
+from core.prompts import prompt_handler
+from nemorun_tui.screens.prompt import AuthPromptScreen
+
+
+async def test_a_keyboard_interactive_question_is_answered_in_a_modal(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    app = make_app(tmp_path / "store", poll_seconds=5, listing_seconds=5)
+    answers: list[Any] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        handler = prompt_handler()
+        assert handler is not None  # the app installed its handler at start-up
+
+        def engine_side() -> None:  # what the SSH transport does on the engine thread
+            result = asyncio.run(handler("2FA", "Enter the code", [("Code: ", False)]))
+            answers.append(result)
+
+        thread = threading.Thread(target=engine_side)
+        thread.start()
+        await wait_for(pilot, lambda: isinstance(app.screen, AuthPromptScreen), what="modal")
+        field = app.screen.query_one("#answer-0")
+        assert field.password  # a hidden prompt is not echoed
+        await pilot.press(*"424242", "enter")
+        await wait_for(pilot, lambda: not thread.is_alive(), what="answer delivered")
+    assert answers == [["424242"]]
+    assert prompt_handler() is None  # removed when the app exits
