@@ -439,9 +439,19 @@ class Store:
             params = (limit,)
         return [_summary(r) for r in self._index().execute(sql, params)]
 
-    def summaries(self, where: str, params: tuple[Any, ...]) -> list[ExperimentSummary]:
-        """Rows matching an SQL condition on the index (after reconciling it)."""
-        self._refresh_index()
+    def summaries(
+        self, where: str, params: tuple[Any, ...], *, membership_only: bool = False
+    ) -> list[ExperimentSummary]:
+        """Rows matching an SQL condition on the index (after reconciling it).
+
+        ``membership_only`` reconciles only which experiments exist (one directory read, no
+        per-manifest stat): enough to look ids and titles up, which never change after
+        creation. Callers then load the manifest they picked, which reports any damage.
+        """
+        if membership_only:
+            self._refresh_membership()
+        else:
+            self._refresh_index()
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE {where}"
         return [_summary(r) for r in self._index().execute(sql, params)]
 
@@ -453,11 +463,15 @@ class Store:
         if not ref.startswith(".") and "/" not in ref and (self.experiments_dir / ref).is_dir():
             return ref
         escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        prefixed = self.summaries("id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",))
+        prefixed = self.summaries(
+            "id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",), membership_only=True
+        )
         prefixed = [s for s in prefixed if s.id.startswith(ref)]  # LIKE ignores case
         if len(prefixed) == 1:
             return prefixed[0].id
-        titled = self.summaries("title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,))
+        titled = self.summaries(
+            "title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,), membership_only=True
+        )
         if titled:
             return titled[0].id
         if len(prefixed) > 1:
@@ -560,6 +574,25 @@ class Store:
         finally:
             os.close(dir_fd)
         return on_disk
+
+    def _refresh_membership(self) -> None:
+        """Add experiments the index does not know and drop vanished ones (no stat pass)."""
+        db = self._index()
+        try:
+            with os.scandir(self.experiments_dir) as entries:
+                names = {e.name for e in entries if not e.name.startswith(".") and e.is_dir()}
+        except FileNotFoundError:
+            names = set()
+        known = {row[0] for row in db.execute("SELECT id FROM experiments")}
+        new, gone = names - known, known - names
+        if not new and not gone:
+            return
+        rows = [self._row_from_disk(i, self._manifest_mtime(i)) for i in new]
+        with db:
+            db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
+            db.executemany(
+                "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
 
     def _refresh_index(self) -> None:
         """Reconcile the cache with the manifests on disk.
