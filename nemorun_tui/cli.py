@@ -56,9 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", help="recipes: a .py file, a directory or a module")
     parser.add_argument("--version", action="version", version="nemorun-tui 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # --home/--workspace are accepted before or after the command (SUPPRESS: a value given
+    # after the command wins, and its absence does not erase one given before).
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--home", default=argparse.SUPPRESS, help="store directory")
+    shared.add_argument(
+        "--workspace",
+        default=argparse.SUPPRESS,
+        help="recipes: a .py file, a directory or a module",
+    )
 
     p = sub.add_parser(
         "run",
+        parents=[shared],
         help="launch a recipe or a script",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,28 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--dryrun", action="store_true", help="show what would be submitted; write nothing"
     )
 
-    p = sub.add_parser("ls", help="list experiments, newest first")
+    p = sub.add_parser("ls", parents=[shared], help="list experiments, newest first")
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     p.add_argument("--limit", type=int, default=None, help="show at most N experiments")
 
-    p = sub.add_parser("status", help="refresh and show an experiment's jobs")
+    p = sub.add_parser("status", parents=[shared], help="refresh and show an experiment's jobs")
     p.add_argument("exp", metavar="EXP")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--no-refresh", action="store_true", help="show the stored state without polling"
     )
 
-    p = sub.add_parser("logs", help="print a job's output")
+    p = sub.add_parser("logs", parents=[shared], help="print a job's output")
     p.add_argument("exp", metavar="EXP")
     p.add_argument("job", nargs="?", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
 
-    p = sub.add_parser("cancel", help="cancel a job or every live job of an experiment")
+    p = sub.add_parser(
+        "cancel", parents=[shared], help="cancel a job or every live job of an experiment"
+    )
     p.add_argument("exp", metavar="EXP")
     p.add_argument("job", nargs="?", metavar="JOB")
 
-    p = sub.add_parser("relaunch", help="run a past experiment again, with overrides")
+    p = sub.add_parser(
+        "relaunch", parents=[shared], help="run a past experiment again, with overrides"
+    )
     p.add_argument("exp", metavar="EXP")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument(
@@ -102,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common_launch(p, name=False)
 
-    p = sub.add_parser("recipes", help="list the workspace's recipes")
+    p = sub.add_parser("recipes", parents=[shared], help="list the workspace's recipes")
     p.add_argument("--json", action="store_true")
 
-    sub.add_parser("rebuild-index", help="rebuild the listing cache from the manifests")
+    sub.add_parser(
+        "rebuild-index", parents=[shared], help="rebuild the listing cache from the manifests"
+    )
     return parser
 
 

@@ -282,3 +282,21 @@ def test_help_lists_every_command() -> None:
     for command in ("run", "ls", "status", "logs", "cancel", "relaunch"):
         assert command in result.stdout
     assert "exit codes" in result.stdout
+
+
+def test_home_and_workspace_work_before_or_after_the_command(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    other = tmp_path / "elsewhere"
+    ws = env["NEMORUN_TUI_WORKSPACE"]
+    plain = {k: v for k, v in env.items() if k not in ("NEMORUN_TUI_WORKSPACE",)}
+    after = cli(
+        plain, "run", "train", "trainer.max_steps=2", "--workspace", ws, "--home", str(other)
+    )
+    assert after.returncode == 0, after.stderr
+    before = cli(plain, "--home", str(other), "ls", "--json")
+    assert [r["title"] for r in json.loads(before.stdout)] == ["train"]
+    assert (
+        json.loads(cli(plain, "ls", "--json", "--home", str(other)).stdout)[0]["title"] == "train"
+    )
+    assert not (Path(env["NEMORUN_TUI_HOME"]) / "experiments").exists()
