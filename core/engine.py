@@ -287,6 +287,10 @@ class Engine:
         handles: dict[str, Handle] = {}
         failed: dict[str, str] = {}
         for job in plan.jobs:
+            if self.store.load(exp_id).job(job.name).state.is_terminal:
+                # Cancelled (or failed) while earlier jobs were being submitted: leave it.
+                failed[job.name] = "ended before submission"
+                continue
             blocked = [d for d in deps[job.name] if d in failed]
             if blocked:
                 reason = f"not submitted: dependency `{blocked[0]}` could not be submitted"
@@ -297,20 +301,29 @@ class Engine:
             spec = self.job_spec(exp_id, planned, handles, workdir)
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
-            except (BackendError, OSError) as exc:
-                reason = f"submit failed: {exc}"
+            except Exception as exc:  # any failure is recorded on the job, never left UNSUBMITTED
+                detail = str(exc) if isinstance(exc, (BackendError, OSError)) else repr(exc)
+                reason = f"submit failed: {detail}"
                 self._set_unsubmittable(exp_id, job.name, JobState.FAILED, reason)
                 failed[job.name] = reason
                 continue
             handles[job.name] = handle
-            self._set_submitted(exp_id, job.name, handle)
+            if not self._set_submitted(exp_id, job.name, handle):
+                # A cancel landed while this job was being submitted: honour it now.
+                await registry.get_backend(job.executor).cancel(handle)
 
-    def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> None:
+    def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
+        """Record the handle; False when the job had already ended (e.g. cancelled)."""
         now = time.time()
+        alive = True
 
         def mutate(record: ExperimentRecord) -> None:
+            nonlocal alive
             job = record.job(job_name)
             job.handle = handle
+            if job.state.is_terminal:
+                alive = False
+                return
             job.state = JobState.SUBMITTED
             job.submitted_at = now
             job.observed_at = now
@@ -320,6 +333,7 @@ class Engine:
         self.store.append_event(
             exp_id, {"kind": "submitted", "job": job_name, "handle": str(handle)}
         )
+        return alive
 
     def _set_unsubmittable(self, exp_id: str, job_name: str, state: JobState, reason: str) -> None:
         report = StatusReport(state=state, source="engine", reason=reason)
@@ -377,18 +391,25 @@ class Engine:
         record = self.store.load(exp_id)
         targets = [record.job(job)] if job else list(record.jobs)
         asked = []
+        errors = []
         for rec in targets:
             if rec.state.is_terminal:
                 continue
             self.store.append_event(exp_id, {"kind": "cancel-requested", "job": rec.name})
-            if rec.handle is None:
-                self._set_unsubmittable(
-                    exp_id, rec.name, JobState.CANCELLED, "cancelled before submission"
-                )
-            else:
-                await self.backend_for(exp_id, rec.name).cancel(rec.handle)
+            try:
+                if rec.handle is None:
+                    self._set_unsubmittable(
+                        exp_id, rec.name, JobState.CANCELLED, "cancelled before submission"
+                    )
+                else:
+                    await self.backend_for(exp_id, rec.name).cancel(rec.handle)
+            except Exception as exc:  # one job's failure must not spare the others
+                errors.append(f"{rec.name}: {exc}")
+                continue
             asked.append(rec.name)
         await self.refresh([exp_id])
+        if errors:
+            raise BackendError(f"cancel failed for {'; '.join(errors)}")
         return asked
 
     async def logs(

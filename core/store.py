@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.fsutil import append_line, atomic_write, ensure_private_dir, file_lock
+from core.fsutil import append_line, atomic_write, ensure_private_dir, file_lock, fsync_dir
 from core.protocol import Handle
 from core.states import JobState, StatusReport, aggregate_state
 
@@ -294,13 +294,14 @@ class Store:
                 jdir = ensure_private_dir(staging / "jobs" / job.name)
                 ensure_private_dir(jdir / "logs")
                 for name, data in (job_files or {}).get(job.name, {}).items():
-                    atomic_write(jdir / name, data, durable=False)
-            atomic_write(staging / MANIFEST, _dump(record.to_dict()), durable=False)
+                    atomic_write(jdir / name, data)
+            atomic_write(staging / MANIFEST, _dump(record.to_dict()))
             append_line(
                 staging / EVENTS,
                 json.dumps({"t": record.created_at, "kind": "created", "parent": record.parent}),
             )
             os.rename(staging, final)
+            fsync_dir(self.experiments_dir)  # the rename itself survives a power loss
         except BaseException:
             import shutil
 
@@ -714,6 +715,6 @@ def _parse_manifest(exp_id: str, raw: bytes) -> ExperimentRecord:
         raise DamagedManifestError(exp_id, "experiment.json is not a JSON object")
     try:
         return ExperimentRecord.from_dict(data)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise DamagedManifestError(exp_id, f"experiment.json: {detail}") from None

@@ -390,7 +390,10 @@ async def _wait_streaming(engine: Engine, exp_id: str, *, quiet: bool) -> Experi
     try:
         record = await engine.wait(exp_id, on_change)
         if follower is not None:
-            await asyncio.wait_for(follower, timeout=10)
+            try:
+                await asyncio.wait_for(follower, timeout=10)
+            except Exception as exc:  # the run's outcome, not the log stream, sets the exit code
+                _progress(f"warning: log streaming stopped early: {exc or type(exc).__name__}")
     except asyncio.CancelledError:
         _progress(f"left running; see: nemorun-tui status {exp_id}")
         raise KeyboardInterrupt from None

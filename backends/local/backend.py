@@ -494,7 +494,10 @@ def _extract_code(job: JobSpec, dest: Path) -> str:
             f"{job.archive_sha256}; refusing to run it"
         )
     _private_dir(dest)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(dest, filter="data")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise BackendError(f"cannot extract packaged code {archive}: {exc}") from None
     _touch_private(dest / ".nemorun-extracted")
     return str(dest)

@@ -102,7 +102,7 @@ async def remote_sha256(transport: Transport, path: str) -> str | None:
     Uses ``sha256sum`` (GNU coreutils, every Linux cluster) and falls back to
     ``shasum -a 256`` (macOS/BSD).
     """
-    for argv in (["sha256sum", "--", path], ["shasum", "-a", "256", path]):
+    for argv in (["sha256sum", "--", path], ["shasum", "-a", "256", "--", path]):
         result = await transport.run(argv)
         if result.ok:
             digest = result.stdout.split(maxsplit=1)[0].decode("ascii", "replace").lower()

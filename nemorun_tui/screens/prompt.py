@@ -76,9 +76,7 @@ def make_prompt_handler(app: App[Any]) -> Any:
         def done(result: list[str] | None) -> None:
             loop.call_soon_threadsafe(answer.set_result, result)
 
-        app.call_from_thread(
-            app.push_screen, AuthPromptScreen(name, instructions, prompts), done
-        )
+        app.call_from_thread(app.push_screen, AuthPromptScreen(name, instructions, prompts), done)
         return await answer
 
     return handler

@@ -40,6 +40,9 @@ class FakeBackend:
     fail_submit: ClassVar[set[str]] = set()
     fail_poll: ClassVar[bool] = False
     seen_at_submit: ClassVar[list[JobState]] = []
+    on_submit: ClassVar[object] = None
+    fail_cancel: ClassVar[set[str]] = set()
+    cancelled: ClassVar[list[str]] = []
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -57,6 +60,9 @@ class FakeBackend:
         self.seen_at_submit.append(self.store.load(job.experiment_id).job(job.job_name).state)
         if job.job_name in self.fail_submit:
             raise BackendError("scheduler said no")
+        hook = FakeBackend.on_submit  # via the class: a plain function, not a bound method
+        if callable(hook):
+            hook(job)
         self.submitted.append(job)
         handle = Handle("fake", self.target, f"{job.job_name}-{len(self.submitted)}")
         self.states[handle.job_id] = StatusReport(JobState.PENDING, source="fake", reason="Queue")
@@ -72,6 +78,9 @@ class FakeBackend:
         }
 
     async def cancel(self, handle: Handle) -> None:
+        if any(handle.job_id.startswith(n) for n in self.fail_cancel):
+            raise BackendError("scancel: permission denied")
+        self.cancelled.append(handle.job_id)
         self.states[handle.job_id] = StatusReport(JobState.CANCELLED, source="fake")
 
     async def logs(self, handle: Handle, **_: object) -> AsyncIterator[bytes]:
@@ -90,6 +99,9 @@ def engine(tmp_path: Path) -> Engine:
     FakeBackend.fail_submit = set()
     FakeBackend.fail_poll = False
     FakeBackend.seen_at_submit = []
+    FakeBackend.on_submit = None
+    FakeBackend.fail_cancel = set()
+    FakeBackend.cancelled = []
     registry.register_backend("fake", FakeBackend)
     return Engine(FakeBackend.store)
 
@@ -203,3 +215,40 @@ async def test_dryrun_writes_nothing(engine: Engine) -> None:
     (result,) = await engine.dryrun(plan_of("a"))
     assert "echo a" in result.summary
     assert engine.store.list() == [] and FakeBackend.submitted == []
+
+
+async def test_a_cancel_during_launch_is_not_undone(engine: Engine) -> None:
+    plan = plan_of("a", "b", "c")
+    record = engine.record(plan)
+
+    def cancel_while_submitting(job: JobSpec) -> None:
+        if job.job_name == "a":  # another process cancels the whole experiment meanwhile
+            for name in ("a", "b"):
+                report = StatusReport(JobState.CANCELLED, source="other", reason="user")
+                engine.store.record_statuses(record.id, {name: report})
+
+    FakeBackend.on_submit = cancel_while_submitting
+    await engine.submit_recorded(record.id, plan)
+    final = engine.store.load(record.id)
+    assert [j.state for j in final.jobs][:2] == [JobState.CANCELLED, JobState.CANCELLED]
+    assert [j.job_name for j in FakeBackend.submitted] == ["a", "c"]  # b never submitted
+    assert FakeBackend.cancelled == ["a-1"]  # a was submitted as the cancel landed: stopped
+
+
+async def test_cancel_goes_on_when_one_job_cannot_be_cancelled(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a", "b"))
+    FakeBackend.fail_cancel = {"a"}
+    with pytest.raises(BackendError, match="a: scancel: permission denied"):
+        await engine.cancel(record.id)
+    assert FakeBackend.cancelled == ["b-2"]
+
+
+async def test_an_unexpected_submit_error_is_recorded_not_left_unsubmitted(engine: Engine) -> None:
+    def explode(job: JobSpec) -> None:
+        raise RuntimeError("unexpected")
+
+    FakeBackend.on_submit = explode
+    record = await engine.launch(plan_of("a", "b", sequential=True))
+    a, b = record.jobs
+    assert a.state is JobState.FAILED and "unexpected" in (a.reason or "")
+    assert b.state is JobState.CANCELLED

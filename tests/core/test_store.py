@@ -74,6 +74,8 @@ def test_no_temp_files_left_after_writes(tmp_path: Path) -> None:
         (b'{"id": "x"}', "schema_version"),
         (b'{"schema_version": 1, "title": "t", "created_at": 1}', "missing field"),
         (b'{"schema_version": 99, "id": "x", "title": "t", "created_at": 1}', "newer"),
+        (b'{"schema_version": 1, "id": "x", "title": "t", "created_at": 1, "jobs": [1]}', "int"),
+        (b'{"schema_version": 1, "id": "x", "title": "t", "created_at": 1, "jobs": "ab"}', "str"),
     ],
 )
 def test_damaged_manifest_is_listed_with_reason(
