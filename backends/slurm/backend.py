@@ -129,6 +129,7 @@ class SlurmBackend:
         self._last: dict[Handle, tuple[StatusReport, float]] = {}
         self._exit_codes: dict[str, int] = {}
         self._arrays: set[str] = set()  # job ids submitted as arrays by this process
+        self._expected_tasks: dict[str, int] = {}  # array job id -> tasks submitted
         self._state: _LoopState | None = None
 
     @classmethod
@@ -260,12 +261,8 @@ class SlurmBackend:
                     raise BackendError(f"sbatch refused {job.job_name}: {err or f'exit {rc}'}")
                 else:
                     last_error = err
-            # Ambiguous: the job may exist. Look before trying again.
-            try:
-                found = await self.lookup_tag(job.run_tag)
-            except (TransportError, BackendError) as exc:
-                last_error = f"{last_error}; lookup failed: {exc}"
-                continue
+            # Ambiguous: the job may exist. Never sbatch again without a definite lookup.
+            found = await self._lookup_definitely(job.run_tag, last_error)
             if found is not None:
                 return self._remember_submit(found, rendered.job_dir, executor)
         raise BackendError(f"sbatch of {job.job_name} failed after 3 attempts: {last_error}")
@@ -300,12 +297,33 @@ class SlurmBackend:
         self._dirs[job_id] = job_dir
         if executor.array:
             self._arrays.add(job_id)
+            self._expected_tasks[job_id] = len(parse.expand_task_spec(str(executor.array)))
         handle = self._handle(job_id)
         self._last[handle] = (
             StatusReport(JobState.SUBMITTED, source="sbatch"),
             time.monotonic(),
         )
         return handle
+
+    async def _lookup_definitely(self, run_tag: str, why: str, tries: int = 4) -> str | None:
+        """``lookup_tag`` retried with backoff; raises if Slurm never gives an answer.
+
+        Used after an ambiguous sbatch: re-submitting without knowing whether the first one
+        went through could run the job twice, so "cannot tell" is an error, not a retry.
+        """
+        errors = []
+        for attempt in range(tries):
+            if attempt:
+                await asyncio.sleep(1.5 * attempt)
+            try:
+                return await self.lookup_tag(run_tag)
+            except (TransportError, BackendError) as exc:
+                errors.append(str(exc))
+        raise BackendError(
+            f"sbatch outcome unknown ({why}); the job may exist under the name {run_tag} "
+            f"but Slurm could not be asked ({errors[-1]}); check `squeue -n {run_tag}` "
+            "before launching again"
+        )
 
     async def lookup_tag(self, run_tag: str) -> str | None:
         """The job id submitted under ``run_tag``, from squeue then sacct; None if none."""
@@ -407,6 +425,18 @@ class SlurmBackend:
         merged = {**sacct_rows, **rows}  # squeue is fresher where both know a job
         for h in handles:
             report = await self._report_for(h, merged, now)
+            if report is not None and report.state.is_terminal and h.job_id in self._arrays:
+                # An array ends only when every task is accounted for: squeue forgets ended
+                # tasks, so without sacct (or with fewer tasks than submitted) nothing is final.
+                seen = {r.key for r in merged.values() if r.array_job == h.job_id}
+                expected = self._expected_tasks.get(h.job_id)
+                if (h in need_sacct and sacct_error) or (
+                    expected is not None and len(seen) < expected
+                ):
+                    report = None
+                    sacct_error = sacct_error or (
+                        f"{len(seen)} of {expected} array tasks reported so far"
+                    )
             if report is None:
                 report = self._unknown(h, sacct_error, now)
             if report.state.is_terminal:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -496,3 +497,56 @@ def test_config_toml_profile_with_flat_ssh_fields() -> None:
     )
     assert profile.target() == "ssh://me@nemorun-ci:2222"
     assert profile_from_dict(profile.to_dict()).target() == profile.target()
+
+
+class BrokenQueries(FakeCluster):
+    """squeue/sacct fail (controller overloaded, slurmdbd down) as a test switches them off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: set[str] = set()
+
+    async def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:
+        if argv[0] in self.fail:
+            self.commands.append(tuple(argv))
+            return CommandResult(tuple(argv), 1, b"", b"Socket timed out on send/recv")
+        return await super().run(argv, **kw)
+
+
+async def test_ambiguous_sbatch_with_failing_lookups_never_submits_again() -> None:
+    cluster = BrokenQueries()
+
+    def connection_drops() -> None:
+        cluster.fail = {"squeue", "sacct"}
+        raise TransportError("connection lost while running sbatch")
+
+    cluster.sbatch_hook = connection_drops
+    ex = executor()
+    b = SlurmBackend(ex, transport=cluster)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(asyncio, "sleep", _no_sleep)
+        with pytest.raises(BackendError, match="sbatch outcome unknown"):
+            await b.submit(spec(ex))
+    assert cluster.count("sbatch") == 1, "sbatch ran again without knowing the first outcome"
+
+
+async def test_array_is_not_final_while_tasks_are_unaccounted_for() -> None:
+    cluster = BrokenQueries()
+    ex = executor(array="0-2")
+    b = SlurmBackend(ex, transport=cluster)
+    h = await b.submit(spec(ex))
+    # squeue only still lists two finished tasks; task 0 is gone and sacct is down
+    del cluster.squeue[h.job_id]
+    for t in ("1", "2"):
+        key = f"{h.job_id}_{t}"
+        cluster.squeue[key] = f"{key}|{h.job_id}|{t}|COMPLETED|None|0|0|/jobs|"
+    cluster.fail = {"sacct"}
+    report = (await b.poll([h]))[h]
+    assert not report.state.is_terminal, report
+    # once sacct answers with every task, the array's outcome is known (task 0 failed)
+    cluster.fail = set()
+    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|/jobs"
+    for t in ("1", "2"):
+        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|/jobs"
+    report = (await b.poll([h]))[h]
+    assert report.state is JobState.FAILED, report
