@@ -37,39 +37,31 @@ from pathlib import Path
 from typing import Any
 
 from core.executors import ExecutorProfile, LocalExecutor, profile_types
-
-HOME_ENV = "NEMORUN_TUI_HOME"
-WORKSPACE_ENV = "NEMORUN_TUI_WORKSPACE"
-CONFIG_ENV = "NEMORUN_TUI_CONFIG"
+from core.paths import (
+    CONFIG_ENV as CONFIG_ENV,
+)
+from core.paths import (
+    HOME_ENV as HOME_ENV,
+)
+from core.paths import (
+    WORKSPACE_ENV as WORKSPACE_ENV,
+)
+from core.paths import (
+    default_config_path,
+)
+from core.paths import (
+    resolve_home as resolve_home,
+)
+from core.paths import (
+    xdg_config_home as xdg_config_home,
+)
+from core.paths import (
+    xdg_data_home as xdg_data_home,
+)
 
 
 class SettingsError(ValueError):
     """config.toml is unreadable or names something that does not exist; one line."""
-
-
-def xdg_config_home() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-
-
-def xdg_data_home() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-
-
-def default_config_path() -> Path:
-    explicit = os.environ.get(CONFIG_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    return xdg_config_home() / "nemorun-tui" / "config.toml"
-
-
-def resolve_home(flag: str | Path | None = None) -> Path:
-    """Store location: ``--home`` > ``$NEMORUN_TUI_HOME`` > the XDG data dir."""
-    if flag:
-        return Path(flag).expanduser()
-    env = os.environ.get(HOME_ENV)
-    if env:
-        return Path(env).expanduser()
-    return xdg_data_home() / "nemorun-tui"
 
 
 @dataclass

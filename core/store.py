@@ -37,7 +37,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "experiment.json"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 
 
 class StoreError(Exception):
@@ -433,12 +433,40 @@ class Store:
     def list(self, *, limit: int | None = None) -> list[ExperimentSummary]:
         """Every experiment (or the newest ``limit``), newest first; damaged ones included."""
         self._refresh_index()
+        return self._rows(limit)
+
+    def _rows(self, limit: int | None = None) -> list[ExperimentSummary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM experiments ORDER BY created_at DESC, id DESC"
         params: tuple[int, ...] = ()
         if limit is not None:
             sql += " LIMIT ?"
             params = (limit,)
         return [_summary(r) for r in self._index().execute(sql, params)]
+
+    def rendered_listing(self, kind: str, render: Callable[[list[ExperimentSummary]], str]) -> str:
+        """``render(self.list())``, served from the index while no manifest has changed.
+
+        The rendered text is a derived cache like the index itself: it is keyed by the
+        fingerprint of every manifest's mtime, so any write, hand edit or new experiment
+        renders it again. Listing 10,000 experiments then costs one stat per manifest.
+        """
+        fingerprint = self._refresh_index()
+        key = f"render:{kind}"
+        db = self._index()
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            stored_fp, _, text = str(row[0]).partition("\n")
+            if stored_fp == fingerprint:
+                return text
+        text = render(self._rows())
+        try:
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{fingerprint}\n{text}")
+                )
+        except sqlite3.Error:
+            pass  # only a cache
+        return text
 
     def summaries(
         self, where: str, params: tuple[Any, ...], *, membership_only: bool = False
@@ -519,7 +547,7 @@ class Store:
             db.execute(
                 "CREATE TABLE experiments (id TEXT PRIMARY KEY, title TEXT, created_at REAL,"
                 " state TEXT, parent TEXT, tags TEXT, backends TEXT, n_jobs INTEGER,"
-                " ended_at REAL, damaged TEXT, mtime_ns INTEGER)"
+                " ended_at REAL, damaged TEXT, version TEXT)"
             )
             db.execute("CREATE INDEX by_title ON experiments(title, created_at)")
             db.execute("CREATE INDEX by_created ON experiments(created_at, id)")
@@ -532,13 +560,13 @@ class Store:
             self._db.close()
             self._db = None
 
-    def _manifest_mtime(self, exp_id: str) -> int:
+    def _manifest_mtime(self, exp_id: str) -> str:
         try:
-            return (self.exp_dir(exp_id) / MANIFEST).stat().st_mtime_ns
+            return _version((self.exp_dir(exp_id) / MANIFEST).stat())
         except FileNotFoundError:
-            return -1
+            return MISSING
 
-    def _index_record(self, record: ExperimentRecord, mtime_ns: int) -> None:
+    def _index_record(self, record: ExperimentRecord, mtime_ns: str) -> None:
         try:
             db = self._index()
             with db:
@@ -549,27 +577,29 @@ class Store:
         except sqlite3.Error:
             pass  # the index is a cache; the next listing reconciles from manifests
 
-    def _scan_manifests(self) -> dict[str, int]:
-        """Manifest mtime of every experiment folder (-1: folder without a manifest).
+    def _scan_manifests(self) -> dict[str, tuple[int, int, int] | str]:
+        """Manifest version of every experiment folder (MISSING: a folder without one).
 
         One ``stat`` per experiment, relative to an open directory fd (shorter path walks):
         this is what lets a hand-edited or truncated manifest show up in the next listing.
         """
-        on_disk: dict[str, int] = {}
+        on_disk: dict[str, tuple[int, int, int] | str] = {}
         try:
             dir_fd = os.open(self.experiments_dir, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             return on_disk
         try:
-            with os.scandir(dir_fd) as entries:
-                names = [e.name for e in entries if not e.name.startswith(".")]
+            names = [n for n in os.listdir(dir_fd) if n[0] != "."]
             stat = os.stat
+            suffix = "/" + MANIFEST
             for name in names:
                 try:
-                    on_disk[name] = stat(f"{name}/{MANIFEST}", dir_fd=dir_fd).st_mtime_ns
+                    st = stat(name + suffix, dir_fd=dir_fd)
+                    # a tuple, not _version()'s string: this loop runs on every listing
+                    on_disk[name] = (st.st_mtime_ns, st.st_ino, st.st_size)
                 except FileNotFoundError:
                     if os.path.isdir(os.path.join(self.experiments_dir, name)):
-                        on_disk[name] = -1
+                        on_disk[name] = MISSING
                 except NotADirectoryError:
                     continue
         finally:
@@ -595,32 +625,34 @@ class Store:
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
             )
 
-    def _refresh_index(self) -> None:
+    def _refresh_index(self) -> str:
         """Reconcile the cache with the manifests on disk.
 
         A fingerprint of every (id, mtime) pair is kept in the index: when it matches, the
-        cache is known fresh without comparing rows one by one.
+        cache is known fresh without comparing rows one by one. Returns the fingerprint.
         """
         db = self._index()
         on_disk = self._scan_manifests()
-        fingerprint = f"{len(on_disk)}:" + format(
-            zlib.crc32("\n".join([f"{k}:{v}" for k, v in on_disk.items()]).encode()), "x"
-        )
+        fingerprint = f"{len(on_disk)}:" + format(zlib.crc32(repr(on_disk).encode()), "x")
         row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
         if row is not None and row[0] == fingerprint:
-            return
-        known = dict(db.execute("SELECT id, mtime_ns FROM experiments"))
-        stale = [i for i, m in on_disk.items() if known.get(i) != m]
+            return fingerprint
+        known = dict(db.execute("SELECT id, version FROM experiments"))
+        versions = {
+            i: v if isinstance(v, str) else f"{v[0]}:{v[1]}:{v[2]}" for i, v in on_disk.items()
+        }
+        stale = [i for i, m in versions.items() if known.get(i) != m]
         gone = [i for i in known if i not in on_disk]
-        rows = [self._row_from_disk(exp_id, on_disk[exp_id]) for exp_id in stale]
+        rows = [self._row_from_disk(exp_id, versions[exp_id]) for exp_id in stale]
         with db:
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+        return fingerprint
 
-    def _row_from_disk(self, exp_id: str, mtime_ns: int) -> tuple[Any, ...]:
+    def _row_from_disk(self, exp_id: str, mtime_ns: str) -> tuple[Any, ...]:
         try:
             record = self.load(exp_id)
         except DamagedManifestError as exc:
@@ -659,6 +691,19 @@ class Store:
         )
 
 
+#: Version token of a folder without a manifest.
+MISSING = "missing"
+
+
+def _version(st: os.stat_result) -> str:
+    """What identifies one manifest version: mtime, inode and size.
+
+    Every write is a rename of a new file, so the inode changes even when two writes land
+    within one tick of the filesystem's clock (where mtime alone could repeat).
+    """
+    return f"{st.st_mtime_ns}:{st.st_ino}:{st.st_size}"
+
+
 _SUMMARY_COLUMNS = "id, title, created_at, state, parent, tags, backends, n_jobs, ended_at, damaged"
 
 
@@ -677,7 +722,7 @@ def _join(items: list[str]) -> str:
     return "\x1f".join(items)
 
 
-def _row(record: ExperimentRecord, mtime_ns: int) -> tuple[Any, ...]:
+def _row(record: ExperimentRecord, mtime_ns: str) -> tuple[Any, ...]:
     return (
         record.id,
         record.title,

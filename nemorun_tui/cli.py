@@ -215,7 +215,7 @@ def _workspace_ref(args: argparse.Namespace, engine: Engine) -> str:
 
 def _store(args: argparse.Namespace) -> Store:
     """The store alone: listing and reading need neither the engine nor asyncio."""
-    from core.settings import resolve_home
+    from core.paths import resolve_home
     from core.store import Store
 
     return Store(resolve_home(args.home))
@@ -423,13 +423,29 @@ def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
 
 # -- ls / status -----------------------------------------------------------------------
 def _cmd_ls(args: argparse.Namespace, store: Store) -> int:
-    rows = store.list(limit=args.limit)
-    if args.json:
-        _print_json([r.to_dict() for r in rows])
-        return EXIT_OK
-    if not rows:
+    if args.limit is not None:  # a slice: render it directly
+        rows = store.list(limit=args.limit)
+        text = _render_json(rows) if args.json else _render_table(rows)
+    elif args.json:
+        text = store.rendered_listing("json", _render_json)
+    else:
+        # Local times depend on the zone, so the cached table does too.
+        zone = f"{time.tzname}:{time.timezone}:{time.altzone}"
+        text = store.rendered_listing(f"table:{zone}", _render_table)
+    if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _render_json(rows: list[Any]) -> str:
+    return json.dumps([r.to_dict() for r in rows], indent=2, sort_keys=True) + "\n"
+
+
+def _render_table(rows: list[Any]) -> str:
+    if not rows:
+        return ""
     lines = [f"{'ID':<44} {'STATE':<10} {'JOBS':>4} {'BACKEND':<8} {'CREATED':<19} TITLE"]
     for r in rows:
         state = "DAMAGED" if r.damaged else r.state
@@ -437,8 +453,7 @@ def _cmd_ls(args: argparse.Namespace, store: Store) -> int:
             f"{r.id:<44} {state:<10} {r.n_jobs:>4} {','.join(r.backends) or '-':<8} "
             f"{_when(r.created_at):<19} {r.title}" + (f"  ! {r.damaged}" if r.damaged else "")
         )
-    sys.stdout.write("\n".join(lines) + "\n")
-    return EXIT_OK
+    return "\n".join(lines) + "\n"
 
 
 def _cmd_status(args: argparse.Namespace, store: Store) -> int:

@@ -238,3 +238,23 @@ def test_store_survives_sigkill_of_a_concurrent_writer(tmp_path: Path) -> None:
     store.close()
     os.unlink(store.index_path)
     assert Store(tmp_path).index_rows() == before
+
+
+def test_rendered_listing_is_cached_until_any_manifest_changes(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rec = make_record(store, "one")
+    calls: list[int] = []
+
+    def render(rows: list) -> str:  # type: ignore[type-arg]
+        calls.append(len(rows))
+        return "|".join(f"{r.id}={r.state}" for r in rows)
+
+    first = store.rendered_listing("t", render)
+    assert store.rendered_listing("t", render) == first and calls == [1]  # served from cache
+    store.record_statuses(rec.id, {"a": StatusReport(JobState.RUNNING, source="t")})
+    assert "RUNNING" in store.rendered_listing("t", render) and calls == [1, 1]
+    other = make_record(store, "two")
+    assert other.id in Store(tmp_path).rendered_listing("t", render) and calls[-1] == 2
+    manifest = store.exp_dir(rec.id) / "experiment.json"
+    manifest.write_text(manifest.read_text()[:30])  # hand damage, same second
+    assert f"{rec.id}=DAMAGED" in store.rendered_listing("t", render)
