@@ -71,6 +71,14 @@ class UISettings:
     theme: str = "textual-dark"
     bell: bool = True
     poll_seconds: float = 2.0
+    #: Upper bound on Logs redraws per second while following (lower it on slow SSH links).
+    log_redraws_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("poll_seconds", "log_redraws_per_second"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise SettingsError(f"[ui] {name} must be a positive number, got {value!r}")
 
 
 @dataclass

@@ -226,7 +226,7 @@ class NemorunApp(App[int]):
         clock: Callable[[], float] = time.time,
         poll_seconds: float | None = None,
         listing_seconds: float | None = None,
-        log_max_rate: float = 10.0,
+        log_max_rate: float | None = None,
         monitor: bool = True,
     ) -> None:
         super().__init__()
@@ -239,7 +239,9 @@ class NemorunApp(App[int]):
         self.listing_seconds = (
             listing_seconds if listing_seconds is not None else max(1.0, self.poll_seconds)
         )
-        self.log_max_rate = log_max_rate
+        self.log_max_rate = (
+            log_max_rate if log_max_rate is not None else settings.ui.log_redraws_per_second
+        )
         self.monitor_enabled = monitor
         self.bell_enabled = settings.ui.bell
         self._summaries: dict[str, Any] = {}

@@ -204,3 +204,15 @@ async def test_wrap_toggle_wraps_long_lines(demo_app: Any, demo_home: Path) -> N
         after = [s.text for s in view._get_frame()]
         assert sum("W" in line for line in after) == 3  # 300 chars over ~115 columns
         assert "wrap" in _status(app)
+
+
+async def test_log_redraw_cap_comes_from_config(make_app: Any, tmp_path: Path) -> None:
+    from core.settings import Settings, UISettings
+
+    settings = Settings(ui=UISettings(bell=False, log_redraws_per_second=3.0))
+    app = make_app(tmp_path / "store", settings=settings, poll_seconds=5, listing_seconds=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.log_max_rate == 3.0
+        await pilot.press("3")  # the Logs pane is built after the first frame
+        await wait_for(pilot, lambda: bool(app.query("#logs")), what="logs pane")
+        assert app.logs_pane.max_rate == 3.0

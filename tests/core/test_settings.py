@@ -69,3 +69,12 @@ def test_home_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.delenv("NEMORUN_TUI_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert resolve_home() == tmp_path / "xdg" / "nemorun-tui"
+
+
+def test_ui_settings_are_typed_and_checked(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[ui]\nlog_redraws_per_second = 2.5\nbell = false\n"))
+    assert settings.ui.log_redraws_per_second == 2.5 and settings.ui.bell is False
+    with pytest.raises(SettingsError, match="log_redraws_per_second must be a positive number"):
+        load_settings(write(tmp_path, "[ui]\nlog_redraws_per_second = 0\n"))
+    with pytest.raises(SettingsError, match=r"\[ui\] has no setting fps"):
+        load_settings(write(tmp_path, "[ui]\nfps = 3\n"))
