@@ -792,25 +792,14 @@ class NemorunApp(App[int]):
         Shows bytes, percentage and rate as a toast at most every 2 s, and once at the end,
         so a slow SSH link is not flooded with redraws.
         """
-        import time as _time
+        from core.progress import RateMeter, describe_transfer
 
-        state = {"start": 0.0, "last": 0.0}
+        def show(done: int, total: int, rate: float) -> None:
+            if total:  # an upload that was skipped (already on the cluster) says nothing
+                text = describe_transfer(done, total, rate)
+                self.call_from_thread(self.notify, text, title="Uploading code", timeout=3)
 
-        def report(done: int, total: int) -> None:
-            now = _time.monotonic()
-            if done == 0 or not state["start"]:
-                state["start"] = now
-            if total == 0 or (done < total and now - state["last"] < 2.0):
-                return
-            state["last"] = now
-            rate = done / max(now - state["start"], 1e-6)
-            text = (
-                f"{done / 1e6:.1f}/{total / 1e6:.1f} MB "
-                f"({100 * done / total:.0f}%, {rate / 1e6:.1f} MB/s)"
-            )
-            self.call_from_thread(self.notify, text, title="Uploading code", timeout=3)
-
-        return report
+        return RateMeter(show, min_interval=2.0)
 
     @on(CancelRequested)
     def _cancel(self, message: CancelRequested) -> None:

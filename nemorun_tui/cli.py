@@ -567,23 +567,13 @@ def _open_app(args: argparse.Namespace) -> int:
 
 # -- output helpers ----------------------------------------------------------------------
 def _upload_meter() -> Any:
-    """Progress for uploads: bytes, percentage and rate, at most a few lines a second."""
-    state = {"start": 0.0, "last": 0.0}
+    """Progress for uploads: bytes, percentage and rate, at most two lines a second."""
+    from core.progress import RateMeter, describe_transfer
 
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == 0 or not state["start"]:
-            state["start"] = now
-        if done < total and now - state["last"] < 0.5:
-            return
-        state["last"] = now
-        rate = done / max(now - state["start"], 1e-6)
-        pct = 100.0 * done / total if total else 100.0
-        _progress(
-            f"upload {done / 1e6:.1f}/{total / 1e6:.1f} MB ({pct:.0f}%, {rate / 1e6:.1f} MB/s)"
-        )
-
-    return report
+    return RateMeter(
+        lambda done, total, rate: _progress(f"upload {describe_transfer(done, total, rate)}"),
+        min_interval=0.5,
+    )
 
 
 def _progress(message: str) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.packaging.base import PackagingError
+from core.progress import RateMeter as RateMeter  # re-exported
 from core.transport import Transport
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,35 +55,6 @@ class UploadResult:
     def rate(self) -> float:
         """Average bytes per second of the transfer (0 when nothing was sent)."""
         return self.bytes_sent / self.seconds if self.seconds > 0 and self.bytes_sent else 0.0
-
-
-class RateMeter:
-    """A progress callback that also knows the transfer rate, for the app and the CLI.
-
-    Pass ``meter`` as ``progress``; read ``meter.done``, ``meter.total``, ``meter.rate``
-    (bytes/s since the first call) or give ``on_update(done, total, rate)`` to be told.
-    """
-
-    def __init__(self, on_update: Callable[[int, int, float], None] | None = None) -> None:
-        self.on_update = on_update
-        self.done = 0
-        self.total = 0
-        self._start: float | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        self.done, self.total = done, total
-        if self.on_update is not None:
-            self.on_update(done, total, self.rate)
-
-    @property
-    def rate(self) -> float:
-        if self._start is None:
-            return 0.0
-        elapsed = time.monotonic() - self._start
-        return self.done / elapsed if elapsed > 0 else 0.0
 
 
 def remote_archive_path(remote_cache_dir: str, sha256: str) -> str:
