@@ -12,7 +12,8 @@ Layout (readable without nemorun-tui)::
 An experiment folder appears whole or not at all (built under a temp name, then renamed).
 Manifest updates are read-modify-write under a per-experiment ``flock`` and land with an
 atomic rename, so concurrent CLIs, apps and monitors never tear a file. The index is only a
-cache: every listing checks manifests' mtimes and re-reads the ones that changed.
+cache: every listing checks each manifest's version (mtime, inode, size) and re-reads the
+ones that changed.
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ class Store:
 
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        self._index_record(record, self._manifest_mtime(record.id))
+        self._index_record(record, self._manifest_version(record.id))
         return record
 
     def load(self, exp_id: str) -> ExperimentRecord:
@@ -341,7 +342,7 @@ class Store:
             if mutate(record) is False:
                 return record
             atomic_write(self.exp_dir(exp_id) / MANIFEST, _dump(record.to_dict()))
-        self._index_record(record, self._manifest_mtime(exp_id))
+        self._index_record(record, self._manifest_version(exp_id))
         return record
 
     def append_event(self, exp_id: str, event: Mapping[str, Any]) -> None:
@@ -447,7 +448,7 @@ class Store:
         """``render(self.list())``, served from the index while no manifest has changed.
 
         The rendered text is a derived cache like the index itself: it is keyed by the
-        fingerprint of every manifest's mtime, so any write, hand edit or new experiment
+        fingerprint of every manifest version, so any write, hand edit or new experiment
         renders it again. Listing 10,000 experiments then costs one stat per manifest.
         """
         fingerprint = self._refresh_index()
@@ -560,19 +561,19 @@ class Store:
             self._db.close()
             self._db = None
 
-    def _manifest_mtime(self, exp_id: str) -> str:
+    def _manifest_version(self, exp_id: str) -> str:
         try:
-            return _version((self.exp_dir(exp_id) / MANIFEST).stat())
+            return _version(_stamp((self.exp_dir(exp_id) / MANIFEST).stat()))
         except FileNotFoundError:
             return MISSING
 
-    def _index_record(self, record: ExperimentRecord, mtime_ns: str) -> None:
+    def _index_record(self, record: ExperimentRecord, version: str) -> None:
         try:
             db = self._index()
             with db:
                 db.execute(
                     "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    _row(record, mtime_ns),
+                    _row(record, version),
                 )
         except sqlite3.Error:
             pass  # the index is a cache; the next listing reconciles from manifests
@@ -594,9 +595,8 @@ class Store:
             suffix = "/" + MANIFEST
             for name in names:
                 try:
-                    st = stat(name + suffix, dir_fd=dir_fd)
-                    # a tuple, not _version()'s string: this loop runs on every listing
-                    on_disk[name] = (st.st_mtime_ns, st.st_ino, st.st_size)
+                    # a tuple, not its text form: this loop runs on every listing
+                    on_disk[name] = _stamp(stat(name + suffix, dir_fd=dir_fd))
                 except FileNotFoundError:
                     if os.path.isdir(os.path.join(self.experiments_dir, name)):
                         on_disk[name] = MISSING
@@ -618,7 +618,7 @@ class Store:
         new, gone = names - known, known - names
         if not new and not gone:
             return
-        rows = [self._row_from_disk(i, self._manifest_mtime(i)) for i in new]
+        rows = [self._row_from_disk(i, self._manifest_version(i)) for i in new]
         with db:
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
@@ -628,8 +628,8 @@ class Store:
     def _refresh_index(self) -> str:
         """Reconcile the cache with the manifests on disk.
 
-        A fingerprint of every (id, mtime) pair is kept in the index: when it matches, the
-        cache is known fresh without comparing rows one by one. Returns the fingerprint.
+        A fingerprint of every (id, manifest version) pair is kept in the index: when it
+        matches, the cache is known fresh without comparing rows one by one. Returns it.
         """
         db = self._index()
         on_disk = self._scan_manifests()
@@ -638,9 +638,7 @@ class Store:
         if row is not None and row[0] == fingerprint:
             return fingerprint
         known = dict(db.execute("SELECT id, version FROM experiments"))
-        versions = {
-            i: v if isinstance(v, str) else f"{v[0]}:{v[1]}:{v[2]}" for i, v in on_disk.items()
-        }
+        versions = {i: _version(v) for i, v in on_disk.items()}
         stale = [i for i, m in versions.items() if known.get(i) != m]
         gone = [i for i in known if i not in on_disk]
         rows = [self._row_from_disk(exp_id, versions[exp_id]) for exp_id in stale]
@@ -652,7 +650,7 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
         return fingerprint
 
-    def _row_from_disk(self, exp_id: str, mtime_ns: str) -> tuple[Any, ...]:
+    def _row_from_disk(self, exp_id: str, version: str) -> tuple[Any, ...]:
         try:
             record = self.load(exp_id)
         except DamagedManifestError as exc:
@@ -668,9 +666,9 @@ class Store:
                 0,
                 None,
                 exc.reason,
-                mtime_ns,
+                version,
             )
-        return _row(record, mtime_ns)
+        return _row(record, version)
 
     def rebuild_index(self) -> None:
         """Drop the cache and rebuild it from every manifest."""
@@ -695,13 +693,18 @@ class Store:
 MISSING = "missing"
 
 
-def _version(st: os.stat_result) -> str:
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
     """What identifies one manifest version: mtime, inode and size.
 
     Every write is a rename of a new file, so the inode changes even when two writes land
     within one tick of the filesystem's clock (where mtime alone could repeat).
     """
-    return f"{st.st_mtime_ns}:{st.st_ino}:{st.st_size}"
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def _version(stamp: tuple[int, int, int] | str) -> str:
+    """The stamp as stored in the index's ``version`` column."""
+    return stamp if isinstance(stamp, str) else f"{stamp[0]}:{stamp[1]}:{stamp[2]}"
 
 
 _SUMMARY_COLUMNS = "id, title, created_at, state, parent, tags, backends, n_jobs, ended_at, damaged"
@@ -722,7 +725,7 @@ def _join(items: list[str]) -> str:
     return "\x1f".join(items)
 
 
-def _row(record: ExperimentRecord, mtime_ns: str) -> tuple[Any, ...]:
+def _row(record: ExperimentRecord, version: str) -> tuple[Any, ...]:
     return (
         record.id,
         record.title,
@@ -734,7 +737,7 @@ def _row(record: ExperimentRecord, mtime_ns: str) -> tuple[Any, ...]:
         len(record.jobs),
         record.ended_at,
         None,
-        mtime_ns,
+        version,
     )
 
 
