@@ -100,8 +100,8 @@ class Plan:
         return deps
 
 
-def _task_name(task: Any) -> str:
-    """A readable default job name: the function's name, or the script's."""
+def task_name(task: Any) -> str:
+    """A readable default name for a task: the function's name, or the script's."""
     fn = getattr(task, "__fn_or_cls__", None)
     if fn is not None:
         return str(getattr(fn, "__name__", "job"))
@@ -112,7 +112,7 @@ def _task_name(task: Any) -> str:
 
 
 def _default_job_name(task: Any, taken: set[str]) -> str:
-    base = _task_name(task)
+    base = task_name(task)
     name, n = base, 1
     while name in taken:
         n += 1

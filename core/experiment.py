@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.engine import Engine, Plan
+from core.engine import Engine, Plan, task_name
 from core.executors import ExecutorProfile
 from core.protocol import DryRun
 from core.states import JobState
@@ -202,7 +202,7 @@ def run(
 
 
 def _title_for(task: Any) -> str:
-    fn = getattr(task, "__fn_or_cls__", None)
-    if fn is not None:
-        return str(getattr(fn, "__name__", "run"))
+    """The function's name; a script is titled after the calling program."""
+    if getattr(task, "__fn_or_cls__", None) is not None:
+        return task_name(task)
     return Path(sys.argv[0]).stem or "run"
