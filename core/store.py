@@ -525,8 +525,13 @@ class Store:
         self._ensure_home()
         try:
             db = self._open_index()
+        except sqlite3.OperationalError:
+            # Busy or locked (another process is setting the index up): never a reason to
+            # throw the file away under its other users.
+            raise
         except sqlite3.DatabaseError:
-            # A damaged cache is thrown away and rebuilt; it holds nothing of its own.
+            # A damaged cache ("not a database", "malformed") is thrown away and rebuilt; it
+            # holds nothing of its own.
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self.index_path}{suffix}")
@@ -539,21 +544,29 @@ class Store:
         db = sqlite3.connect(self.index_path, timeout=30, isolation_level=None)
         if fresh:
             os.chmod(self.index_path, 0o600)
-        db.execute("PRAGMA journal_mode=WAL")
+        _set_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version != INDEX_VERSION:
-            db.execute("DROP TABLE IF EXISTS experiments")
-            db.execute("DROP TABLE IF EXISTS meta")
-            db.execute(
-                "CREATE TABLE experiments (id TEXT PRIMARY KEY, title TEXT, created_at REAL,"
-                " state TEXT, parent TEXT, tags TEXT, backends TEXT, n_jobs INTEGER,"
-                " ended_at REAL, damaged TEXT, version TEXT)"
-            )
-            db.execute("CREATE INDEX by_title ON experiments(title, created_at)")
-            db.execute("CREATE INDEX by_created ON experiments(created_at, id)")
-            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+        if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+            # Several processes may open a new index at once: create the schema in one
+            # write transaction, checking again inside it, so exactly one of them does.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                    db.execute("DROP TABLE IF EXISTS experiments")
+                    db.execute("DROP TABLE IF EXISTS meta")
+                    db.execute(
+                        "CREATE TABLE experiments (id TEXT PRIMARY KEY, title TEXT,"
+                        " created_at REAL, state TEXT, parent TEXT, tags TEXT, backends TEXT,"
+                        " n_jobs INTEGER, ended_at REAL, damaged TEXT, version TEXT)"
+                    )
+                    db.execute("CREATE INDEX by_title ON experiments(title, created_at)")
+                    db.execute("CREATE INDEX by_created ON experiments(created_at, id)")
+                    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                    db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return db
 
     def close(self) -> None:
@@ -691,6 +704,22 @@ class Store:
 
 #: Version token of a folder without a manifest.
 MISSING = "missing"
+
+
+def _set_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Switch a new index to WAL (persistent: once per file), waiting out other openers.
+
+    Changing the journal mode can fail at once with "database is locked" while another
+    process sets the same file up; sqlite's busy timeout does not cover it, so retry here.
+    """
+    deadline = time.monotonic() + patience
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:

@@ -258,3 +258,29 @@ def test_rendered_listing_is_cached_until_any_manifest_changes(tmp_path: Path) -
     manifest = store.exp_dir(rec.id) / "experiment.json"
     manifest.write_text(manifest.read_text()[:30])  # hand damage, same second
     assert f"{rec.id}=DAMAGED" in store.rendered_listing("t", render)
+
+
+def test_many_processes_opening_a_new_index_at_once_all_succeed(tmp_path: Path) -> None:
+    """Creating the index schema races between processes; none may break the others."""
+    make_record(Store(tmp_path / "seed"), "x")  # warm imports before forking
+    for round_ in range(5):
+        home = tmp_path / f"home{round_}"
+        seeded = Store(home)
+        make_record(seeded, "exp")
+        seeded.close()
+        for leftover in home.glob("index.sqlite*"):
+            leftover.unlink()
+        children = []
+        for _ in range(6):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                code = 1
+                try:
+                    rows = Store(home).list()
+                    code = 0 if len(rows) == 1 and not rows[0].damaged else 3
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+        assert codes == [0] * 6
+        assert [r.title for r in Store(home).list()] == ["exp"]
