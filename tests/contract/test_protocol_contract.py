@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from core.local_transport import MAX_FOLLOW_INTERVAL
 from core.protocol import BackendError, DryRun, Handle
 from core.states import JobState, StatusReport
 
@@ -175,7 +176,14 @@ async def test_logs_start_at_the_given_offset(contract_backend: ContractTarget) 
 async def test_follow_streams_and_ends_with_the_job(contract_backend: ContractTarget) -> None:
     """6. Following yields output while the job runs and stops after the job ended, complete."""
     t = contract_backend
-    code = "import time\nfor i in range(10):\n    print(f'line {i}', flush=True); time.sleep(0.1)"
+    # The job must outlast the tail's longest wait between reads (MAX_FOLLOW_INTERVAL, while a
+    # pending job has no log file yet): a job that starts and ends between two reads rightly
+    # arrives in one piece, which is what made a 1-second job flaky on a busy Slurm.
+    lines = int((MAX_FOLLOW_INTERVAL + 1.0) / 0.1)
+    code = (
+        f"import time\nfor i in range({lines}):\n"
+        "    print(f'line {i}', flush=True); time.sleep(0.1)"
+    )
     handle = await t.backend.submit(t.make_spec([t.python, "-c", code], name="printer"))
 
     chunks: list[bytes] = []
@@ -183,7 +191,7 @@ async def test_follow_streams_and_ends_with_the_job(contract_backend: ContractTa
         async for chunk in t.backend.logs(handle, follow=True):
             chunks.append(chunk)
 
-    assert b"".join(chunks) == b"".join(f"line {i}\n".encode() for i in range(10))
+    assert b"".join(chunks) == b"".join(f"line {i}\n".encode() for i in range(lines))
     assert len(chunks) >= 2, "output arrived in one piece: follow did not stream"
     assert (await t.backend.poll([handle]))[handle].state is JobState.SUCCEEDED
 
