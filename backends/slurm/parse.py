@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from core.states import JobState, StatusReport
 
@@ -27,8 +28,10 @@ SQUEUE_FIELDS = (
     "WorkDir",
 )
 SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS)
-#: sacct -P fields ('|' separated), WorkDir last for the same reason.
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "Reason", "WorkDir")
+#: sacct -P fields ('|' separated), WorkDir last for the same reason. Submit and JobName tell
+#: apart different jobs that share an id (ids restart when slurmctld loses its state or wraps
+#: at MaxJobId, while the accounting database keeps the old ones): see :func:`parse_sacct`.
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "Reason", "Submit", "JobName", "WorkDir")
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
 _STATE_MAP: dict[str, JobState] = {
@@ -161,21 +164,37 @@ def expand_task_spec(spec: str) -> list[str]:
     return out
 
 
+class _SacctRecord(NamedTuple):
+    base: str  # the job id, or the array's id for its tasks
+    array_job: str | None
+    keys: list[str]
+    state: str
+    exit_raw: str
+    reason: str
+    workdir: str
+    submit: str
+    name: str
+
+
 def parse_sacct(text: str) -> list[Row]:
     """Rows of ``sacct -n -P -X -D -o SACCT_FORMAT``; requeues become ``restarts``.
 
-    With ``-D`` a requeued job has one line per run, oldest first: the last one is current.
+    ``-D`` lists every record under an id: one per run of a requeued job (same name), but also
+    older, unrelated jobs whose id was reused (the accounting database outlives slurmctld's id
+    counter). Per id, only the most recently submitted job counts, recognised by its name (our
+    run tag, unique per submission); its runs, oldest first, make the restart count.
     Pending array tasks not yet split off appear as ``123_[4-9]`` and are expanded.
     """
-    latest: dict[str, Row] = {}
-    runs: dict[str, int] = {}
+    records: list[_SacctRecord] = []
+    newest: dict[str, tuple[str, str]] = {}  # base id -> (submit, name) of its newest record
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = line.split("|", len(SACCT_FIELDS) - 1)
-        if len(parts) < len(SACCT_FIELDS):
+        parts = line.split("|", 5)
+        if len(parts) < 6:
             continue
-        job_id, state, exit_raw, reason, workdir = parts
+        job_id, state, exit_raw, reason, submit, rest = parts
+        name, _, workdir = rest.partition("|")  # our names never hold '|'; a WorkDir may
         workdir = workdir[:-1] if workdir.endswith("|") else workdir
         job_id = job_id.strip()
         if "." in job_id:  # a step (batch, extern): not a job
@@ -185,16 +204,29 @@ def parse_sacct(text: str) -> list[Row]:
             keys = [f"{array_job}_{t}" for t in expand_task_spec(task)] if "[" in task else [job_id]
         else:
             array_job, keys = None, [job_id]
-        mapped = map_state(state)
-        for key in keys:
+        base = array_job or job_id
+        submit = submit.strip() if submit.strip()[:1].isdigit() else ""  # "Unknown" sorts first
+        records.append(
+            _SacctRecord(base, array_job, keys, state, exit_raw, reason, workdir, submit, name)
+        )
+        if base not in newest or submit >= newest[base][0]:
+            newest[base] = (submit, name)
+
+    latest: dict[str, Row] = {}
+    runs: dict[str, int] = {}
+    for rec in sorted(records, key=lambda r: r.submit):  # stable: oldest first
+        if rec.name != newest[rec.base][1]:
+            continue  # another job that once had this id
+        mapped = map_state(rec.state)
+        for key in rec.keys:
             runs[key] = runs.get(key, 0) + 1
             latest[key] = Row(
                 key=key,
-                array_job=array_job,
-                slurm_state=state.strip(),
-                reason=_clean_reason(reason),
-                exit_code=decode_sacct_exit(exit_raw) if mapped.is_terminal else None,
-                workdir=workdir.strip() or None,
+                array_job=rec.array_job,
+                slurm_state=rec.state.strip(),
+                reason=_clean_reason(rec.reason),
+                exit_code=decode_sacct_exit(rec.exit_raw) if mapped.is_terminal else None,
+                workdir=rec.workdir.strip() or None,
                 restarts=runs[key] - 1,
                 source="sacct",
             )

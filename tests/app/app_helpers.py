@@ -16,3 +16,18 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await pilot.pause(0.02)
+
+
+async def wait_for_screen(pilot: Any, screen_type: type, timeout: float = 10.0) -> None:
+    """Wait until the active screen is a mounted ``screen_type``.
+
+    Being pushed is not enough: keys pressed or text read before the screen has mounted its
+    widgets are lost, which made tests flaky on a busy machine.
+    """
+    app = pilot.app
+    await wait_for(
+        pilot,
+        lambda: isinstance(app.screen, screen_type) and app.screen.is_mounted,
+        timeout,
+        what=f"{screen_type.__name__} to be shown",
+    )

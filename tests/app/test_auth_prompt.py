@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app_helpers import wait_for
+from app_helpers import wait_for, wait_for_screen
 
 from core.prompts import prompt_handler
 from nemorun_tui.screens.prompt import AuthPromptScreen
@@ -29,7 +29,7 @@ async def test_a_keyboard_interactive_question_is_answered_in_a_modal(
 
         thread = threading.Thread(target=engine_side)
         thread.start()
-        await wait_for(pilot, lambda: isinstance(app.screen, AuthPromptScreen), what="modal")
+        await wait_for_screen(pilot, AuthPromptScreen)
         field = app.screen.query_one("#answer-0")
         assert field.password  # a hidden prompt is not echoed
         await pilot.press(*"424242", "enter")

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from app_helpers import wait_for
+from app_helpers import wait_for, wait_for_screen
 from textual.widgets import OptionList, Static
 
 from core.engine import Engine, Plan
 from core.settings import Settings, UISettings
 from core.states import JobState
 from core.store import Store
+from nemorun_tui.screens.confirm import ConfirmScreen
 
 SIZE = (150, 42)
 
@@ -186,16 +187,15 @@ async def test_cancel_a_running_job_only_after_confirming(
     app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: _state(app, exp_id) == "RUNNING", 15, "RUNNING")
-        from nemorun_tui.screens.confirm import ConfirmScreen
 
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await wait_for_screen(pilot, ConfirmScreen)
         await pilot.press("n")  # declined: still running
         await pilot.pause(0.5)
         assert _state(app, exp_id) == "RUNNING"
 
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await wait_for_screen(pilot, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: _state(app, exp_id) == "CANCELLED", 20, "CANCELLED")
     record = Store(home).load(exp_id)
@@ -476,13 +476,13 @@ async def test_a_dirty_tree_is_confirmed_before_launch_and_provenance_recorded(
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.runs_table.loaded, what="listing")
         declined = app.run_worker(app.launch_plan(plan()), exit_on_error=False)
-        await wait_for(pilot, lambda: "Confirm" in type(app.screen).__name__, what="confirm")
+        await wait_for_screen(pilot, ConfirmScreen)
         assert "f.txt" in _plain_screen(app)
         await pilot.press("n")
         await declined.wait()
         assert declined.result is None and Store(home).list() == []
         accepted = app.run_worker(app.launch_plan(plan()), exit_on_error=False)
-        await wait_for(pilot, lambda: "Confirm" in type(app.screen).__name__, what="confirm")
+        await wait_for_screen(pilot, ConfirmScreen)
         await pilot.press("y")
         await accepted.wait()
         exp_id = accepted.result

@@ -26,6 +26,10 @@ from core.transport import CommandResult, Transport, TransportError
 # ----------------------------------------------------------------------------- fake cluster
 
 
+#: sacct Submit times: T1 is later than T0.
+T0, T1 = "2026-11-25T20:11:10", "2026-11-26T01:30:00"
+
+
 class FakeCluster(Transport):
     """Answers sbatch/squeue/sacct/scancel from a dict of jobs; files live in memory."""
 
@@ -180,14 +184,14 @@ def test_squeue_rows_states_reasons_and_exit_codes() -> None:
 
 def test_sacct_rows_arrays_requeues_and_steps() -> None:
     text = (
-        "20|FAILED|2:0|None|/w\n"
-        "20.batch|FAILED|2:0||\n"
-        "21_0|COMPLETED|0:0|None|/w\n"
-        "21_[1-3,5]|PENDING|0:0|Resources|/w\n"
-        "22|REQUEUED|0:0|None|/w\n"
-        "22|RUNNING|0:0|None|/w\n"
-        "23|CANCELLED by 0|0:15|None|/w\n"
-        "24|TIMEOUT|0:0|TimeLimit|/w\n"
+        f"20|FAILED|2:0|None|{T0}|a|/w\n"
+        f"20.batch|FAILED|2:0||{T0}|batch|\n"
+        f"21_0|COMPLETED|0:0|None|{T0}|b|/w\n"
+        f"21_[1-3,5]|PENDING|0:0|Resources|{T0}|b|/w\n"
+        f"22|REQUEUED|0:0|None|{T0}|c|/w\n"
+        f"22|RUNNING|0:0|None|{T1}|c|/w\n"
+        f"23|CANCELLED by 0|0:15|None|{T0}|d|/w|with|pipes\n"
+        f"24|TIMEOUT|0:0|TimeLimit|Unknown|e|/w\n"
     )
     rows = parse.group_by_key(parse.parse_sacct(text))
     assert set(rows) == {"20", "21_0", "21_1", "21_2", "21_3", "21_5", "22", "23", "24"}
@@ -198,7 +202,28 @@ def test_sacct_rows_arrays_requeues_and_steps() -> None:
     assert cancelled.state is JobState.CANCELLED and "uid 0" in (cancelled.reason or "")
     timeout = parse.report_from_row(rows["24"])
     assert timeout.state is JobState.FAILED and "TIMEOUT" in (timeout.reason or "")
+    assert rows["23"].workdir == "/w|with|pipes"
     assert all(r.source == "sacct" for r in rows.values())
+
+
+def test_sacct_ignores_older_jobs_that_had_the_same_id() -> None:
+    """Ids restart when slurmctld loses its state; the accounting database keeps the old jobs.
+
+    ``sacct -D -j 50`` then also lists an old array 50 and an old job 51 (shown as 50_1): only
+    the newest job named under each id counts, and they are not restarts of it.
+    """
+    text = (
+        f"50_0|COMPLETED|0:0|None|{T0}|nrt-old-sweep1|/old\n"
+        f"50_1|FAILED|5:0|None|{T0}|nrt-old-sweep1|/old\n"
+        f"50|FAILED|3:0|None|{T1}|nrt-new-bad1|/new\n"
+        f"60|COMPLETED|0:0|None|{T1}|nrt-old-x1|/old\n"
+        f"60|FAILED|1:0|None|{T0}|nrt-older-y1|/older\n"
+    )
+    rows = parse.group_by_key(parse.parse_sacct(text))
+    assert set(rows) == {"50", "60"}
+    assert (rows["50"].array_job, rows["50"].exit_code, rows["50"].restarts) == (None, 3, 0)
+    assert rows["50"].workdir == "/new"
+    assert (rows["60"].state, rows["60"].restarts) == (JobState.SUCCEEDED, 0)
 
 
 def test_wait_status_and_task_specs() -> None:
@@ -350,7 +375,7 @@ async def test_scheduler_commands_per_poll_are_constant(n: int) -> None:
     for i in range(n):
         cluster.squeue[str(1000 + i)] = f"{1000 + i}|{1000 + i}|N/A|RUNNING|None|0|0|/w|"
     gone = "999"
-    cluster.sacct[gone] = f"{gone}|COMPLETED|0:0|None|/w"
+    cluster.sacct[gone] = f"{gone}|COMPLETED|0:0|None|{T0}|gone|/w"
     b = SlurmBackend(executor(), transport=cluster)
     handles = [Handle("slurm", "local", str(1000 + i)) for i in range(n)]
     handles.append(Handle("slurm", "local", gone))
@@ -391,7 +416,7 @@ async def test_unknown_is_unknown_and_vanished_jobs_keep_their_last_state_briefl
     del cluster.squeue["7"]  # left squeue, accounting not written yet
     report = (await b.poll([h]))[h]
     assert report.state is JobState.RUNNING and "last seen" in report.source
-    cluster.sacct["7"] = "7|FAILED|9:0|NonZeroExitCode|/w"
+    cluster.sacct["7"] = f"7|FAILED|9:0|NonZeroExitCode|{T0}|seven|/w"
     report = (await b.poll([h]))[h]
     assert (report.state, report.exit_code, report.source) == (JobState.FAILED, 9, "sacct")
 
@@ -545,8 +570,8 @@ async def test_array_is_not_final_while_tasks_are_unaccounted_for() -> None:
     assert not report.state.is_terminal, report
     # once sacct answers with every task, the array's outcome is known (task 0 failed)
     cluster.fail = set()
-    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|/jobs"
+    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|{T0}|arr|/jobs"
     for t in ("1", "2"):
-        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|/jobs"
+        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|{T0}|arr|/jobs"
     report = (await b.poll([h]))[h]
     assert report.state is JobState.FAILED, report
