@@ -284,3 +284,40 @@ def test_many_processes_opening_a_new_index_at_once_all_succeed(tmp_path: Path) 
         codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
         assert codes == [0] * 6
         assert [r.title for r in Store(home).list()] == ["exp"]
+
+
+def test_listing_cache_sees_renamed_folders_and_is_shared_between_processes(
+    tmp_path: Path,
+) -> None:
+    """The cache key covers folder names (a rename keeps the manifest's stamp) and is the same
+    in every process (a per-process hash would make every listing a cache miss)."""
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    rec = make_record(store, "one")
+    render_ids = lambda rows: ",".join(r.id for r in rows)  # noqa: E731
+    assert store.rendered_listing("ids", render_ids) == rec.id
+
+    os.rename(store.exp_dir(rec.id), store.experiments_dir / "renamed-by-hand")
+    assert store.rendered_listing("ids", render_ids) == "renamed-by-hand"
+    (moved,) = store.list()
+    assert moved.damaged and "belongs to" in moved.damaged, moved
+    (store.experiments_dir / "no-manifest").mkdir()
+    assert "no-manifest" in store.rendered_listing("ids", render_ids)
+
+    probe = (
+        "import sys; from core.store import Store, _fingerprint; "
+        "print(_fingerprint(Store(sys.argv[1])._scan_manifests()))"
+    )
+    prints = {
+        subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(prints) == 1 and prints != {""}, prints
