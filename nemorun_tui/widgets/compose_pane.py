@@ -26,6 +26,8 @@ from textual.message import Message
 from textual.widgets import Input, Label, OptionList, Select, Static, Tree
 from textual.widgets.option_list import Option
 
+from nemorun_tui.widgets.config_outline import config_outline
+
 if TYPE_CHECKING:
     from core.engine import Plan
 
@@ -471,33 +473,26 @@ class ComposePane(Vertical):
             if multi:
                 root = tree.root.add(Text(f"job {job.name}", style="bold"), expand=True)
             nodes: dict[str, Any] = {"": root}
-            for path, value in flat.items():
-                parts = path.split(".")
-                if parts[-1] == "__fn__":
+            for item in config_outline(flat):
+                if item.value is None:
+                    label = Text(item.name, style="bold")
+                    if item.fn:
+                        label.append(f": {item.fn}", style="italic")
+                    nodes[item.path] = nodes[item.parent].add(
+                        label, data=FieldRef(job.name, item.path, item.fn, False), expand=True
+                    )
                     continue
-                parent_path = ""
-                for depth, part in enumerate(parts[:-1]):
-                    node_path = ".".join(parts[: depth + 1])
-                    if node_path not in nodes:
-                        fn = flat.get(f"{node_path}.__fn__", "")
-                        label = Text(part, style="bold")
-                        if fn:
-                            label.append(f": {fn}", style="italic")
-                        nodes[node_path] = nodes[parent_path].add(
-                            label, data=FieldRef(job.name, node_path, fn, False), expand=True
-                        )
-                    parent_path = node_path
-                label = Text(parts[-1])
+                label = Text(item.name)
                 label.append(" = ")
-                dotted = f"{job.name}.{path}" if multi else path
-                if dotted in edited or path in edited:
-                    label.append(value, style="bold reverse")
-                elif path in explicit:
-                    label.append(value, style="bold")
+                dotted = f"{job.name}.{item.path}" if multi else item.path
+                if dotted in edited or item.path in edited:
+                    label.append(item.value, style="bold reverse")
+                elif item.path in explicit:
+                    label.append(item.value, style="bold")
                 else:
-                    label.append(value, style="dim")
-                ref = FieldRef(job.name, path, value, True)
-                node = nodes[parent_path].add_leaf(label, data=ref)
+                    label.append(item.value, style="dim")
+                ref = FieldRef(job.name, item.path, item.value, True)
+                node = nodes[item.parent].add_leaf(label, data=ref)
                 if cursor is not None and cursor.job == ref.job and cursor.path == ref.path:
                     target = node
         tree.root.expand_all()

@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from nemorun_tui.widgets.config_outline import config_outline, root_fn
 from nemorun_tui.widgets.format import plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
 
@@ -33,7 +35,8 @@ class JobDetail:
     """What the pane shows for one job."""
 
     name: str
-    config: str | None = None
+    config: dict[str, str] | None = None  # flattened, defaults included (see config_outline)
+    explicit: set[str] = field(default_factory=set)  # the paths set by the recipe/overrides
     config_error: str | None = None
     executor: dict[str, Any] = field(default_factory=dict)
     executor_error: str | None = None
@@ -74,6 +77,23 @@ def _code_diff(
         return [f"code diff unavailable: {exc}"]
 
 
+def config_tree(flat: dict[str, str], explicit: set[str]) -> Tree:
+    """The config as a Rich tree: set values bold, signature defaults dim (as in Compose)."""
+    tree = Tree(Text(root_fn(flat) or "config", style="bold"), guide_style="dim")
+    nodes: dict[str, Tree] = {"": tree}
+    for item in config_outline(flat):
+        if item.value is None:
+            label = Text(item.name, style="bold")
+            if item.fn:
+                label.append(f": {item.fn}", style="italic")
+            nodes[item.path] = nodes[item.parent].add(label)
+            continue
+        label = Text(f"{item.name} = ")
+        label.append(item.value, style="bold" if item.path in explicit else "dim")
+        nodes[item.parent].add(label)
+    return tree
+
+
 def load_detail(engine: Any, exp_id: str) -> DetailData:
     """Read everything Detail shows (blocking: call it on the engine thread)."""
     from core import serialize
@@ -101,7 +121,8 @@ def load_detail(engine: Any, exp_id: str) -> DetailData:
         task = None
         try:
             task = engine.task_of(exp_id, job.name)
-            detail.config = serialize.render(task)
+            detail.config = serialize.flatten(task, include_defaults=True, max_width=160)
+            detail.explicit = set(serialize.flatten(task))
         except Exception as exc:
             detail.config_error = f"{type(exc).__name__}: {exc}"
         try:
@@ -305,8 +326,8 @@ class DetailPane(VerticalScroll, can_focus=True):
                 parts.append(Text(job.name, style="bold"))
             if job.config_error:
                 parts.append(Text(f"config unavailable: {job.config_error}", style="italic"))
-            else:
-                parts.append(Text(job.config or ""))
+            elif job.config is not None:
+                parts.append(config_tree(job.config, job.explicit))
         return Group(*parts)
 
     def _executor(self, data: DetailData) -> RenderableType:
