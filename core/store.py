@@ -38,7 +38,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "experiment.json"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 
 
 class StoreError(Exception):
@@ -159,6 +159,12 @@ class ExperimentRecord:
         return sorted({j.backend for j in self.jobs})
 
     @property
+    def executors(self) -> list[str]:
+        """Where the jobs ran, as ``backend/profile`` (just the backend when the profile is
+        unnamed or named after it): what a user picked, e.g. ``slurm/ci`` vs ``slurm/big``."""
+        return sorted({executor_label(j.backend, j.profile) for j in self.jobs})
+
+    @property
     def ended_at(self) -> float | None:
         if not self.jobs or not self.state.is_terminal:
             return None
@@ -216,6 +222,7 @@ class ExperimentSummary:
     n_jobs: int = 0
     ended_at: float | None = None
     damaged: str | None = None
+    executors: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +234,7 @@ class ExperimentSummary:
             "parent": self.parent,
             "tags": list(self.tags),
             "backends": list(self.backends),
+            "executors": list(self.executors),
             "jobs": self.n_jobs,
             "damaged": self.damaged,
         }
@@ -557,7 +565,8 @@ class Store:
                     db.execute(
                         "CREATE TABLE experiments (id TEXT PRIMARY KEY, title TEXT,"
                         " created_at REAL, state TEXT, parent TEXT, tags TEXT, backends TEXT,"
-                        " n_jobs INTEGER, ended_at REAL, damaged TEXT, version TEXT)"
+                        " n_jobs INTEGER, ended_at REAL, damaged TEXT, version TEXT,"
+                        " executors TEXT)"
                     )
                     db.execute("CREATE INDEX by_title ON experiments(title, created_at)")
                     db.execute("CREATE INDEX by_created ON experiments(created_at, id)")
@@ -585,7 +594,7 @@ class Store:
             db = self._index()
             with db:
                 db.execute(
-                    "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     _row(record, version),
                 )
         except sqlite3.Error:
@@ -635,7 +644,7 @@ class Store:
         with db:
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
-                "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+                "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
 
     def _refresh_index(self) -> str:
@@ -658,7 +667,7 @@ class Store:
         with db:
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
-                "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows
+                "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
         return fingerprint
@@ -680,6 +689,7 @@ class Store:
                 None,
                 exc.reason,
                 version,
+                "",
             )
         return _row(record, version)
 
@@ -695,10 +705,7 @@ class Store:
         """The index content without mtimes (for checking that a rebuild matches)."""
         self._refresh_index()
         return list(
-            self._index().execute(
-                "SELECT id, title, created_at, state, parent, tags, backends, n_jobs,"
-                " ended_at, damaged FROM experiments ORDER BY id"
-            )
+            self._index().execute(f"SELECT {_SUMMARY_COLUMNS} FROM experiments ORDER BY id")
         )
 
 
@@ -749,12 +756,14 @@ def _version(stamp: tuple[int, int, int]) -> str:
     return MISSING if stamp == MISSING_STAMP else f"{stamp[0]}:{stamp[1]}:{stamp[2]}"
 
 
-_SUMMARY_COLUMNS = "id, title, created_at, state, parent, tags, backends, n_jobs, ended_at, damaged"
+_SUMMARY_COLUMNS = (
+    "id, title, created_at, state, parent, tags, backends, n_jobs, ended_at, damaged, executors"
+)
 
 
 def _summary(r: tuple[Any, ...]) -> ExperimentSummary:
     return ExperimentSummary(
-        r[0], r[1], r[2], r[3], r[4], _split(r[5]), _split(r[6]), r[7], r[8], r[9]
+        r[0], r[1], r[2], r[3], r[4], _split(r[5]), _split(r[6]), r[7], r[8], r[9], _split(r[10])
     )
 
 
@@ -780,7 +789,13 @@ def _row(record: ExperimentRecord, version: str) -> tuple[Any, ...]:
         record.ended_at,
         None,
         version,
+        _join(record.executors),
     )
+
+
+def executor_label(backend: str, profile: str | None) -> str:
+    """``backend/profile``, or the backend alone when the profile adds nothing."""
+    return backend if not profile or profile == backend else f"{backend}/{profile}"
 
 
 def _dir_ctime(path: Path) -> float:

@@ -446,11 +446,11 @@ def _render_json(rows: list[Any]) -> str:
 def _render_table(rows: list[Any]) -> str:
     if not rows:
         return ""
-    lines = [f"{'ID':<44} {'STATE':<10} {'JOBS':>4} {'BACKEND':<8} {'CREATED':<19} TITLE"]
+    lines = [f"{'ID':<44} {'STATE':<10} {'JOBS':>4} {'EXECUTOR':<12} {'CREATED':<19} TITLE"]
     for r in rows:
         state = "DAMAGED" if r.damaged else r.state
         lines.append(
-            f"{r.id:<44} {state:<10} {r.n_jobs:>4} {','.join(r.backends) or '-':<8} "
+            f"{r.id:<44} {state:<10} {r.n_jobs:>4} {','.join(r.executors) or '-':<12} "
             f"{_when(r.created_at):<19} {r.title}" + (f"  ! {r.damaged}" if r.damaged else "")
         )
     return "\n".join(lines) + "\n"

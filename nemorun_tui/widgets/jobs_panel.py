@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from core.store import executor_label
 from nemorun_tui.widgets.format import age, duration, plain_row, state_label, when
 
 STATE_STYLES: dict[str, str] = {
@@ -95,7 +96,7 @@ class JobsPanel(Static):
         self.update(self._table(record, now) if record is not None else "")
 
     def _row(self, job: Any, now: float) -> tuple[str, ...]:
-        where = job.backend + (f"/{job.profile}" if job.profile else "")
+        where = executor_label(job.backend, job.profile)
         handle = job.handle.job_id if job.handle else "-"
         if len(handle) > 28:
             handle = "…" + handle[-27:]
@@ -143,7 +144,7 @@ class JobsPanel(Static):
         for header, ratio in (
             ("JOB", 2),
             ("STATE", 2),
-            ("BACKEND", 2),
+            ("EXECUTOR", 2),
             ("HANDLE", 3),
             ("EXIT", 1),
             ("TOOK", 1),

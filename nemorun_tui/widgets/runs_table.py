@@ -43,7 +43,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("state", "STATE", 13),
     Column("title", "TITLE", 0),
     Column("id", "ID", 34),
-    Column("backend", "BACKEND", 9),
+    Column("backend", "EXECUTOR", 14),
     Column("jobs", "JOBS", 4),
     Column("started", "STARTED", 16),
     Column("duration", "DURATION", 8),
@@ -75,7 +75,8 @@ def coarse_live(seconds: float | None) -> str:
 def matches_filter(summary: Any, query: str) -> bool:
     """``/`` filter: every word must match; ``state:``, ``backend:``, ``tag:`` narrow fields.
 
-    Plain words match the title, id, state, backends or tags (case-insensitive substring).
+    Plain words match the title, id, state, executors (``backend/profile``) or tags
+    (case-insensitive substring); ``backend:`` matches a backend or a profile.
     """
     for word in query.lower().split():
         field, sep, value = word.partition(":")
@@ -83,7 +84,7 @@ def matches_filter(summary: Any, query: str) -> bool:
             if field == "state":
                 hay = [("DAMAGED" if summary.damaged else summary.state).lower()]
             elif field == "backend":
-                hay = [b.lower() for b in summary.backends]
+                hay = [b.lower() for b in (*summary.backends, *summary.executors)]
             elif field == "tag":
                 hay = [t.lower() for t in summary.tags]
             elif field == "parent":
@@ -97,7 +98,7 @@ def matches_filter(summary: Any, query: str) -> bool:
             summary.title.lower(),
             summary.id.lower(),
             summary.state.lower(),
-            *(b.lower() for b in summary.backends),
+            *(b.lower() for b in summary.executors or summary.backends),
             *(t.lower() for t in summary.tags),
         ]
         if not any(word in h for h in hay):
@@ -281,7 +282,7 @@ class RunsTable(ScrollView, can_focus=True):
         if key == "duration":
             return (live_duration(s, self.clock()) or 0.0, s.id)
         if key == "backend":
-            return (",".join(s.backends), -s.created_at)
+            return (",".join(s.executors or s.backends), -s.created_at)
         return (s.id,)
 
     def _recompute_order(self) -> None:
@@ -435,7 +436,7 @@ class RunsTable(ScrollView, can_focus=True):
             "state": state_label(state),
             "title": title + (f"  [{', '.join(s.tags)}]" if s.tags else ""),
             "id": s.id,
-            "backend": ",".join(s.backends) or "-",
+            "backend": ",".join(s.executors or s.backends) or "-",
             "jobs": str(s.n_jobs),
             "started": when(s.created_at),
             "duration": took,

@@ -89,12 +89,13 @@ def _job(
     source: str = "local:result.json",
     job_id: str = "",
     backend: str = "local",
+    profile: str = "local",
 ) -> JobRecord:
     return JobRecord(
         name=name,
         kind="partial",
         backend=backend,
-        profile="local",
+        profile=profile,
         handle=Handle(backend, "local", job_id or f"/demo/{name}"),
         state=state,
         source=source,
@@ -189,6 +190,7 @@ def build_demo_store(home: Path) -> Store:
                         end=None,
                         source="sacct",
                         backend="local",
+                        profile="quick",
                     ),
                     _job(
                         "lr-3e-4",
@@ -198,6 +200,7 @@ def build_demo_store(home: Path) -> Store:
                         reason="Priority",
                         source="squeue",
                         backend="local",
+                        profile="quick",
                     ),
                 ],
                 tags=["sweep"],

@@ -251,9 +251,20 @@ def test_ls_json_shape_is_stable(env: dict[str, str]) -> None:
         "parent",
         "tags",
         "backends",
+        "executors",
         "jobs",
         "damaged",
     }
+    assert (row["backends"], row["executors"]) == (["local"], ["local"])
+
+
+def test_ls_names_the_executor_profile_a_run_used(env: dict[str, str]) -> None:
+    config = Path(env["XDG_CONFIG_HOME"]) / "nemorun-tui" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[executors.quick]\nbackend = "local"\n')
+    cli(env, "run", "--script", "true", "--executor", "quick")
+    assert only_exp(env)["executors"] == ["local/quick"]
+    assert "local/quick" in cli(env, "ls").stdout
 
 
 def test_secret_env_is_passed_but_never_stored(env: dict[str, str], tmp_path: Path) -> None:
