@@ -24,21 +24,29 @@ import os
 import re
 import sqlite3
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.fsutil import append_line, atomic_write, ensure_private_dir, file_lock, fsync_dir
+from core.listing_cache import (
+    INDEX_FILE,
+    INDEX_VERSION,
+    MANIFEST,
+    MISSING_STAMP,
+    Stamp,
+    fingerprint,
+    render_key,
+    scan_manifests,
+)
+from core.listing_cache import stamp as _stamp
 from core.protocol import Handle
 from core.states import JobState, StatusReport, aggregate_state
 
 SCHEMA_VERSION = 1
-MANIFEST = "experiment.json"
 EVENTS = "events.jsonl"
 LOCK = ".lock"
-INDEX_VERSION = 5
 
 
 class StoreError(Exception):
@@ -459,20 +467,18 @@ class Store:
         fingerprint of every manifest version, so any write, hand edit or new experiment
         renders it again. Listing 10,000 experiments then costs one stat per manifest.
         """
-        fingerprint = self._refresh_index()
-        key = f"render:{kind}"
+        current = self._refresh_index()
+        key = render_key(kind)
         db = self._index()
         row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         if row is not None:
             stored_fp, _, text = str(row[0]).partition("\n")
-            if stored_fp == fingerprint:
+            if stored_fp == current:
                 return text
         text = render(self._rows())
         try:
             with db:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{fingerprint}\n{text}")
-                )
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{current}\n{text}"))
         except sqlite3.Error:
             pass  # only a cache
         return text
@@ -525,7 +531,7 @@ class Store:
     # -- the index (a cache) ---------------------------------------------------------------
     @property
     def index_path(self) -> Path:
-        return self.home / "index.sqlite"
+        return self.home / INDEX_FILE
 
     def _index(self) -> sqlite3.Connection:
         if self._db is not None:
@@ -600,33 +606,9 @@ class Store:
         except sqlite3.Error:
             pass  # the index is a cache; the next listing reconciles from manifests
 
-    def _scan_manifests(self) -> dict[str, tuple[int, int, int]]:
-        """Manifest version of every experiment folder (MISSING: a folder without one).
-
-        One ``stat`` per experiment, relative to an open directory fd (shorter path walks):
-        this is what lets a hand-edited or truncated manifest show up in the next listing.
-        """
-        on_disk: dict[str, tuple[int, int, int]] = {}
-        try:
-            dir_fd = os.open(self.experiments_dir, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            return on_disk
-        try:
-            names = [n for n in os.listdir(dir_fd) if n[0] != "."]
-            stat = os.stat
-            suffix = "/" + MANIFEST
-            for name in names:
-                try:
-                    # a tuple, not its text form: this loop runs on every listing
-                    on_disk[name] = _stamp(stat(name + suffix, dir_fd=dir_fd))
-                except FileNotFoundError:
-                    if os.path.isdir(os.path.join(self.experiments_dir, name)):
-                        on_disk[name] = MISSING_STAMP
-                except NotADirectoryError:
-                    continue
-        finally:
-            os.close(dir_fd)
-        return on_disk
+    def _scan_manifests(self) -> dict[str, Stamp]:
+        """Manifest stamp of every experiment folder (see :func:`scan_manifests`)."""
+        return scan_manifests(str(self.experiments_dir))
 
     def _refresh_membership(self) -> None:
         """Add experiments the index does not know and drop vanished ones (no stat pass)."""
@@ -655,10 +637,10 @@ class Store:
         """
         db = self._index()
         on_disk = self._scan_manifests()
-        fingerprint = _fingerprint(on_disk)
+        current = fingerprint(on_disk)
         row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
-        if row is not None and row[0] == fingerprint:
-            return fingerprint
+        if row is not None and row[0] == current:
+            return current
         known = dict(db.execute("SELECT id, version FROM experiments"))
         versions = {i: _version(v) for i, v in on_disk.items()}
         stale = [i for i, m in versions.items() if known.get(i) != m]
@@ -669,8 +651,8 @@ class Store:
             db.executemany(
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
-        return fingerprint
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (current,))
+        return current
 
     def _row_from_disk(self, exp_id: str, version: str) -> tuple[Any, ...]:
         try:
@@ -709,21 +691,8 @@ class Store:
         )
 
 
-#: Version token of a folder without a manifest, and its stamp (no real file has size -1).
+#: Version token of a folder without a manifest.
 MISSING = "missing"
-MISSING_STAMP = (0, 0, -1)
-
-
-def _fingerprint(on_disk: dict[str, tuple[int, int, int]]) -> str:
-    """One short text that changes whenever a folder or a manifest version changes.
-
-    Names go through crc32; the stamps (ints only, so Python's hash of them is the same in
-    every process, unlike a string's) through one C-level tuple hash. Both avoid formatting
-    10,000 entries as text on every listing, which cost as much as the stat calls.
-    """
-    names = zlib.crc32("\0".join(on_disk).encode())
-    stamps = hash(tuple(on_disk.values())) & 0xFFFF_FFFF_FFFF_FFFF
-    return f"{len(on_disk)}:{names:x}:{stamps:x}"
 
 
 def _set_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:
@@ -742,16 +711,7 @@ def _set_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:
             time.sleep(0.01)
 
 
-def _stamp(st: os.stat_result) -> tuple[int, int, int]:
-    """What identifies one manifest version: mtime, inode and size.
-
-    Every write is a rename of a new file, so the inode changes even when two writes land
-    within one tick of the filesystem's clock (where mtime alone could repeat).
-    """
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
-
-
-def _version(stamp: tuple[int, int, int]) -> str:
+def _version(stamp: Stamp) -> str:
     """The stamp as stored in the index's ``version`` column."""
     return MISSING if stamp == MISSING_STAMP else f"{stamp[0]}:{stamp[1]}:{stamp[2]}"
 

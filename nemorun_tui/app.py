@@ -688,6 +688,13 @@ class NemorunApp(App[int]):
             others = ", ".join(j.name for j in record.jobs[1:])
             self.notify(f"other jobs: {others} (L in Detail opens every job's log)", timeout=4)
 
+    def on_logs_pane_closed(self, message: Any) -> None:
+        """A closed tab's remote copy stops (it resumes from the copied size if reopened)."""
+        key = (message.key.exp_id, message.key.job, message.key.stream)
+        future = self._spools.pop(key, None)
+        if future is not None and not future.done():
+            future.cancel()
+
     def _start_spool(self, exp_id: str, job: str, stream: str, path: Path) -> None:
         """Copy a remote log stream into a local file the log view follows (resumable)."""
         key = (exp_id, job, stream)

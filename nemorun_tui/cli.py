@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,7 +43,25 @@ class UsageError(Exception):
     """Bad input from the user; printed as one line, exit 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Every command and its one-line help, in the order ``--help`` lists them.
+COMMANDS: dict[str, str] = {
+    "run": "launch a recipe or a script",
+    "ls": "list experiments, newest first",
+    "status": "refresh and show an experiment's jobs",
+    "logs": "print a job's output",
+    "cancel": "cancel a job or every live job of an experiment",
+    "relaunch": "run a past experiment again, with overrides",
+    "recipes": "list the workspace's recipes",
+    "rebuild-index": "rebuild the listing cache from the manifests",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``only``, just that command's subparser.
+
+    Building all eight subparsers costs more than listing 10,000 experiments' stats, so a
+    command named on the line gets only its own; ``--help`` and mistakes get the full parser.
+    """
     parser = argparse.ArgumentParser(
         prog="nemorun-tui",
         description="Compose, launch and watch ML experiments; without a command, open the app.",
@@ -65,14 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="recipes: a .py file, a directory or a module",
     )
+    for name, help_text in COMMANDS.items():
+        if only is None or name == only:
+            _COMMAND_ARGS[name](sub.add_parser(name, parents=[shared], help=help_text))
+    return parser
 
-    p = sub.add_parser(
-        "run",
-        parents=[shared],
-        help="launch a recipe or a script",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.epilog, p.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
     p.add_argument("recipe", nargs="?", help="recipe name from the workspace")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
     p.add_argument("--script", help="run this shell command instead of a recipe")
@@ -81,32 +99,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--dryrun", action="store_true", help="show what would be submitted; write nothing"
     )
 
-    p = sub.add_parser("ls", parents=[shared], help="list experiments, newest first")
+
+def _ls_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     p.add_argument("--limit", type=int, default=None, help="show at most N experiments")
 
-    p = sub.add_parser("status", parents=[shared], help="refresh and show an experiment's jobs")
+
+def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("exp", metavar="EXP")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--no-refresh", action="store_true", help="show the stored state without polling"
     )
 
-    p = sub.add_parser("logs", parents=[shared], help="print a job's output")
+
+def _logs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("exp", metavar="EXP")
     p.add_argument("job", nargs="?", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
 
-    p = sub.add_parser(
-        "cancel", parents=[shared], help="cancel a job or every live job of an experiment"
-    )
+
+def _cancel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("exp", metavar="EXP")
     p.add_argument("job", nargs="?", metavar="JOB")
 
-    p = sub.add_parser(
-        "relaunch", parents=[shared], help="run a past experiment again, with overrides"
-    )
+
+def _relaunch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("exp", metavar="EXP")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument(
@@ -116,13 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common_launch(p, name=False)
 
-    p = sub.add_parser("recipes", parents=[shared], help="list the workspace's recipes")
+
+def _recipes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
-    sub.add_parser(
-        "rebuild-index", parents=[shared], help="rebuild the listing cache from the manifests"
-    )
-    return parser
+
+_COMMAND_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "run": _run_args,
+    "ls": _ls_args,
+    "status": _status_args,
+    "logs": _logs_args,
+    "cancel": _cancel_args,
+    "relaunch": _relaunch_args,
+    "recipes": _recipes_args,
+    "rebuild-index": lambda p: None,
+}
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named on the line, when it is a known one and no top-level flag other than
+    ``--home``/``--workspace`` comes before it (those need the full parser)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--home", "--workspace"):
+            next(args, None)
+        elif arg.startswith(("--home=", "--workspace=")):
+            continue
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def _common_launch(p: argparse.ArgumentParser, *, name: bool = True) -> None:
@@ -139,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=command_in(argv)).parse_args(argv)
     if args.command is None:
         return _open_app(args)
     try:
@@ -224,7 +267,7 @@ def _store(args: argparse.Namespace) -> Store:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "ls":
-        return _cmd_ls(args, _store(args))
+        return _cmd_ls(args)
     if command == "status":
         return _cmd_status(args, _store(args))
     if command == "rebuild-index":
@@ -422,16 +465,21 @@ def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
 
 
 # -- ls / status -----------------------------------------------------------------------
-def _cmd_ls(args: argparse.Namespace, store: Store) -> int:
+def _cmd_ls(args: argparse.Namespace) -> int:
     if args.limit is not None:  # a slice: render it directly
-        rows = store.list(limit=args.limit)
+        rows = _store(args).list(limit=args.limit)
         text = _render_json(rows) if args.json else _render_table(rows)
-    elif args.json:
-        text = store.rendered_listing("json", _render_json)
     else:
+        from core.listing_cache import cached_listing
+        from core.paths import resolve_home
+
         # Local times depend on the zone, so the cached table does too.
         zone = f"{time.tzname}:{time.timezone}:{time.altzone}"
-        text = store.rendered_listing(f"table:{zone}", _render_table)
+        kind, render = ("json", _render_json) if args.json else (f"table:{zone}", _render_table)
+        # The index's copy when it is current (no store import needed), else via the store,
+        # which refreshes the index and keeps the new rendering.
+        cached = cached_listing(str(resolve_home(args.home)), kind)
+        text = cached if cached is not None else _store(args).rendered_listing(kind, render)
     if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK

@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
 
 from nemorun_tui.logview.reader import compile_pattern
@@ -80,6 +81,13 @@ class LogsPane(Vertical):
         Binding("left_square_bracket", "tab(-1)", "Previous tab", show=False),
         Binding("d", "close_tab", "Close tab", id="log-close"),
     ]
+
+    class Closed(Message):
+        """A tab was closed: whatever feeds its file (a remote log copy) can stop."""
+
+        def __init__(self, key: LogKey) -> None:
+            super().__init__()
+            self.key = key
 
     def __init__(self, *, id: str | None = None, max_rate: float = 10.0) -> None:
         super().__init__(id=id)
@@ -182,7 +190,8 @@ class LogsPane(Vertical):
             return
         ids = list(self._keys)
         index = ids.index(current)
-        del self._keys[current]
+        closed = self._keys.pop(current)
+        self.post_message(self.Closed(closed))
         self.query_one(Tabs).remove_tab(f"tab-{current}")
         self.query_one(f"#{current}", LogView).remove()
         switcher.current = None

@@ -3,6 +3,7 @@ filter, copy, stdout/stderr, and logs that come through a backend's stream (spoo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -124,6 +125,9 @@ class StreamingBackend:
     async def poll(self, handles: Any) -> dict[Any, Any]:
         return {}
 
+    endless: ClassVar[bool] = False  # follow a job that never ends
+    stopped: ClassVar[int] = 0  # streams closed before their end
+
     async def logs(
         self, handle: Handle, *, offset: int = 0, follow: bool = False, stream: str = "stdout"
     ) -> AsyncIterator[bytes]:
@@ -131,6 +135,11 @@ class StreamingBackend:
         data = b"".join(f"remote line {i}\n".encode() for i in range(50))
         for start in range(offset, len(data), 100):
             yield data[start : start + 100]
+        if type(self).endless:
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                type(self).stopped += 1
 
     async def close(self) -> None:
         return None
@@ -148,6 +157,8 @@ def streaming_backend() -> Iterator[type[StreamingBackend]]:
     executors.register_profile(StreamyExecutor)
     registry.register_backend("streamy", StreamingBackend)
     StreamingBackend.offsets = []
+    StreamingBackend.endless = False
+    StreamingBackend.stopped = 0
     yield StreamingBackend
     registry._extra.pop("streamy", None)
     for key in [k for k in registry._instances if k[0] == "streamy"]:
@@ -155,12 +166,9 @@ def streaming_backend() -> Iterator[type[StreamingBackend]]:
     executors._PROFILE_TYPES.pop("streamy", None)
 
 
-async def test_remote_logs_are_streamed_into_the_same_pane(
-    make_app: Callable[..., Any], tmp_path: Path, streaming_backend: type[StreamingBackend]
-) -> None:
+def _remote_store(home: Path) -> Store:
     from core.executors import profile_types
 
-    home = tmp_path / "store"
     store = Store(home)
     executor = profile_types()["streamy"](profile_name="remote")
     store.create(
@@ -180,6 +188,14 @@ async def test_remote_logs_are_streamed_into_the_same_pane(
         ),
         {"train": {"executor.json": json.dumps(executor.to_dict())}},
     )
+    return store
+
+
+async def test_remote_logs_are_streamed_into_the_same_pane(
+    make_app: Callable[..., Any], tmp_path: Path, streaming_backend: type[StreamingBackend]
+) -> None:
+    home = tmp_path / "store"
+    store = _remote_store(home)
     app = make_app(home, monitor=False, listing_seconds=3600)
     async with app.run_test(size=SIZE) as pilot:
         view = await _open(pilot, "remote-1")
@@ -188,6 +204,28 @@ async def test_remote_logs_are_streamed_into_the_same_pane(
     spool = store.job_dir("remote-1", "train") / "logs" / ".fetched-stdout.log"
     assert spool.read_bytes().count(b"\n") == 50
     assert streaming_backend.offsets == [0]
+
+
+async def test_closing_a_tab_stops_its_remote_copy_and_reopening_resumes(
+    make_app: Callable[..., Any], tmp_path: Path, streaming_backend: type[StreamingBackend]
+) -> None:
+    """A followed remote log of a live job is copied until its tab closes, not forever."""
+    streaming_backend.endless = True
+    home = tmp_path / "store"
+    _remote_store(home)
+    app = make_app(home, monitor=False, listing_seconds=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await _open(pilot, "remote-1")
+        await wait_for(pilot, lambda: view.window.line_count == 50, what="all remote lines")
+        assert streaming_backend.stopped == 0
+        await pilot.press("d")  # close the tab
+        await wait_for(pilot, lambda: streaming_backend.stopped == 1, what="the copy to stop")
+        await pilot.press("1")
+        view = await _open(pilot, "remote-1")
+        assert streaming_backend.offsets[-1] == len(
+            b"".join(f"remote line {i}\n".encode() for i in range(50))
+        ), "the copy resumes where it stopped"
+        assert view.window.line_count == 50
 
 
 async def test_wrap_toggle_wraps_long_lines(demo_app: Any, demo_home: Path) -> None:

@@ -188,8 +188,10 @@ def test_corrupt_manifest_is_reported_and_listing_survives(env: dict[str, str]) 
     cli(env, "run", "--script", "true", "--name", "bad")
     rows = json.loads(cli(env, "ls", "--json").stdout)
     bad_id = next(r["id"] for r in rows if r["title"] == "bad")
+    rendered = cli(env, "ls").stdout  # rendered by the store, kept in the index
+    assert cli(env, "ls").stdout == rendered  # served from the index without the store
     manifest = Path(env["NEMORUN_TUI_HOME"]) / "experiments" / bad_id / "experiment.json"
-    manifest.write_text(manifest.read_text()[:40])
+    manifest.write_text(manifest.read_text()[:40])  # within the same second
     listing = cli(env, "ls")
     assert listing.returncode == 0
     assert "DAMAGED" in listing.stdout and "good" in listing.stdout
@@ -311,3 +313,36 @@ def test_home_and_workspace_work_before_or_after_the_command(
         json.loads(cli(plain, "ls", "--json", "--home", str(other)).stdout)[0]["title"] == "train"
     )
     assert not (Path(env["NEMORUN_TUI_HOME"]) / "experiments").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "--json"],
+        ["--home", "/h", "ls", "--limit", "3"],
+        ["--home=/h", "status", "abc", "--no-refresh"],
+        ["run", "train", "a.b=1", "--workspace", "ws.py", "--detach"],
+        ["--workspace", "ws.py", "relaunch", "x", "lr=2", "--repackage"],
+        ["logs", "e", "j", "-f", "--stderr"],
+        ["rebuild-index"],
+        [],
+    ],
+)
+def test_a_command_alone_parses_like_the_full_command_line(argv: list[str]) -> None:
+    """The fast path builds only the named command's parser; the result must not differ."""
+    from nemorun_tui.cli import build_parser, command_in
+
+    only = command_in(argv)
+    assert only == next(
+        (a for a in argv if a in ("ls", "status", "run", "relaunch", "logs", "rebuild-index")), None
+    )
+    assert build_parser(only=only).parse_args(argv) == build_parser().parse_args(argv)
+
+
+def test_flags_and_unknown_commands_get_the_full_parser() -> None:
+    from nemorun_tui.cli import command_in
+
+    assert command_in(["--help"]) is None
+    assert command_in(["--version", "ls"]) is None
+    assert command_in(["lss"]) is None  # the full parser names the valid choices
+    assert command_in(["--home", "ls", "status", "x"]) == "status"  # `ls` was --home's value

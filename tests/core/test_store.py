@@ -307,8 +307,8 @@ def test_listing_cache_sees_renamed_folders_and_is_shared_between_processes(
     assert "no-manifest" in store.rendered_listing("ids", render_ids)
 
     probe = (
-        "import sys; from core.store import Store, _fingerprint; "
-        "print(_fingerprint(Store(sys.argv[1])._scan_manifests()))"
+        "import sys; from core.listing_cache import fingerprint, scan_manifests; "
+        "print(fingerprint(scan_manifests(sys.argv[1] + '/experiments')))"
     )
     prints = {
         subprocess.run(
