@@ -454,9 +454,13 @@ class ComposePane(Vertical):
         heading.append(" · enter: edit field · o: override · ctrl+l: launch", style="dim")
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
-        self.query_one("#overrides", Static).update(
-            Text("overrides: " + (" ".join(overrides) if overrides else "(none)"))
-        )
+        line = Text("overrides: " + (" ".join(overrides) if overrides else "(none)"))
+        inherited = list(plan.overrides or [])[: max(0, len(plan.overrides or []) - len(overrides))]
+        if self.source.parent and inherited:
+            # The parent's own overrides are already in its recorded config; the new run
+            # records both, so show both rather than let the parent's look dropped.
+            line.append(f"  (on top of the parent's: {' '.join(inherited)})", style="dim")
+        self.query_one("#overrides", Static).update(line)
         self._fill_tree(built)
 
     def _fill_tree(self, built: BuiltPlan) -> None:

@@ -120,6 +120,8 @@ async def test_edit_a_field_and_relaunch_shows_the_parent_diff_in_detail(
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.runs_table.loaded, what="listing")
         pane = await _open_compose_with(pilot, "quick_train")
+        await _edit_field(pilot, pane, "seed", "7")
+        await wait_for(pilot, lambda: pane.source.overrides == ["seed=7"])
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: app.runs_table.row_count == 1, what="first run")
         parent = app.runs_table.order[0]
@@ -130,11 +132,14 @@ async def test_edit_a_field_and_relaunch_shows_the_parent_diff_in_detail(
         assert app.active_pane == "compose"
         await _edit_field(pilot, pane, "trainer.max_steps", "3")
         await wait_for(pilot, lambda: pane.source.overrides == ["trainer.max_steps=3"])
+        line = _plain(pane.query_one("#overrides", Static))
+        assert "trainer.max_steps=3" in line and "on top of the parent's: seed=7" in line
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: app.runs_table.row_count == 2, what="child listed")
         child = next(i for i in app.runs_table.order if i != parent)
         await wait_for(pilot, lambda: _state(app, child) == "SUCCEEDED", 30, "child done")
         assert Store(home).load(child).parent == parent
+        assert Store(home).load(child).overrides == ["seed=7", "trainer.max_steps=3"]
 
         app.runs_table.focus()
         app.runs_table.move_cursor_to(child)
