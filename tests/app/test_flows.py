@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -499,3 +500,47 @@ async def test_a_dirty_tree_is_confirmed_before_launch_and_provenance_recorded(
 
 def _plain_screen(app: Any) -> str:
     return " ".join(str(w.render()) for w in app.screen.query(Static))
+
+
+async def test_a_two_job_experiment_runs_in_order_and_L_opens_every_jobs_log(
+    make_app: Callable[..., Any], home: Path
+) -> None:
+    """Multi-job flow: ``eval`` waits for ``prep``; Runs shows both; ``L`` in Detail opens a
+    log tab per job, each with that job's own output."""
+    from core.config import Script
+
+    engine = Engine(Store(home), Settings())
+    plan = Plan(title="two-step")
+    profile = engine.profile("local")
+    marker = shlex.quote(str(home.parent / "prepared.marker"))
+    plan.add(Script(inline=f"sleep 0.5; echo ok > {marker}; echo prepared"), profile, name="prep")
+    # fails (and the experiment with it) if it ran before prep had finished
+    plan.add(
+        Script(inline=f"cat {marker} > /dev/null && echo evaluated"),
+        profile,
+        name="eval",
+        dependencies=["prep"],
+    )
+    exp_id = (await engine.launch(plan)).id
+
+    app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: _state(app, exp_id) == "SUCCEEDED", 20, "both jobs done")
+        assert app.runs_table.summary(exp_id).n_jobs == 2
+        record = Store(home).load(exp_id)
+        assert {job.state for job in record.jobs} == {JobState.SUCCEEDED}
+
+        app.runs_table.move_cursor_to(exp_id)
+        await pilot.press("enter")
+        detail = app.detail_pane
+        await wait_for(pilot, lambda: detail.data is not None and detail.exp_id == exp_id)
+        await pilot.press("L")
+        pane = app.logs_pane
+        await wait_for(pilot, lambda: len(pane._keys) == 2, what="a tab per job")
+        texts = {}
+        for view_id, key in pane._keys.items():
+            view = pane.query_one(f"#{view_id}")
+            await wait_for(pilot, lambda v=view: v.window.line_count > 0, what=key.job)
+            texts[key.job] = view.visible_text()
+        assert "prepared" in texts["prep"] and "evaluated" not in texts["prep"]
+        assert "evaluated" in texts["eval"] and "prepared" not in texts["eval"]
