@@ -496,6 +496,9 @@ class Store:
             self._refresh_membership()
         else:
             self._refresh_index()
+        return self._query(where, params)
+
+    def _query(self, where: str, params: tuple[Any, ...]) -> list[ExperimentSummary]:
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM experiments WHERE {where}"
         return [_summary(r) for r in self._index().execute(sql, params)]
 
@@ -507,15 +510,12 @@ class Store:
         if not ref.startswith(".") and "/" not in ref and (self.experiments_dir / ref).is_dir():
             return ref
         escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        prefixed = self.summaries(
-            "id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",), membership_only=True
-        )
+        self._refresh_membership()  # once for both lookups: ids and titles never change
+        prefixed = self._query("id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",))
         prefixed = [s for s in prefixed if s.id.startswith(ref)]  # LIKE ignores case
         if len(prefixed) == 1:
             return prefixed[0].id
-        titled = self.summaries(
-            "title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,), membership_only=True
-        )
+        titled = self._query("title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,))
         if titled:
             return titled[0].id
         if len(prefixed) > 1:
