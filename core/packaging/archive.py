@@ -13,7 +13,8 @@ normalised:
   extracts with ``tar -m`` anyway, so extracted files carry the extraction time;
 * uid/gid are 0, uname/gname are empty, modes are 0644 or 0755 (only the exec bit of the
   source survives, the way git tracks it), directories are 0755;
-* gzip is written with ``mtime=0``, no file name and a fixed level (:data:`GZIP_LEVEL`).
+* gzip is written with ``mtime=0``, no file name and a fixed level (:data:`GZIP_LEVEL`), as
+  one member per 1 MiB of tar stream compressed on every core (see :mod:`.pgzip`).
 
 The sha256 of the compressed bytes depends on the zlib build, so :class:`ArchiveInfo` also
 carries ``content_sha256``, the digest of the uncompressed tar stream, which stays stable
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import hashlib
 import io
 import json
@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from core.packaging.pgzip import ParallelGzipWriter
+
 #: Fixed modification time of every entry (1980-01-02T00:00:00Z); see the module docstring.
 ARCHIVE_MTIME = 315_619_200
 #: gzip level: the same as ``tar -czf``/``gzip`` defaults. Part of the format (changing it
@@ -46,8 +48,8 @@ ARCHIVE_MTIME = 315_619_200
 GZIP_LEVEL = 6
 #: Read/write chunk size while streaming file contents into the archive.
 CHUNK = 1 << 20
-#: Bumped whenever the byte layout changes; part of the reuse key.
-FORMAT_VERSION = 1
+#: Bumped whenever the byte layout changes; part of the reuse key. 2: multi-member gzip.
+FORMAT_VERSION = 2
 #: Folder (inside ``dest_dir``) remembering which entry lists produced which archive.
 INDEX_DIR = ".index"
 
@@ -317,9 +319,7 @@ def write_archive(
     try:
         with open(tmp, "wb") as raw:
             outer = _HashingWriter(raw)  # type: ignore[arg-type]
-            with gzip.GzipFile(
-                filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=outer, mtime=0
-            ) as gz:
+            with ParallelGzipWriter(outer, GZIP_LEVEL) as gz:  # type: ignore[arg-type]
                 inner = _HashingWriter(gz)  # type: ignore[arg-type]
                 with tarfile.open(
                     fileobj=inner,
