@@ -155,22 +155,69 @@ def boot_id() -> str:
     return _boot_id
 
 
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, pgrp, start time in clock ticks) of ``pid`` from /proc, or None if gone.
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat from field 3 (the state) on, or None if the process is gone.
 
     Fields are counted after the last ``)`` because the command name may hold spaces and
-    parentheses: field 3 is the state, 5 the process group, 22 the start time.
+    parentheses: then index 0 is the state, 1 the parent, 2 the process group, 19 the start.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, pgrp, start time in clock ticks) of ``pid`` from /proc, or None if gone."""
+    fields = _stat_fields(pid)
     try:
-        return fields[0].decode(), int(fields[2]), int(fields[19])
-    except (IndexError, ValueError):
+        return fields[0].decode(), int(fields[2]), int(fields[19])  # type: ignore[index]
+    except (IndexError, TypeError, ValueError):
         return None
+
+
+def descendants(root: int) -> list[tuple[int, int]]:
+    """(pid, pgrp) of every live (non-zombie) descendant of ``root``, from /proc's parent links.
+
+    With the supervisor as child subreaper (see :func:`become_subreaper`), this includes the
+    job's processes that left its process group (``setsid``) even after their parent exited.
+    """
+    children: dict[int, list[tuple[int, int, bool]]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fields = _stat_fields(int(name))
+        try:
+            state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])  # type: ignore[index]
+        except (IndexError, TypeError, ValueError):
+            continue
+        children.setdefault(ppid, []).append((int(name), pgrp, state not in (b"Z", b"X")))
+    found: list[tuple[int, int]] = []
+    stack = [root]
+    while stack:
+        for pid, pgrp, live in children.get(stack.pop(), ()):
+            if live:
+                found.append((pid, pgrp))
+            stack.append(pid)  # a zombie's children were re-parented already; harmless
+    return found
+
+
+#: prctl option: orphaned descendants are re-parented to this process instead of init.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt the job's orphans (Linux), so a process that escaped the job's process group with
+    ``setsid`` and lost its parent is still ours to find and stop; False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def identity(pid: int) -> dict[str, Any] | None:
@@ -320,12 +367,26 @@ def _killpg(pgid: int, signum: int) -> bool:
     return True
 
 
+def _signal_job(pgid: int, signum: int) -> bool:
+    """Signal the job's process group, then each of our descendants outside it (processes
+    that left with ``setsid``), each process once; False if there was nobody to signal."""
+    hit = _killpg(pgid, signum)
+    for pid, pgrp in descendants(os.getpid()):
+        if pgrp != pgid:
+            try:
+                os.kill(pid, signum)
+                hit = True
+            except ProcessLookupError:
+                pass
+    return hit
+
+
 def _forward_cancel() -> None:
-    """SIGTERM the job's group once, and arm SIGKILL for when the grace period ends."""
+    """SIGTERM the job's processes once, and arm SIGKILL for when the grace period ends."""
     if _S.child is None or _S.forwarded:
         return
     _S.forwarded = True
-    if _killpg(_S.child, signal.SIGTERM):
+    if _signal_job(_S.child, signal.SIGTERM):
         signal.setitimer(signal.ITIMER_REAL, max(_S.grace, 0.001))
 
 
@@ -336,7 +397,7 @@ def _on_cancel(signum: int, frame: object) -> None:
 
 def _on_alarm(signum: int, frame: object) -> None:
     if _S.child is not None:
-        _S.escalated = _killpg(_S.child, signal.SIGKILL)
+        _S.escalated = _signal_job(_S.child, signal.SIGKILL)
 
 
 def _signal_name(signum: int) -> str:
@@ -397,15 +458,34 @@ def _note(fd: int, message: str) -> None:
         return
 
 
+def _leftovers(pgid: int) -> bool:
+    """Is anything of the job still alive: in its group, or a descendant that left it?"""
+    _reap()
+    return bool(group_members(pgid)) or any(pgrp != pgid for _, pgrp in descendants(os.getpid()))
+
+
+def _reap() -> None:
+    """Collect adopted orphans that have exited (as subreaper they are ours to wait for)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _clean_group(pgid: int) -> bool:
-    """Stop whatever the job left behind in its process group; True if something was."""
-    if not group_members(pgid) or not _killpg(pgid, signal.SIGTERM):
+    """Stop whatever the job left behind (its group, and descendants that left it with
+    ``setsid``); True if something was."""
+    if not _leftovers(pgid) or not _signal_job(pgid, signal.SIGTERM):
         return False
     deadline = time.monotonic() + min(_S.grace, LEFTOVER_GRACE_SECONDS)
-    while group_members(pgid) and time.monotonic() < deadline:
+    while _leftovers(pgid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if group_members(pgid):
-        _killpg(pgid, signal.SIGKILL)
+    if _leftovers(pgid):
+        _signal_job(pgid, signal.SIGKILL)
+        _reap()
     return True
 
 
@@ -501,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     # interpreter is still starting waits (pending) for the handler instead of killing us
     # before anything could be recorded. Unblocking delivers it now.
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    become_subreaper()
     started = time.time()
     pids: dict[str, Any] = {"schema": SCHEMA, "boot_id": boot_id(), "child": None}
     pids["supervisor"] = identity(os.getpid())
@@ -515,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = _outcome(FAILED, None, f"supervisor error: {type(exc).__name__}: {exc}")
         print(f"supervisor error: {exc!r}", file=sys.stderr)
         if _S.child is not None:  # nobody would supervise it any more: stop it
-            _killpg(_S.child, signal.SIGKILL)
+            _signal_job(_S.child, signal.SIGKILL)
     outcome.update(schema=SCHEMA, supervisor_started_at=started, ended_at=time.time())
     outcome["started_at"] = pids.get("started_at")
     outcome["cancel_requested"] = _cancel_requested(run_dir)

@@ -451,6 +451,39 @@ async def test_processes_left_behind_are_stopped_when_the_job_ends(
     assert not proc_alive(int(await output(backend, handle)))
 
 
+async def test_processes_that_left_the_group_with_setsid_are_stopped_on_cancel(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    """A child that calls setsid (and whose parent then exits) escapes killpg; the supervisor,
+    as child subreaper, still finds it among its descendants and stops it."""
+    script = "(setsid sleep 300 & echo $! ) ; sleep 300"
+    handle = await backend.submit(make_spec(["bash", "-c", script], "escaper"))
+    while not (await output(backend, handle)).strip():
+        await asyncio.sleep(0.02)
+    escaped = int(await output(backend, handle))
+    assert proc_alive(escaped)
+    assert sv.proc_stat(escaped)[1] == escaped, "it really is in a group of its own"
+
+    await backend.cancel(handle)
+
+    assert (await backend.poll([handle]))[handle].state is JobState.CANCELLED
+    deadline = time.monotonic() + 5
+    while proc_alive(escaped) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not proc_alive(escaped)
+
+
+async def test_a_setsid_leftover_is_stopped_when_the_job_ends(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    handle = await backend.submit(make_spec(["bash", "-c", "(setsid sleep 300 & echo $! )"]))
+
+    report = await wait_terminal(backend, handle)
+
+    assert report.state is JobState.SUCCEEDED
+    assert not proc_alive(int(await output(backend, handle)))
+
+
 # --------------------------------------------------------------------------- API edges
 
 
