@@ -80,8 +80,12 @@ class Plan:
         dependencies: Sequence[str] = (),
     ) -> str:
         name = name or _default_job_name(task, {j.name for j in self.jobs})
-        if not name or "/" in name or name.startswith("."):
-            raise LaunchError(f"invalid job name `{name}`")
+        # Names become folders, Slurm job names and fields of '|'-separated sacct output.
+        unusable = name[:1] == "." or "/" in name or "|" in name or not name.isprintable()
+        if not name.strip() or unusable:
+            raise LaunchError(
+                f"invalid job name `{name}`: no '/', '|' or control characters, no leading '.'"
+            )
         if any(j.name == name for j in self.jobs):
             raise LaunchError(f"job name `{name}` is used twice in experiment `{self.title}`")
         known = {j.name for j in self.jobs}

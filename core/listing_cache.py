@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import zlib
+from urllib.parse import quote
 
 MANIFEST = "experiment.json"
 INDEX_FILE = "index.sqlite"
@@ -88,7 +89,8 @@ def cached_listing(home: str, kind: str) -> str | None:
         return None
     current = fingerprint(scan_manifests(os.path.join(home, "experiments")))
     try:
-        db = sqlite3.connect(index, timeout=0.5, isolation_level=None)
+        # mode=rw: never create a file here (only the store creates the index, privately)
+        db = sqlite3.connect(f"file:{quote(index)}?mode=rw", uri=True, timeout=0.5)
         try:
             if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
                 return None

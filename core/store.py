@@ -358,7 +358,10 @@ class Store:
             if mutate(record) is False:
                 return record
             atomic_write(self.exp_dir(exp_id) / MANIFEST, _dump(record.to_dict()))
-        self._index_record(record, self._manifest_version(exp_id))
+            # Indexed under the lock: rows of one experiment land in the order its manifests
+            # were written, each with the stamp of the manifest it describes, so a slower
+            # writer can never file older content under the newest stamp.
+            self._index_record(record, self._manifest_version(exp_id))
         return record
 
     def append_event(self, exp_id: str, event: Mapping[str, Any]) -> None:
@@ -475,10 +478,20 @@ class Store:
             stored_fp, _, text = str(row[0]).partition("\n")
             if stored_fp == current:
                 return text
-        text = render(self._rows())
+        # The rows and the fingerprint they were reconciled to, from one snapshot: another
+        # process's slower refresh may have put older rows back since ours returned, and a
+        # rendering of those must not be kept under the current fingerprint.
+        with _transaction(db, write=False):
+            fp_row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+            rows = self._rows()
+        if fp_row is None or fp_row[0] != current:
+            return render(self.list())  # reconciled once more, and not kept
+        text = render(rows)
         try:
             with db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{current}\n{text}"))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{current}\n{text}")
+                )
         except sqlite3.Error:
             pass  # only a cache
         return text
@@ -623,7 +636,7 @@ class Store:
         if not new and not gone:
             return
         rows = [self._row_from_disk(i, self._manifest_version(i)) for i in new]
-        with db:
+        with _transaction(db):
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
@@ -641,12 +654,14 @@ class Store:
         row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
         if row is not None and row[0] == current:
             return current
-        known = dict(db.execute("SELECT id, version FROM experiments"))
         versions = {i: _version(v) for i, v in on_disk.items()}
-        stale = [i for i, m in versions.items() if known.get(i) != m]
-        gone = [i for i in known if i not in on_disk]
-        rows = [self._row_from_disk(exp_id, versions[exp_id]) for exp_id in stale]
-        with db:
+        # Compare and write in one write transaction: rows another process committed in
+        # between are compared too, and the rows and their fingerprint land together.
+        with _transaction(db):
+            known = dict(db.execute("SELECT id, version FROM experiments"))
+            stale = [i for i, m in versions.items() if known.get(i) != m]
+            gone = [i for i in known if i not in on_disk]
+            rows = [self._row_from_disk(exp_id, versions[exp_id]) for exp_id in stale]
             db.executemany("DELETE FROM experiments WHERE id = ?", [(i,) for i in gone])
             db.executemany(
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
@@ -678,7 +693,7 @@ class Store:
     def rebuild_index(self) -> None:
         """Drop the cache and rebuild it from every manifest."""
         db = self._index()
-        with db:
+        with _transaction(db):
             db.execute("DELETE FROM experiments")
             db.execute("DELETE FROM meta")
         self._refresh_index()
@@ -693,6 +708,20 @@ class Store:
 
 #: Version token of a folder without a manifest.
 MISSING = "missing"
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection, *, write: bool = True) -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode, where ``with db:``
+    would commit each statement on its own). ``write`` takes the write lock at once, so what
+    is read inside is still true when the writes commit."""
+    db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _set_wal(db: sqlite3.Connection, patience: float = 10.0) -> None:

@@ -473,9 +473,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         from core.listing_cache import cached_listing
         from core.paths import resolve_home
 
-        # Local times depend on the zone, so the cached table does too.
-        zone = f"{time.tzname}:{time.timezone}:{time.altzone}"
-        kind, render = ("json", _render_json) if args.json else (f"table:{zone}", _render_table)
+        # Local times depend on the zone, so the cached table does too; the version names
+        # this code's rendering, so a changed format is never served from an older cache.
+        zone = f"{os.environ.get('TZ', '')}:{time.tzname}:{time.timezone}:{time.altzone}"
+        kind, render = (
+            (f"json:{RENDER_VERSION}", _render_json)
+            if args.json
+            else (f"table:{RENDER_VERSION}:{zone}", _render_table)
+        )
         # The index's copy when it is current (no store import needed), else via the store,
         # which refreshes the index and keeps the new rendering.
         cached = cached_listing(str(resolve_home(args.home)), kind)
@@ -485,6 +490,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     sys.stdout.write(text)
     return EXIT_OK
+
+
+#: Bump when _render_json or _render_table change what they print (the index keeps renderings).
+RENDER_VERSION = 2
 
 
 def _render_json(rows: list[Any]) -> str:

@@ -359,10 +359,11 @@ _S = _Supervision()
 
 
 def _killpg(pgid: int, signum: int) -> bool:
-    """Signal a process group; False if it no longer exists (that is not an error here)."""
+    """Signal a process group; False if it no longer exists or none of it may be signalled
+    (neither is an error here: the supervisor must always get to write its result)."""
     try:
         os.killpg(pgid, signum)
-    except ProcessLookupError:
+    except OSError:
         return False
     return True
 
@@ -376,7 +377,7 @@ def _signal_job(pgid: int, signum: int) -> bool:
             try:
                 os.kill(pid, signum)
                 hit = True
-            except ProcessLookupError:
+            except OSError:  # gone, or another user's now (e.g. sudo): not ours to stop
                 pass
     return hit
 
@@ -461,7 +462,17 @@ def _note(fd: int, message: str) -> None:
 def _leftovers(pgid: int) -> bool:
     """Is anything of the job still alive: in its group, or a descendant that left it?"""
     _reap()
-    return bool(group_members(pgid)) or any(pgrp != pgid for _, pgrp in descendants(os.getpid()))
+    return bool(group_members(pgid)) or any(
+        pgrp != pgid and _may_signal(pid) for pid, pgrp in descendants(os.getpid())
+    )
+
+
+def _may_signal(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def _reap() -> None:
@@ -487,6 +498,15 @@ def _clean_group(pgid: int) -> bool:
         _signal_job(pgid, signal.SIGKILL)
         _reap()
     return True
+
+
+def _wait_for(child: int) -> int:
+    """Wait for the job's main process and return its wait status, reaping on the way the
+    orphans we adopted as subreaper (else each would stay a zombie until the job ends)."""
+    while True:
+        pid, status = os.waitpid(-1, 0)  # signal handlers run; PEP 475 retries the wait
+        if pid == child:
+            return status
 
 
 def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, Any]:
@@ -539,11 +559,12 @@ def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, 
     except OSError as exc:
         print(f"cannot update {PIDS}: {exc}", file=sys.stderr)
 
-    _, status = os.waitpid(child, 0)  # signal handlers run; PEP 475 retries the wait
+    status = _wait_for(child)
     signal.setitimer(signal.ITIMER_REAL, 0)
     code = os.waitstatus_to_exitcode(status)
     pids["phase"] = "finishing"
     leftovers = _clean_group(child)
+    _S.child = None  # its pid and group id may be reused from now on: never signal them again
 
     cancelled = _cancel_requested(run_dir)
     if code < 0:

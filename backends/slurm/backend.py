@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 #: Scheduler query commands (rate limited); sbatch/scancel are user actions and are not.
 QUERY_COMMANDS = ("squeue", "sacct")
+#: ISO times whatever the user's SLURM_TIME_FORMAT: parse_sacct compares Submit as text.
+SACCT_ENV = {"SLURM_TIME_FORMAT": "standard"}
 _TRANSIENT_SBATCH = (
     "Socket timed out",
     "Unable to contact slurm controller",
@@ -130,6 +132,7 @@ class SlurmBackend:
         self._exit_codes: dict[str, int] = {}
         self._arrays: set[str] = set()  # job ids submitted as arrays by this process
         self._expected_tasks: dict[str, int] = {}  # array job id -> tasks submitted
+        self._names: dict[str, str] = {}  # job id -> the Slurm job name (run tag) we gave it
         self._state: _LoopState | None = None
 
     @classmethod
@@ -234,7 +237,7 @@ class SlurmBackend:
                 # An earlier attempt got as far as sbatch: it may have gone through.
                 found = await self.lookup_tag(job.run_tag)
                 if found is not None:
-                    return self._remember_submit(found, rendered.job_dir, executor)
+                    return self._remember_submit(found, rendered.job_dir, executor, job.run_tag)
             await t.write(rendered.script_path, rendered.script.encode(), 0o700)
             await t.write(rendered.marker_path, job.run_tag.encode() + b"\n", 0o600)
         except TransportError as exc:
@@ -255,7 +258,9 @@ class SlurmBackend:
                 if rc == 0 and out.strip():
                     job_id = out.strip().splitlines()[-1].split(";", 1)[0].strip()
                     if parse.is_job_id(job_id):
-                        return self._remember_submit(job_id, rendered.job_dir, executor)
+                        return self._remember_submit(
+                            job_id, rendered.job_dir, executor, job.run_tag
+                        )
                     last_error = f"unexpected sbatch output {out.strip()!r}"
                 elif not any(marker in err for marker in _TRANSIENT_SBATCH):
                     raise BackendError(f"sbatch refused {job.job_name}: {err or f'exit {rc}'}")
@@ -264,7 +269,7 @@ class SlurmBackend:
             # Ambiguous: the job may exist. Never sbatch again without a definite lookup.
             found = await self._lookup_definitely(job.run_tag, last_error)
             if found is not None:
-                return self._remember_submit(found, rendered.job_dir, executor)
+                return self._remember_submit(found, rendered.job_dir, executor, job.run_tag)
         raise BackendError(f"sbatch of {job.job_name} failed after 3 attempts: {last_error}")
 
     async def _ship_code(self, executor: SlurmExecutor, job: JobSpec, job_dir: str) -> None:
@@ -293,8 +298,11 @@ class SlurmBackend:
         except PackagingError as exc:
             raise BackendError(f"cannot ship the code of {job.job_name}: {exc}") from exc
 
-    def _remember_submit(self, job_id: str, job_dir: str, executor: SlurmExecutor) -> Handle:
+    def _remember_submit(
+        self, job_id: str, job_dir: str, executor: SlurmExecutor, run_tag: str
+    ) -> Handle:
         self._dirs[job_id] = job_dir
+        self._names[job_id] = run_tag
         if executor.array:
             self._arrays.add(job_id)
             self._expected_tasks[job_id] = len(parse.expand_task_spec(str(executor.array)))
@@ -415,10 +423,11 @@ class SlurmBackend:
                     "sacct", "-n", "-P", "-X", "-D",
                     "-j", ",".join(sacct_ids),
                     "-o", parse.SACCT_FORMAT,
-                ]
+                ],
+                env=SACCT_ENV,
             )  # fmt: skip
             if rc == 0:
-                sacct_rows = parse.group_by_key(parse.parse_sacct(out))
+                sacct_rows = parse.group_by_key(parse.parse_sacct(out, names=self._names))
                 self._note_rows(sacct_rows.values())
             else:
                 sacct_error = err or f"exit {rc}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -176,14 +176,16 @@ class _SacctRecord(NamedTuple):
     name: str
 
 
-def parse_sacct(text: str) -> list[Row]:
+def parse_sacct(text: str, names: Mapping[str, str] | None = None) -> list[Row]:
     """Rows of ``sacct -n -P -X -D -o SACCT_FORMAT``; requeues become ``restarts``.
 
     ``-D`` lists every record under an id: one per run of a requeued job (same name), but also
-    older, unrelated jobs whose id was reused (the accounting database outlives slurmctld's id
-    counter). Per id, only the most recently submitted job counts, recognised by its name (our
-    run tag, unique per submission); its runs, oldest first, make the restart count.
+    unrelated jobs whose id was reused (the accounting database outlives slurmctld's id
+    counter). Per id, one job counts, recognised by its name (our run tag, unique per
+    submission): the name in ``names`` (job id -> name) when we know what we submitted, else
+    the most recently submitted job's. Its runs, oldest first, make the restart count.
     Pending array tasks not yet split off appear as ``123_[4-9]`` and are expanded.
+    Submit times must be ISO (``SLURM_TIME_FORMAT=standard``) to compare as text.
     """
     records: list[_SacctRecord] = []
     newest: dict[str, tuple[str, str]] = {}  # base id -> (submit, name) of its newest record
@@ -214,9 +216,10 @@ def parse_sacct(text: str) -> list[Row]:
 
     latest: dict[str, Row] = {}
     runs: dict[str, int] = {}
+    expected = {base: (names or {}).get(base) or newest[base][1] for base in newest}
     for rec in sorted(records, key=lambda r: r.submit):  # stable: oldest first
-        if rec.name != newest[rec.base][1]:
-            continue  # another job that once had this id
+        if rec.name != expected[rec.base]:
+            continue  # another job that had this id
         mapped = map_state(rec.state)
         for key in rec.keys:
             runs[key] = runs.get(key, 0) + 1

@@ -473,6 +473,27 @@ async def test_processes_that_left_the_group_with_setsid_are_stopped_on_cancel(
     assert not proc_alive(escaped)
 
 
+async def test_adopted_orphans_are_reaped_while_the_job_runs(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    """As subreaper the supervisor adopts orphans; each must be reaped when it exits, not
+    left a zombie (holding a pid) until the job ends."""
+    script = "for i in 1 2 3 4 5; do (sleep 0.05 &); done; echo started; sleep 30"
+    handle = await backend.submit(make_spec(["bash", "-c", script], "orphans"))
+    while b"started" not in await output(backend, handle):
+        await asyncio.sleep(0.02)
+    supervisor = json.loads((Path(handle.job_id) / sv.PIDS).read_text())["supervisor"]["pid"]
+    await asyncio.sleep(0.5)  # the orphans have exited by now
+
+    zombies = [
+        pid
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+        if (fields := sv._stat_fields(pid)) and fields[0] == b"Z" and int(fields[1]) == supervisor
+    ]
+    await backend.cancel(handle)
+    assert zombies == []
+
+
 async def test_a_setsid_leftover_is_stopped_when_the_job_ends(
     backend: LocalBackend, make_spec: MakeSpec
 ) -> None:

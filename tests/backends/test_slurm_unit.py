@@ -570,8 +570,30 @@ async def test_array_is_not_final_while_tasks_are_unaccounted_for() -> None:
     assert not report.state.is_terminal, report
     # once sacct answers with every task, the array's outcome is known (task 0 failed)
     cluster.fail = set()
-    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|{T0}|arr|/jobs"
+    tag = next(name for name, job in cluster.names.items() if job == h.job_id)
+    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|{T0}|{tag}|/jobs"
     for t in ("1", "2"):
-        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|{T0}|arr|/jobs"
+        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|{T0}|{tag}|/jobs"
     report = (await b.poll([h]))[h]
     assert report.state is JobState.FAILED, report
+
+
+async def test_sacct_answers_for_the_job_we_submitted_even_when_a_newer_one_reused_its_id() -> None:
+    """Ids restart after slurmctld loses its state: the job we submitted under a run tag is
+    the one reported, not a newer stranger with the same id, and sacct gets ISO times."""
+    cluster = FakeCluster()
+    ex = executor()
+    b = SlurmBackend(ex, transport=cluster)
+    h = await b.submit(spec(ex))
+    tag = next(name for name, job in cluster.names.items() if job == h.job_id)
+    del cluster.squeue[h.job_id]
+    cluster.sacct[h.job_id] = (
+        f"{h.job_id}|FAILED|3:0|None|{T0}|{tag}|/jobs\n"
+        f"{h.job_id}|COMPLETED|0:0|None|{T1}|someone-elses-job|/elsewhere"
+    )
+    report = (await b.poll([h]))[h]
+    assert (report.state, report.exit_code) == (JobState.FAILED, 3), report
+    sacct_env = next(
+        e for c, e in zip(cluster.commands, cluster.envs, strict=True) if c[0] == "sacct"
+    )
+    assert sacct_env == {"SLURM_TIME_FORMAT": "standard"}

@@ -149,6 +149,13 @@ def test_plan_rejects_duplicates_and_unknown_dependencies() -> None:
         plan.add(Script(inline="true"), FakeExecutor(), name="b", dependencies=["zzz"])
 
 
+@pytest.mark.parametrize("name", ["a/b", ".hidden", "x|y", "tab\there", "new\nline", ""])
+def test_plan_rejects_job_names_that_cannot_be_folders_or_slurm_fields(name: str) -> None:
+    with pytest.raises(LaunchError, match="invalid job name"):
+        plan_of("a").add(Script(inline="true"), FakeExecutor(), name=name or " ")
+    plan_of("a").add(Script(inline="true"), FakeExecutor(), name="eval-2 (final)")
+
+
 async def test_monitor_polls_once_per_target_with_every_handle(engine: Engine) -> None:
     for _ in range(3):
         await engine.launch(plan_of("x", "y", cluster="c1"))

@@ -321,3 +321,33 @@ def test_listing_cache_sees_renamed_folders_and_is_shared_between_processes(
         for seed in ("1", "2")
     }
     assert len(prints) == 1 and prints != {""}, prints
+
+
+def test_a_slow_writer_never_files_older_content_under_the_newest_stamp(tmp_path: Path) -> None:
+    """Two updates of one experiment overlap; the first is slow to index. The listing must
+    end with the last write's content (it used to keep the first, under the newest stamp,
+    and the listing cache then served it for good)."""
+    import threading
+
+    rec = make_record(Store(tmp_path), "one")
+    slow, fast = Store(tmp_path), Store(tmp_path)
+    original = slow._manifest_version
+
+    def late_stamp(exp_id: str) -> str:  # the slow writer looks at its manifest late
+        time.sleep(0.3)
+        return original(exp_id)
+
+    slow._manifest_version = late_stamp  # type: ignore[method-assign]
+
+    def rename(store: Store, title: str) -> None:
+        store.update(rec.id, lambda r: setattr(r, "title", title))
+
+    first = threading.Thread(target=rename, args=(slow, "first"))
+    first.start()
+    time.sleep(0.1)
+    rename(fast, "second")
+    first.join()
+
+    assert Store(tmp_path).load(rec.id).title == "second"
+    (row,) = Store(tmp_path).list()
+    assert row.title == "second"
