@@ -455,7 +455,8 @@ class ComposePane(Vertical):
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
         line = Text("overrides: " + (" ".join(overrides) if overrides else "(none)"))
-        inherited = list(plan.overrides or [])[: max(0, len(plan.overrides or []) - len(overrides))]
+        # A relaunch plan's overrides are the parent's followed by this edit's.
+        inherited = plan.overrides[: len(plan.overrides) - len(overrides)]
         if self.source.parent and inherited:
             # The parent's own overrides are already in its recorded config; the new run
             # records both, so show both rather than let the parent's look dropped.
