@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, OptionList, Select, Static, Tree
 from textual.widgets.option_list import Option
 
-from nemorun_tui.widgets.config_outline import config_outline
+from nemorun_tui.widgets.config_outline import config_outline, node_label
 
 if TYPE_CHECKING:
     from core.engine import Plan
@@ -480,24 +480,19 @@ class ComposePane(Vertical):
             nodes: dict[str, Any] = {"": root}
             for item in config_outline(flat):
                 if item.value is None:
-                    label = Text(item.name, style="bold")
-                    if item.fn:
-                        label.append(f": {item.fn}", style="italic")
                     nodes[item.path] = nodes[item.parent].add(
-                        label, data=FieldRef(job.name, item.path, item.fn, False), expand=True
+                        node_label(item),
+                        data=FieldRef(job.name, item.path, item.fn, False),
+                        expand=True,
                     )
                     continue
-                label = Text(item.name)
-                label.append(" = ")
                 dotted = f"{job.name}.{item.path}" if multi else item.path
                 if dotted in edited or item.path in edited:
-                    label.append(item.value, style="bold reverse")
-                elif item.path in explicit:
-                    label.append(item.value, style="bold")
+                    style = "bold reverse"
                 else:
-                    label.append(item.value, style="dim")
+                    style = "bold" if item.path in explicit else "dim"
                 ref = FieldRef(job.name, item.path, item.value, True)
-                node = nodes[item.parent].add_leaf(label, data=ref)
+                node = nodes[item.parent].add_leaf(node_label(item, style), data=ref)
                 if cursor is not None and cursor.job == ref.job and cursor.path == ref.path:
                     target = node
         tree.root.expand_all()

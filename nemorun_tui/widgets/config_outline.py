@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from rich.text import Text
+
 FN = "__fn__"
 
 
@@ -47,3 +49,16 @@ def config_outline(flat: Mapping[str, str]) -> Iterator[OutlineNode]:
 def root_fn(flat: Mapping[str, str]) -> str:
     """What the whole task builds (``partial(train)``, ``Script``), or ""."""
     return flat.get(FN, "")
+
+
+def node_label(node: OutlineNode, value_style: str = "") -> Text:
+    """How both trees show a node: ``name: Callable`` for a group, ``name = value`` for a leaf
+    (the value in ``value_style``: set, default or edited)."""
+    if node.value is None:
+        label = Text(node.name, style="bold")
+        if node.fn:
+            label.append(f": {node.fn}", style="italic")
+        return label
+    label = Text(f"{node.name} = ")
+    label.append(node.value, style=value_style)
+    return label

@@ -23,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from nemorun_tui.widgets.config_outline import config_outline, root_fn
+from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
 from nemorun_tui.widgets.format import plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
 
@@ -83,14 +83,9 @@ def config_tree(flat: dict[str, str], explicit: set[str]) -> Tree:
     nodes: dict[str, Tree] = {"": tree}
     for item in config_outline(flat):
         if item.value is None:
-            label = Text(item.name, style="bold")
-            if item.fn:
-                label.append(f": {item.fn}", style="italic")
-            nodes[item.path] = nodes[item.parent].add(label)
-            continue
-        label = Text(f"{item.name} = ")
-        label.append(item.value, style="bold" if item.path in explicit else "dim")
-        nodes[item.parent].add(label)
+            nodes[item.path] = nodes[item.parent].add(node_label(item))
+        else:
+            nodes[item.parent].add(node_label(item, "bold" if item.path in explicit else "dim"))
     return tree
 
 

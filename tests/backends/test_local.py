@@ -440,10 +440,15 @@ async def test_a_missing_command_fails_with_127_and_says_why(
     assert b"cannot execute" in await output(backend, handle, "stderr")
 
 
+@pytest.mark.parametrize(
+    "script",
+    ["sleep 30 & echo $!", "(setsid sleep 300 & echo $! )"],
+    ids=["in-the-group", "left-with-setsid"],
+)
 async def test_processes_left_behind_are_stopped_when_the_job_ends(
-    backend: LocalBackend, make_spec: MakeSpec
+    backend: LocalBackend, make_spec: MakeSpec, script: str
 ) -> None:
-    handle = await backend.submit(make_spec(["bash", "-c", "sleep 30 & echo $!"]))
+    handle = await backend.submit(make_spec(["bash", "-c", script]))
 
     report = await wait_terminal(backend, handle)
 
@@ -492,17 +497,6 @@ async def test_adopted_orphans_are_reaped_while_the_job_runs(
     ]
     await backend.cancel(handle)
     assert zombies == []
-
-
-async def test_a_setsid_leftover_is_stopped_when_the_job_ends(
-    backend: LocalBackend, make_spec: MakeSpec
-) -> None:
-    handle = await backend.submit(make_spec(["bash", "-c", "(setsid sleep 300 & echo $! )"]))
-
-    report = await wait_terminal(backend, handle)
-
-    assert report.state is JobState.SUCCEEDED
-    assert not proc_alive(int(await output(backend, handle)))
 
 
 # --------------------------------------------------------------------------- API edges
