@@ -78,28 +78,29 @@ def render_key(kind: str) -> str:
     return f"render:{kind}"
 
 
-def cached_listing(home: str, kind: str) -> str | None:
-    """The listing rendered for the manifests as they are now, or None (then ask the store).
+def cached_listing(home: str, kind: str) -> tuple[str | None, dict[str, Stamp] | None]:
+    """The listing rendered for the manifests as they are now (or None: then ask the store),
+    and the scan it was checked against, which the store can reuse instead of scanning again.
 
     Read-only and best effort: a missing, busy, damaged or other-version index is simply a
     miss, and the store (which repairs and refreshes the index) takes over.
     """
     index = os.path.join(home, INDEX_FILE)
     if not os.path.exists(index):
-        return None
-    current = fingerprint(scan_manifests(os.path.join(home, "experiments")))
+        return None, None
+    on_disk = scan_manifests(os.path.join(home, "experiments"))
     try:
         # mode=rw: never create a file here (only the store creates the index, privately)
         db = sqlite3.connect(f"file:{quote(index)}?mode=rw", uri=True, timeout=0.5)
         try:
             if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
-                return None
+                return None, on_disk
             row = db.execute("SELECT value FROM meta WHERE key = ?", (render_key(kind),)).fetchone()
         finally:
             db.close()
     except sqlite3.Error:
-        return None
+        return None, on_disk
     if row is None:
-        return None
+        return None, on_disk
     stored, _, text = str(row[0]).partition("\n")
-    return text if stored == current else None
+    return (text if stored == fingerprint(on_disk) else None), on_disk

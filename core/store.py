@@ -463,14 +463,21 @@ class Store:
             params = (limit,)
         return [_summary(r) for r in self._index().execute(sql, params)]
 
-    def rendered_listing(self, kind: str, render: Callable[[list[ExperimentSummary]], str]) -> str:
+    def rendered_listing(
+        self,
+        kind: str,
+        render: Callable[[list[ExperimentSummary]], str],
+        *,
+        on_disk: dict[str, Stamp] | None = None,
+    ) -> str:
         """``render(self.list())``, served from the index while no manifest has changed.
 
         The rendered text is a derived cache like the index itself: it is keyed by the
         fingerprint of every manifest version, so any write, hand edit or new experiment
         renders it again. Listing 10,000 experiments then costs one stat per manifest.
+        ``on_disk`` is a scan the caller has just made (see :func:`cached_listing`).
         """
-        current = self._refresh_index()
+        current = self._refresh_index(on_disk)
         key = render_key(kind)
         db = self._index()
         row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -489,9 +496,7 @@ class Store:
         text = render(rows)
         try:
             with db:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{current}\n{text}")
-                )
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, f"{current}\n{text}"))
         except sqlite3.Error:
             pass  # only a cache
         return text
@@ -642,14 +647,15 @@ class Store:
                 "INSERT OR REPLACE INTO experiments VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
 
-    def _refresh_index(self) -> str:
+    def _refresh_index(self, on_disk: dict[str, Stamp] | None = None) -> str:
         """Reconcile the cache with the manifests on disk.
 
         A fingerprint of every (id, manifest version) pair is kept in the index: when it
         matches, the cache is known fresh without comparing rows one by one. Returns it.
         """
         db = self._index()
-        on_disk = self._scan_manifests()
+        if on_disk is None:
+            on_disk = self._scan_manifests()
         current = fingerprint(on_disk)
         row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
         if row is not None and row[0] == current:

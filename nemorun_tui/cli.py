@@ -43,19 +43,6 @@ class UsageError(Exception):
     """Bad input from the user; printed as one line, exit 2."""
 
 
-#: Every command and its one-line help, in the order ``--help`` lists them.
-COMMANDS: dict[str, str] = {
-    "run": "launch a recipe or a script",
-    "ls": "list experiments, newest first",
-    "status": "refresh and show an experiment's jobs",
-    "logs": "print a job's output",
-    "cancel": "cancel a job or every live job of an experiment",
-    "relaunch": "run a past experiment again, with overrides",
-    "recipes": "list the workspace's recipes",
-    "rebuild-index": "rebuild the listing cache from the manifests",
-}
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line; with ``only``, just that command's subparser.
 
@@ -83,9 +70,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="recipes: a .py file, a directory or a module",
     )
-    for name, help_text in COMMANDS.items():
+    for name, (help_text, add_arguments) in COMMANDS.items():
         if only is None or name == only:
-            _COMMAND_ARGS[name](sub.add_parser(name, parents=[shared], help=help_text))
+            add_arguments(sub.add_parser(name, parents=[shared], help=help_text))
     return parser
 
 
@@ -140,15 +127,16 @@ def _recipes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-_COMMAND_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "run": _run_args,
-    "ls": _ls_args,
-    "status": _status_args,
-    "logs": _logs_args,
-    "cancel": _cancel_args,
-    "relaunch": _relaunch_args,
-    "recipes": _recipes_args,
-    "rebuild-index": lambda p: None,
+#: Every command: its one-line help and what adds its arguments, in the order --help lists them.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("launch a recipe or a script", _run_args),
+    "ls": ("list experiments, newest first", _ls_args),
+    "status": ("refresh and show an experiment's jobs", _status_args),
+    "logs": ("print a job's output", _logs_args),
+    "cancel": ("cancel a job or every live job of an experiment", _cancel_args),
+    "relaunch": ("run a past experiment again, with overrides", _relaunch_args),
+    "recipes": ("list the workspace's recipes", _recipes_args),
+    "rebuild-index": ("rebuild the listing cache from the manifests", lambda p: None),
 }
 
 
@@ -483,8 +471,11 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         )
         # The index's copy when it is current (no store import needed), else via the store,
         # which refreshes the index and keeps the new rendering.
-        cached = cached_listing(str(resolve_home(args.home)), kind)
-        text = cached if cached is not None else _store(args).rendered_listing(kind, render)
+        cached, on_disk = cached_listing(str(resolve_home(args.home)), kind)
+        if cached is not None:
+            text = cached
+        else:  # the scan just made is still current enough to reconcile with
+            text = _store(args).rendered_listing(kind, render, on_disk=on_disk)
     if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK

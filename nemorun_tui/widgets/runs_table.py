@@ -84,7 +84,7 @@ def matches_filter(summary: Any, query: str) -> bool:
             if field == "state":
                 hay = [("DAMAGED" if summary.damaged else summary.state).lower()]
             elif field == "backend":
-                hay = [b.lower() for b in (*summary.backends, *summary.executors)]
+                hay = [e.lower() for e in summary.executors]  # "slurm/ci": backend and profile
             elif field == "tag":
                 hay = [t.lower() for t in summary.tags]
             elif field == "parent":
@@ -98,7 +98,7 @@ def matches_filter(summary: Any, query: str) -> bool:
             summary.title.lower(),
             summary.id.lower(),
             summary.state.lower(),
-            *(b.lower() for b in summary.executors or summary.backends),
+            *(e.lower() for e in summary.executors),
             *(t.lower() for t in summary.tags),
         ]
         if not any(word in h for h in hay):
@@ -282,7 +282,7 @@ class RunsTable(ScrollView, can_focus=True):
         if key == "duration":
             return (live_duration(s, self.clock()) or 0.0, s.id)
         if key == "backend":
-            return (",".join(s.executors or s.backends), -s.created_at)
+            return (",".join(s.executors), -s.created_at)
         return (s.id,)
 
     def _recompute_order(self) -> None:
@@ -436,7 +436,7 @@ class RunsTable(ScrollView, can_focus=True):
             "state": state_label(state),
             "title": title + (f"  [{', '.join(s.tags)}]" if s.tags else ""),
             "id": s.id,
-            "backend": ",".join(s.executors or s.backends) or "-",
+            "backend": ",".join(s.executors) or "-",
             "jobs": str(s.n_jobs),
             "started": when(s.created_at),
             "duration": took,
