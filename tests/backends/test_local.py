@@ -467,6 +467,10 @@ async def test_processes_that_left_the_group_with_setsid_are_stopped_on_cancel(
         await asyncio.sleep(0.02)
     escaped = int(await output(backend, handle))
     assert proc_alive(escaped)
+    # `echo $!` can run before the child has called setsid: wait until it has its own group.
+    deadline = time.monotonic() + 5
+    while sv.proc_stat(escaped)[1] != escaped and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert sv.proc_stat(escaped)[1] == escaped, "it really is in a group of its own"
 
     await backend.cancel(handle)
