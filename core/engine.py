@@ -20,6 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from core import registry
 from core.executors import ExecutorProfile, LocalExecutor, profile_from_dict
+from core.launch_events import (
+    LaunchEvent,
+    NotLaunched,
+    OnLaunchEvent,
+    Packaged,
+    PackagingWarning,
+    Recorded,
+    Submitted,
+    Uploading,
+)
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
 from core.states import JobState, StatusReport
@@ -131,8 +141,6 @@ class Engine:
         self.store = store
         self.settings = settings or Settings()
         self._monitor: Monitor | None = None
-        #: Front ends set this to show upload progress (bytes done, bytes total).
-        self.upload_progress: Callable[[int, int], None] | None = None
 
     @property
     def package_cache(self) -> Path:
@@ -181,7 +189,12 @@ class Engine:
         return self.settings.profile(name)
 
     def job_spec(
-        self, exp_id: str, job: PlannedJob, handles: dict[str, Handle], workdir: str
+        self,
+        exp_id: str,
+        job: PlannedJob,
+        handles: dict[str, Handle],
+        workdir: str,
+        progress: Callable[[int, int], None] | None = None,
     ) -> JobSpec:
         """The backend-facing description of one job (argv as a list, secrets apart)."""
         from core.config import Script
@@ -210,8 +223,35 @@ class Engine:
             task_file=runner_file,
             archive=str(job.package.archive) if job.package and job.package.archive else None,
             archive_sha256=job.package.sha256 if job.package else None,
-            progress=self.upload_progress,
+            progress=progress,
         )
+
+    def recipe_plan(
+        self,
+        workspace: Any,
+        recipe: str,
+        overrides: Sequence[str] = (),
+        *,
+        profile: str | None = None,
+        title: str | None = None,
+    ) -> Plan:
+        """The one recipe → plan function: build the recipe, apply overrides, one job.
+
+        ``workspace`` is a loaded :class:`core.recipes.Workspace`. This imports user code, so
+        the app calls it only inside its workspace helper process, never in its own.
+        """
+        from core.overrides import apply_overrides
+
+        found = workspace.get(recipe)
+        task = apply_overrides(found.make(), list(overrides), factories=workspace.factories)
+        plan = Plan(
+            title=title or found.name,
+            workspace=workspace.source or None,
+            recipe=found.name,
+            overrides=list(overrides),
+        )
+        plan.add(task, self.profile(profile), name=found.name)
+        return plan
 
     def validate(self, plan: Plan) -> None:
         """Everything that can be checked before writing: names, profiles, secrets, backends."""
@@ -277,15 +317,41 @@ class Engine:
         )
         return self.store.create(record, files)
 
-    async def launch(self, plan: Plan) -> ExperimentRecord:
-        """Package, record, then submit every job in dependency order."""
+    async def launch(
+        self,
+        plan: Plan,
+        *,
+        on_event: OnLaunchEvent | None = None,
+        confirm: Callable[[list[str]], Awaitable[bool]] | None = None,
+    ) -> ExperimentRecord:
+        """The one launch path: validate, package, record (intent first), submit in order.
+
+        Every front end calls this. ``on_event`` receives this launch's progress
+        (:mod:`core.launch_events`), so overlapping launches never share state. When
+        packaging warns (a dirty tree is not packaged) and ``confirm`` is given, it is asked
+        before anything is written; declining raises :class:`NotLaunched`.
+        """
+        emit = on_event or _ignore
         self.validate(plan)
-        await self.package(plan)
+        warnings = await self.package(plan)
+        for job in plan.jobs:
+            pkg = job.package
+            if pkg is not None and pkg.sha256:
+                emit(Packaged(job.name, pkg.sha256, pkg.size, bool(pkg.reused)))
+        for text in warnings:
+            emit(PackagingWarning(text))
+        if warnings and confirm is not None and not await confirm(warnings):
+            raise NotLaunched(f"{plan.title}: not launched")
         record = self.record(plan)
-        await self.submit_recorded(record.id, plan)
+        emit(Recorded(record))
+        await self.submit_recorded(record.id, plan, on_event=emit)
         return self.store.load(record.id)
 
-    async def submit_recorded(self, exp_id: str, plan: Plan) -> None:
+    async def submit_recorded(
+        self, exp_id: str, plan: Plan, *, on_event: OnLaunchEvent | None = None
+    ) -> None:
+        """Submit the recorded jobs of ``plan`` in order; every outcome lands in the store."""
+        emit = on_event or _ignore
         deps = plan.effective_dependencies()
         workdir = os.getcwd()
         handles: dict[str, Handle] = {}
@@ -294,15 +360,18 @@ class Engine:
             if self.store.load(exp_id).job(job.name).state.is_terminal:
                 # Cancelled (or failed) while earlier jobs were being submitted: leave it.
                 failed[job.name] = "ended before submission"
+                emit(Submitted(job.name, JobState.CANCELLED, None, failed[job.name]))
                 continue
             blocked = [d for d in deps[job.name] if d in failed]
             if blocked:
                 reason = f"not submitted: dependency `{blocked[0]}` could not be submitted"
                 self._set_unsubmittable(exp_id, job.name, JobState.CANCELLED, reason)
                 failed[job.name] = reason
+                emit(Submitted(job.name, JobState.CANCELLED, None, reason))
                 continue
             planned = dataclasses.replace(job, dependencies=deps[job.name])
-            spec = self.job_spec(exp_id, planned, handles, workdir)
+            progress = _upload_progress(emit, job.name)
+            spec = self.job_spec(exp_id, planned, handles, workdir, progress)
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
             except Exception as exc:  # any failure is recorded on the job, never left UNSUBMITTED
@@ -310,11 +379,15 @@ class Engine:
                 reason = f"submit failed: {detail}"
                 self._set_unsubmittable(exp_id, job.name, JobState.FAILED, reason)
                 failed[job.name] = reason
+                emit(Submitted(job.name, JobState.FAILED, None, reason))
                 continue
             handles[job.name] = handle
             if not self._set_submitted(exp_id, job.name, handle):
                 # A cancel landed while this job was being submitted: honour it now.
                 await registry.get_backend(job.executor).cancel(handle)
+                emit(Submitted(job.name, JobState.CANCELLED, handle, "cancelled while submitting"))
+            else:
+                emit(Submitted(job.name, JobState.SUBMITTED, handle, None))
 
     def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
         """Record the handle; False when the job had already ended (e.g. cancelled)."""
@@ -528,6 +601,17 @@ def _split_overrides(overrides: Sequence[str], job_names: list[str]) -> dict[str
             for name in job_names:
                 out[name].append(text)
     return out
+
+
+def _ignore(event: LaunchEvent) -> None:
+    return None
+
+
+def _upload_progress(emit: OnLaunchEvent, job: str) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        emit(Uploading(job, done, total))
+
+    return report
 
 
 def _kind(task: Any) -> str:

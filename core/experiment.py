@@ -7,7 +7,6 @@ by creation time recorded in the manifest, not by file ctime.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,13 +39,15 @@ def _engine(home: str | Path | None) -> Engine:
 
 
 def _sync(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    raise RuntimeError(
-        "this call blocks; inside a running event loop use the Engine's async methods"
-    )
+    """Run an engine coroutine to completion on the process's one engine loop.
+
+    One loop for every call, so backend connections (one SSH connection per host) are made
+    once and reused by ``run()``, ``status()`` and ``logs()``. Works from a notebook too: the
+    caller's own event loop (if any) is merely blocked while the call runs.
+    """
+    from core.loop_thread import shared_loop
+
+    return shared_loop().run_sync(coro)
 
 
 class Experiment:

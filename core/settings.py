@@ -109,6 +109,16 @@ class Settings:
             raise SettingsError(f"no executor profile `{name}`{where}{hint} (known: {known})")
         return build_profile(name, raw)
 
+    def workspace_ref(self, explicit: str | None = None, default: str | None = None) -> str | None:
+        """Which workspace to load, in one place for every front end.
+
+        Precedence: ``explicit`` (``--workspace``) > ``$NEMORUN_TUI_WORKSPACE`` >
+        ``workspace`` in config.toml > ``default`` (the front end's demo workspace).
+        """
+        import os
+
+        return explicit or os.environ.get(WORKSPACE_ENV) or self.workspace or default
+
 
 def build_profile(name: str, raw: Mapping[str, Any]) -> ExecutorProfile:
     """A typed profile from a config.toml table; unknown fields are reported with hints."""

@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import gc
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -36,10 +35,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer
 
+from core.loop_thread import LoopThread
 from nemorun_tui.messages import (
     CancelRequested,
     EngineEvent,
     Launched,
+    LaunchProgress,
     OpenDetail,
     OpenLogs,
     RelaunchRequested,
@@ -61,66 +62,47 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class EngineBridge:
-    """Runs engine coroutines and blocking store calls on one background loop thread."""
+class EngineBridge(LoopThread):
+    """The app's engine thread: every engine and store call runs on this one loop."""
 
     def __init__(self, engine: Engine) -> None:
+        super().__init__(name="nemorun-engine")
         self.engine = engine
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name="nemorun-engine", daemon=True)
-        self._started = False
 
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
 
-    def start(self) -> None:
-        """Start the engine thread (idempotent)."""
-        if not self._started:
-            self._started = True
-            self._thread.start()
+class LaunchPresenter:
+    """One launch's events, from the engine thread to the UI: messages, and upload toasts.
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule ``coro`` on the engine loop; returns a thread-safe future."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+    Upload progress is throttled per launch (at most one toast every 2 s, and one at the end),
+    so a slow SSH link is not flooded with redraws and overlapping launches never share it.
+    """
 
-    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await an engine coroutine from the UI loop without blocking it."""
-        return await asyncio.wrap_future(self.submit(coro))
+    def __init__(self, app: App[Any]) -> None:
+        self.app = app
+        self.meters: dict[str, Any] = {}
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking engine/store function on the engine thread and await its result."""
+    def __call__(self, event: Any) -> None:
+        from core import launch_events as ev
 
-        async def wrapper() -> T:
-            return fn(*args, **kwargs)
-
-        return await self.call(wrapper())
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Close backends, cancel what still runs, stop the loop, join the thread (bounded).
-
-        A backend stuck in a blocking call cannot be interrupted; after ``timeout`` the
-        thread (a daemon) is left to finish on its own and the app exits anyway.
-        """
-        if not self._started or not self._thread.is_alive():
+        if isinstance(event, ev.Uploading):
+            meter = self.meters.get(event.job)
+            if meter is None:
+                meter = self.meters[event.job] = self._meter(event.job)
+            meter(event.done, event.total)
             return
+        self.app.post_message(LaunchProgress(event))  # thread-safe
 
-        async def shutdown() -> None:
-            from core import registry
+    def _meter(self, job: str) -> Any:
+        from core.progress import RateMeter, describe_transfer
 
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(registry.close_all(), timeout)
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        def show(done: int, total: int, rate: float) -> None:
+            if total:  # an upload that was skipped (already on the cluster) says nothing
+                text = describe_transfer(done, total, rate)
+                self.app.call_from_thread(
+                    self.app.notify, text, title=f"Uploading code of {job}", timeout=3
+                )
 
-        future = self.submit(shutdown())
-        with contextlib.suppress(Exception):
-            future.result(timeout=timeout * 2)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=timeout)
+        return RateMeter(show, min_interval=2.0)
 
 
 class ChainedPoll:
@@ -756,57 +738,60 @@ class NemorunApp(App[int]):
         self.run_worker(self.launch_plan(message.plan), group="launch", exit_on_error=False)
 
     async def launch_plan(self, plan: Any) -> str | None:
-        """Package, confirm packaging warnings, record ``plan`` (intent first), then submit.
+        """Launch ``plan`` through the engine's one launch path; this only presents it.
 
         Packaging runs before anything is recorded: a refusing policy (uncommitted changes
-        with ``uncommitted="refuse"``) stops here with nothing written, and a warning (the
-        dirty tree is not packaged) is shown and must be confirmed before launch.
+        with ``uncommitted="refuse"``) stops there with nothing written, and a warning (the
+        dirty tree is not packaged) must be confirmed here before the engine goes on.
         """
-        try:
-            warnings = await self.bridge.call(self.engine.package(plan))
-        except Exception as exc:
-            self.report_error(f"cannot package {plan.title}: {exc}", every=0)
-            return None
-        if warnings:
-            from nemorun_tui.screens.confirm import ConfirmScreen
+        from core.launch_events import NotLaunched
 
-            question = "Packaging says:\n" + "\n".join(f"• {w}" for w in warnings)
-            question += "\nLaunch from the packaged code anyway?"
-            if not await self.push_screen_wait(ConfirmScreen(question, yes="Launch", no="Back")):
-                self.notify("not launched", timeout=2)
-                return None
-        self.engine.upload_progress = self._upload_meter()
+        ui_loop = asyncio.get_running_loop()
+
+        async def confirm(warnings: list[str]) -> bool:  # called on the engine loop
+            asked = asyncio.run_coroutine_threadsafe(self._confirm_packaging(warnings), ui_loop)
+            return await asyncio.wrap_future(asked)
+
         try:
-            record = await self.bridge.run(self.engine.record, plan)
+            record = await self.bridge.call(
+                self.engine.launch(plan, on_event=LaunchPresenter(self), confirm=confirm)
+            )
+        except NotLaunched:
+            self.notify("not launched", timeout=2)
+            return None
         except Exception as exc:
             self.report_error(f"cannot launch {plan.title}: {exc}", every=0)
             return None
-        parent = f" (relaunch of {plan.parent})" if plan.parent else ""
-        self.notify(f"{record.id} recorded{parent}; submitting…", title="Launched", timeout=4)
-        self._select_after_listing = record.id
-        self.post_message(Launched(record.id))
-        await self.action_pane("runs")
-        try:
-            await self.bridge.call(self.engine.submit_recorded(record.id, plan))
-        except Exception as exc:
-            self.report_error(f"submit of {record.id} failed: {exc}", every=0)
-        self.post_message(StoreChanged())
-        return record.id
+        finally:
+            self.post_message(StoreChanged())
+        return str(record.id)
 
-    def _upload_meter(self) -> Any:
-        """A progress callback for code uploads (called on the engine thread).
+    async def _confirm_packaging(self, warnings: list[str]) -> bool:
+        from nemorun_tui.screens.confirm import ConfirmScreen
 
-        Shows bytes, percentage and rate as a toast at most every 2 s, and once at the end,
-        so a slow SSH link is not flooded with redraws.
-        """
-        from core.progress import RateMeter, describe_transfer
+        question = "Packaging says:\n" + "\n".join(f"• {w}" for w in warnings)
+        question += "\nLaunch from the packaged code anyway?"
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.push_screen(
+            ConfirmScreen(question, yes="Launch", no="Back"),
+            callback=lambda yes: answer.set_result(bool(yes)),
+        )
+        return await answer
 
-        def show(done: int, total: int, rate: float) -> None:
-            if total:  # an upload that was skipped (already on the cluster) says nothing
-                text = describe_transfer(done, total, rate)
-                self.call_from_thread(self.notify, text, title="Uploading code", timeout=3)
+    @on(LaunchProgress)
+    async def _launch_progress(self, message: LaunchProgress) -> None:
+        from core import launch_events as ev
 
-        return RateMeter(show, min_interval=2.0)
+        event = message.event
+        if isinstance(event, ev.Recorded):
+            record = event.record
+            parent = f" (relaunch of {record.parent})" if record.parent else ""
+            self.notify(f"{record.id} recorded{parent}; submitting…", title="Launched", timeout=4)
+            self._select_after_listing = record.id
+            self.post_message(Launched(record.id))
+            await self.action_pane("runs")
+        elif isinstance(event, ev.Submitted) and event.handle is None and event.reason:
+            self.report_error(f"{event.job}: {event.reason}", every=0)
 
     @on(CancelRequested)
     def _cancel(self, message: CancelRequested) -> None:

@@ -234,14 +234,7 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 
 def _workspace_ref(args: argparse.Namespace, engine: Engine) -> str:
-    from core.settings import WORKSPACE_ENV
-
-    return (
-        args.workspace
-        or os.environ.get(WORKSPACE_ENV)
-        or engine.settings.workspace
-        or DEMO_WORKSPACE
-    )
+    return engine.settings.workspace_ref(args.workspace, DEMO_WORKSPACE) or DEMO_WORKSPACE
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -296,20 +289,12 @@ def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
             raise UsageError("name a recipe (see `nemorun-tui recipes`) or use --script")
         if "=" in args.recipe:
             raise UsageError(f"`{args.recipe}` looks like an override; put the recipe name first")
-        from core.overrides import apply_overrides
         from core.recipes import discover
 
-        workspace = _workspace_ref(args, engine)
-        ws = discover(workspace)
-        recipe = ws.get(args.recipe)
-        task = apply_overrides(recipe.make(), args.overrides, factories=ws.factories)
-        plan = Plan(
-            title=args.name or recipe.name,
-            workspace=workspace,
-            recipe=recipe.name,
-            overrides=list(args.overrides),
+        ws = discover(_workspace_ref(args, engine))
+        plan = engine.recipe_plan(
+            ws, args.recipe, args.overrides, profile=args.executor, title=args.name
         )
-        plan.add(task, profile, name=recipe.name)
     return _launch(plan, engine, args)
 
 
@@ -330,46 +315,56 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
             for name, text in result.artifacts.items():
                 print(f"## {name}\n{text.rstrip()}")
         return EXIT_OK
-    quiet = args.quiet
-    engine.validate(plan)
-    for warning in asyncio.run(engine.package(plan)):
-        _progress(f"warning: {warning}")
-    if not quiet:
-        for job in plan.jobs:
-            pkg = job.package
-            if pkg is not None and pkg.sha256:
-                how = "reused" if pkg.reused else "packaged"
-                _progress(
-                    f"{job.name}: code {how} ({pkg.size / 1e6:.1f} MB, sha256 {pkg.sha256[:12]})"
-                )
-        engine.upload_progress = _upload_meter()
-    record = engine.record(plan)
-    if not quiet:
-        parent = f" (relaunch of {plan.parent})" if plan.parent else ""
-        _progress(f"experiment {record.id} recorded{parent}")
-    return asyncio.run(_submit_and_wait(engine, plan, record.id, detach=args.detach, quiet=quiet))
+    return asyncio.run(_launch_and_wait(engine, plan, detach=args.detach, quiet=args.quiet))
 
 
-async def _submit_and_wait(
-    engine: Engine, plan: Plan, exp_id: str, *, detach: bool, quiet: bool
-) -> int:
+class _LaunchPrinter:
+    """Presents one launch's events (:mod:`core.launch_events`) as progress lines on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.meters: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        from core import launch_events as ev
+
+        if isinstance(event, ev.PackagingWarning):
+            _progress(f"warning: {event.text}")  # shown even with -q: it changes what runs
+        if self.quiet:
+            return
+        if isinstance(event, ev.Packaged):
+            how = "reused" if event.reused else "packaged"
+            _progress(
+                f"{event.job}: code {how} ({event.size / 1e6:.1f} MB, sha256 {event.sha256[:12]})"
+            )
+        elif isinstance(event, ev.Recorded):
+            parent = event.record.parent
+            _progress(
+                f"experiment {event.record.id} recorded"
+                + (f" (relaunch of {parent})" if parent else "")
+            )
+        elif isinstance(event, ev.Uploading):
+            meter = self.meters.get(event.job)
+            if meter is None:
+                meter = self.meters[event.job] = _upload_meter()
+            meter(event.done, event.total)
+        elif isinstance(event, ev.Submitted):
+            where = f" as {event.handle.job_id}" if event.handle else ""
+            reason = f" ({event.reason})" if event.reason else ""
+            _progress(f"{event.job}: {event.state.value}{where}{reason}")
+
+
+async def _launch_and_wait(engine: Engine, plan: Plan, *, detach: bool, quiet: bool) -> int:
     import asyncio
 
     try:
-        await engine.submit_recorded(exp_id, plan)
-        record = engine.store.load(exp_id)
-        if not quiet:
-            for job in record.jobs:
-                where = f" as {job.handle.job_id}" if job.handle else ""
-                _progress(
-                    f"{job.name}: {job.state.value}{where}"
-                    + (f" ({job.reason})" if job.reason else "")
-                )
+        record = await engine.launch(plan, on_event=_LaunchPrinter(quiet))
         if detach:
             if not quiet:
-                _progress(f"detached; follow with: nemorun-tui logs {exp_id} -f")
+                _progress(f"detached; follow with: nemorun-tui logs {record.id} -f")
+            print(record.id)  # scriptable: the id is the only thing on stdout
             return EXIT_OK if all(j.handle for j in record.jobs) else EXIT_FAILED
-        record = await _wait_streaming(engine, exp_id, quiet=quiet)
+        record = await _wait_streaming(engine, record.id, quiet=quiet)
     except asyncio.CancelledError:
         raise
     finally:

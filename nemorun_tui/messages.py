@@ -64,5 +64,13 @@ class Launched(Message):
         self.exp_id = exp_id
 
 
+class LaunchProgress(Message):
+    """An event of one launch (:mod:`core.launch_events`), forwarded from the engine thread."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
 class StoreChanged(Message):
     """Something the app did changed the store; refresh listings soon."""

@@ -204,6 +204,7 @@ def test_detach_then_status_logs_follow_and_cancel(env: dict[str, str]) -> None:
     result = cli(env, "run", "sleeper", "--detach")
     assert result.returncode == 0, result.stderr
     exp_id = only_exp(env)["id"]
+    assert result.stdout == f"{exp_id}\n"  # scriptable: `id=$(nemorun-tui run ... --detach)`
     deadline = time.time() + 20
     while time.time() < deadline:
         status = json.loads(cli(env, "status", str(exp_id), "--json").stdout)

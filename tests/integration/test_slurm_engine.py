@@ -16,6 +16,7 @@ from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 from core.config import Script
 from core.engine import Engine, Plan
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+from core.launch_events import Uploading
 from core.packaging import GitArchivePackager
 from core.states import JobState
 from core.store import Store
@@ -60,11 +61,14 @@ async def test_packaged_code_runs_on_slurm_and_relaunch_uploads_nothing(
     )
     engine = Engine(Store(tmp_path / "home"))
     uploaded: list[tuple[int, int]] = []
-    engine.upload_progress = lambda done, total: uploaded.append((done, total))
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Uploading):
+            uploaded.append((event.done, event.total))
 
     plan = Plan(title=f"slurm-pkg-{via}")
     plan.add(Script(inline="cat hello.txt"), executor, name="cat")
-    first = await engine.wait((await engine.launch(plan)).id, max_interval=0.5)
+    first = await engine.wait((await engine.launch(plan, on_event=on_event)).id, max_interval=0.5)
     assert first.state is JobState.SUCCEEDED, first.jobs[0].reason
     out = b"".join([c async for c in engine.logs(first.id)])
     assert out == b"code from the archive\n"
@@ -75,7 +79,9 @@ async def test_packaged_code_runs_on_slurm_and_relaunch_uploads_nothing(
     uploaded.clear()
     relaunch = engine.relaunch_plan(first.id)
     assert relaunch.jobs[0].package is not None and relaunch.jobs[0].package.reused
-    second = await engine.wait((await engine.launch(relaunch)).id, max_interval=0.5)
+    second = await engine.wait(
+        (await engine.launch(relaunch, on_event=on_event)).id, max_interval=0.5
+    )
     assert second.state is JobState.SUCCEEDED
     assert second.parent == first.id
     assert max((d for d, _ in uploaded), default=0) == 0  # unchanged code: nothing sent
