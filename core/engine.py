@@ -9,6 +9,7 @@ tells the truth about what happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from core.monitor import Monitor
 
 TASK_FILE = "task.json"
+#: The task as Detail shows it (flattened, signature defaults included), computed where the
+#: task was a live object, so the app never imports user code to show a run.
+VIEW_FILE = "view.json"
 PROVENANCE_FILE = "provenance.json"
 EXECUTOR_FILE = "executor.json"
 RUNNER_MODULE = "core.runner"
@@ -116,6 +120,10 @@ class Plan:
 
 def task_name(task: Any) -> str:
     """A readable default name for a task: the function's name, or the script's."""
+    from core.serialize import StoredTask
+
+    if isinstance(task, StoredTask):  # it knows its label from its document
+        return task.label
     fn = getattr(task, "__fn_or_cls__", None)
     if fn is not None:
         return str(getattr(fn, "__name__", "job"))
@@ -176,6 +184,13 @@ class Engine:
     def from_environment(cls, home: str | Path | None = None) -> Engine:
         return cls(Store(resolve_home(home)), load_settings())
 
+    def loop_restarted(self) -> None:
+        """The engine loop died and a fresh one took over: drop what was bound to the old
+        one (backend connections, the monitor's queues, the store's sqlite connection)."""
+        registry.forget_all()
+        self._monitor = None
+        self.store.forget_connection()
+
     @property
     def monitor(self) -> Monitor:
         if self._monitor is None:
@@ -198,13 +213,17 @@ class Engine:
     ) -> JobSpec:
         """The backend-facing description of one job (argv as a list, secrets apart)."""
         from core.config import Script
+        from core.serialize import StoredTask
 
         job_dir = self.store.job_dir(exp_id, job.name)
         task_file = str(job_dir / TASK_FILE)
         env = dict(job.executor.env_vars)
-        if isinstance(job.task, Script):
-            argv = job.task.argv(sys.executable)
-            env.update(job.task.env)
+        task = job.task
+        if isinstance(task, StoredTask) and task.kind == "script":
+            task = task.script()  # a stored Script document names no user code
+        if isinstance(task, Script):
+            argv = task.argv(sys.executable)
+            env.update(task.env)
             runner_file = None
         else:
             argv = [sys.executable, "-m", RUNNER_MODULE, task_file]
@@ -281,7 +300,7 @@ class Engine:
     # -- launching -----------------------------------------------------------------------
     def record(self, plan: Plan) -> ExperimentRecord:
         """Write the experiment with every job UNSUBMITTED (the intent), before any submit."""
-        from core.serialize import dumps
+        from core.serialize import StoredTask
 
         self.validate(plan)
         deps = plan.effective_dependencies()
@@ -289,10 +308,13 @@ class Engine:
         files: dict[str, dict[str, bytes | str]] = {}
         jobs = []
         for job in plan.jobs:
+            stored = job.task if isinstance(job.task, StoredTask) else StoredTask.of(job.task)
             files[job.name] = {
-                TASK_FILE: dumps(job.task),
+                TASK_FILE: stored.document,
                 EXECUTOR_FILE: _json(job.executor.to_dict()),
             }
+            if stored.view is not None:
+                files[job.name][VIEW_FILE] = _json(stored.view.to_dict())
             if job.package is not None:
                 files[job.name][PROVENANCE_FILE] = _json(job.package.provenance.to_dict())
             jobs.append(
@@ -456,9 +478,67 @@ class Engine:
         return profile
 
     def task_of(self, exp_id: str, job: str) -> Any:
+        """The stored task as a live object. Imports user code: never call it in the app."""
         from core.serialize import loads
 
         return loads(self.store.read_job_file(exp_id, job, TASK_FILE).decode())
+
+    def stored_task(self, exp_id: str, job: str) -> Any:
+        """The stored task as its document (a :class:`core.serialize.StoredTask`), with its
+        view when one was recorded. Imports nothing the task names: safe in the app."""
+        from core.serialize import StoredTask
+
+        text = self.store.read_job_file(exp_id, job, TASK_FILE).decode("utf-8", "replace")
+        return StoredTask.from_text(text, self.task_view(exp_id, job, recorded_only=True))
+
+    def task_view(
+        self, exp_id: str, job: str, *, recorded_only: bool = False, from_document: bool = False
+    ) -> Any:
+        """What Detail shows of a job's task, from stored JSON only (no user code).
+
+        The recorded view when there is one; else (runs recorded before views existed) the
+        values in the document, without signature defaults — or None with ``recorded_only``.
+        ``from_document`` skips the recorded view (to compare two runs on equal terms).
+        """
+        import json
+
+        from core.serialize import SerializeError, TaskView
+
+        raw = None
+        if not from_document:
+            with contextlib.suppress(FileNotFoundError):
+                raw = self.store.read_job_file(exp_id, job, VIEW_FILE)
+        if raw is not None:
+            try:
+                return TaskView.from_dict(json.loads(raw))
+            except (ValueError, RecursionError, SerializeError):
+                pass  # a damaged view: fall back to the document itself
+        if recorded_only:
+            return None
+        text = self.store.read_job_file(exp_id, job, TASK_FILE)
+        try:
+            return TaskView.of_document(json.loads(text))
+        except RecursionError:
+            raise SerializeError("task document is nested too deeply") from None
+        except ValueError as exc:
+            raise SerializeError(f"task file is not valid JSON: {exc}") from None
+
+    def rebuilt_tasks(self, exp_id: str, overrides: Sequence[str]) -> dict[str, Any]:
+        """Live tasks of the jobs that ``overrides`` touch, with them applied.
+
+        Imports user code (stored callables, workspace factories): the CLI calls it in its
+        own process, the app only in its workspace helper process.
+        """
+        from core.overrides import apply_overrides
+
+        record = self.store.load(exp_id)
+        factories = self._factories(record.workspace)
+        per_job = _split_overrides(overrides, [j.name for j in record.jobs])
+        return {
+            name: apply_overrides(self.task_of(exp_id, name), items, factories=factories)
+            for name, items in per_job.items()
+            if items
+        }
 
     def backend_for(self, exp_id: str, job: str) -> Any:
         return registry.get_backend(self.executor_of(exp_id, job))
@@ -516,17 +596,20 @@ class Engine:
         *,
         executor: str | None = None,
         repackage: bool = False,
+        tasks: dict[str, Any] | None = None,
     ) -> Plan:
         """A new plan from a recorded experiment, with overrides applied; parent is set.
 
-        The parent's archive is reused when it is still in the package cache (same code,
-        nothing to upload); ``repackage`` packages the current tree instead.
+        Jobs no override touches keep their stored document as is (nothing is imported, so
+        a relaunch as-is is safe in the app). ``tasks`` gives the already rebuilt tasks of
+        the touched jobs (the app gets them from its workspace helper); without it they are
+        rebuilt here with :meth:`rebuilt_tasks`. The parent's archive is reused when it is
+        still in the package cache (same code, nothing to upload); ``repackage`` packages
+        the current tree instead.
         """
-        from core.overrides import apply_overrides
-
         record = self.store.load(exp_id)
-        factories = self._factories(record.workspace)
-        per_job = _split_overrides(overrides, [j.name for j in record.jobs])
+        if tasks is None:
+            tasks = self.rebuilt_tasks(exp_id, overrides) if overrides else {}
         plan = Plan(
             title=record.title,
             parent=record.id,
@@ -536,9 +619,9 @@ class Engine:
             overrides=[*record.overrides, *overrides],
         )
         for job in record.jobs:
-            task = self.task_of(exp_id, job.name)
-            if per_job.get(job.name):
-                task = apply_overrides(task, per_job[job.name], factories=factories)
+            task = tasks.get(job.name)
+            if task is None:
+                task = self.stored_task(exp_id, job.name)
             profile = self.profile(executor) if executor else self.executor_of(exp_id, job.name)
             package = None if repackage else self.recorded_package(exp_id, job.name)
             plan.jobs.append(PlannedJob(job.name, task, profile, list(job.dependencies), package))
@@ -616,8 +699,9 @@ def _upload_progress(emit: OnLaunchEvent, job: str) -> Callable[[int, int], None
 
 def _kind(task: Any) -> str:
     from core.config import task_kind
+    from core.serialize import StoredTask
 
-    return task_kind(task)
+    return task.kind if isinstance(task, StoredTask) else task_kind(task)
 
 
 def _json(data: Any) -> str:

@@ -43,6 +43,7 @@ class LoopThread:
         self.restarts = 0
         #: Called (on the loop thread) after a fresh loop replaced a dead one.
         self.on_restart: list[Callable[[], None]] = []
+        self._pending: set[concurrent.futures.Future[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
     def _main(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -52,8 +53,14 @@ class LoopThread:
         except BaseException as exc:  # anything that escapes the loop ends this thread
             self.died = f"{type(exc).__name__}: {exc}"
         else:
-            if not loop.is_closed() and self._loop is loop and not self._stopping:
+            if not self._stopping:
                 self.died = "the engine loop stopped"
+        finally:
+            # Calls still waiting on this loop would wait forever: fail them now.
+            why = self.died or "the engine loop was stopped"
+            for future in list(self._pending):
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    future.set_exception(LoopThreadError(f"engine thread ended: {why}"))
 
     _stopping = False
 
@@ -89,7 +96,10 @@ class LoopThread:
     # -- calling -------------------------------------------------------------------------
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coro`` on the loop; returns a thread-safe future."""
-        return asyncio.run_coroutine_threadsafe(_contained(coro), self.loop)
+        future = asyncio.run_coroutine_threadsafe(_contained(coro), self.loop)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return future
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` from another event loop (e.g. the UI's) without blocking it."""

@@ -80,6 +80,11 @@ def get_backend(profile: ExecutorProfile) -> Backend:
     return backend
 
 
+def forget_all() -> None:
+    """Drop every backend instance without closing it (its event loop is gone)."""
+    _instances.clear()
+
+
 async def close_all() -> None:
     """Close every backend instance (connections, pools)."""
     while _instances:

@@ -47,12 +47,16 @@ __all__ = [
     "SCHEMA_VERSION",
     "Change",
     "SerializeError",
+    "StoredTask",
+    "TaskView",
     "build_task",
     "callable_ref",
     "diff",
+    "diff_flat",
     "dump_task",
     "dumps",
     "flatten",
+    "flatten_document",
     "format_diff",
     "import_module_from_file",
     "import_ref",
@@ -772,8 +776,14 @@ class Change:
 
 def diff(a: Any, b: Any, *, include_defaults: bool = False) -> list[Change]:
     """Changed, added and removed dotted paths from ``a`` to ``b``, sorted by path."""
-    left = flatten(a, include_defaults=include_defaults)
-    right = flatten(b, include_defaults=include_defaults)
+    return diff_flat(
+        flatten(a, include_defaults=include_defaults),
+        flatten(b, include_defaults=include_defaults),
+    )
+
+
+def diff_flat(left: Mapping[str, str], right: Mapping[str, str]) -> list[Change]:
+    """:func:`diff` of two :func:`flatten` results (e.g. two stored views)."""
     changes = [
         Change(path, left.get(path), right.get(path))
         for path in set(left) | set(right)
@@ -787,3 +797,233 @@ def format_diff(changes: list[Change]) -> str:
     if not changes:
         return "no changes"
     return "\n".join(str(change) for change in changes)
+
+
+# --------------------------------------------------------------------------- stored tasks
+# The app must never import user code (a workspace module may do anything when imported), so
+# it works with tasks as stored documents: a relaunch copies the document, and Detail and the
+# diff read a *view* (the flattened config, signature defaults included) that was computed
+# where the task was a live object (the launching process, or the app's workspace helper).
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What Detail and Compose show of a task: dotted path -> value, and which were set."""
+
+    flat: dict[str, str]
+    explicit: frozenset[str]
+    #: False when computed from the document alone: signature defaults are not known then.
+    with_defaults: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flat": dict(self.flat), "explicit": sorted(self.explicit)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TaskView:
+        """Read a stored view; a malformed one is a :class:`SerializeError`, never a crash."""
+        if not isinstance(data, dict):
+            raise SerializeError("task view is not an object")
+        flat, explicit = data.get("flat"), data.get("explicit")
+        if not isinstance(flat, dict) or not isinstance(explicit, list):
+            raise SerializeError("task view lacks `flat`/`explicit`")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in flat.items()):
+            raise SerializeError("task view has non-text entries")
+        return cls(dict(flat), frozenset(str(p) for p in explicit))
+
+    @classmethod
+    def of(cls, task: Any) -> TaskView:
+        """The view of a live task (needs the task's callables: call it where they live)."""
+        return cls(flatten(task, include_defaults=True), frozenset(flatten(task)))
+
+    @classmethod
+    def of_document(cls, data: Mapping[str, Any]) -> TaskView:
+        """The view of a stored document alone: explicit values, no defaults, no imports."""
+        flat = flatten_document(data)
+        return cls(flat, frozenset(flat), with_defaults=False)
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """A task as its stored document (``dumps`` text), usable in a plan without building it.
+
+    The engine records ``document`` as is; a Script document is rebuilt (it names no user
+    code) when a job spec needs its argv.
+    """
+
+    document: str
+    kind: str
+    label: str
+    view: TaskView | None = None
+
+    @classmethod
+    def from_text(cls, text: str, view: TaskView | None = None) -> StoredTask:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise SerializeError(f"task file is not valid JSON: {exc}") from None
+        document = _check_document(data)
+        kind = str(document.get("kind") or "")
+        if kind not in ("config", "partial", "script"):
+            raise SerializeError(f"task document has unknown kind {kind!r}")
+        return cls(text, kind, _document_label(document), view)
+
+    @classmethod
+    def of(cls, task: Any) -> StoredTask:
+        """Serialize a live task, with its view."""
+        return cls.from_text(dumps(task), TaskView.of(task))
+
+    def view_or_document(self) -> TaskView:
+        return (
+            self.view if self.view is not None else TaskView.of_document(json.loads(self.document))
+        )
+
+    def script(self) -> Any:
+        """The :class:`core.config.Script` of a script document (names no user code)."""
+        if self.kind != "script":
+            raise SerializeError("not a script task")
+        return loads(self.document)
+
+
+def _document_label(document: Mapping[str, Any]) -> str:
+    """A job-name-like label for a document: the function's name, or the script's."""
+    node = document.get("task")
+    if isinstance(node, dict) and node.get("type") in ("config", "partial"):
+        fn = node.get("fn")
+        if isinstance(fn, dict):
+            return str(fn.get("qualname", "job")).rsplit(".", 1)[-1] or "job"
+    if isinstance(node, dict) and node.get("type") == "script" and node.get("path"):
+        return pathlib.PurePath(str(node["path"])).stem or "script"
+    return "script" if document.get("kind") == "script" else "job"
+
+
+def flatten_document(data: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`flatten` of a stored document without importing anything it names.
+
+    Signature defaults are unknown here, so only stored values appear; arguments are in
+    stored (sorted) order. Used for runs recorded without a view.
+    """
+    document = _check_document(data)
+    definitions: dict[int, Any] = {}
+    _collect_ids(document["task"], definitions, 0)
+    out: dict[str, str] = {}
+    _flatten_node(document["task"], "", out, definitions, 0)
+    return dict(sorted(out.items(), key=lambda item: _path_key(item[0])))
+
+
+_MAX_DOC_DEPTH = 200
+
+
+def _collect_ids(node: Any, into: dict[int, Any], depth: int) -> None:
+    if depth > _MAX_DOC_DEPTH:
+        raise SerializeError("task document is nested too deeply")
+    if isinstance(node, list):
+        for item in node:
+            _collect_ids(item, into, depth + 1)
+    elif isinstance(node, dict):
+        if "id" in node and node.get("type") != "shared" and isinstance(node["id"], int):
+            into[node["id"]] = node
+        for key, item in node.items():
+            if key not in ("fn", "cls"):
+                _collect_ids(item, into, depth + 1)
+
+
+def _resolve(node: Any, definitions: dict[int, Any]) -> Any:
+    if isinstance(node, dict) and node.get("type") == "shared":
+        found = definitions.get(node.get("id"))  # type: ignore[arg-type]
+        if found is None:
+            raise SerializeError("shared reference to an unknown id")
+        return found
+    return node
+
+
+def _ref_name(ref: Any) -> str:
+    return str(ref.get("qualname", "?")) if isinstance(ref, dict) else "?"
+
+
+def _flatten_node(
+    node: Any, where: str, out: dict[str, str], defs: dict[int, Any], depth: int
+) -> None:
+    if depth > _MAX_DOC_DEPTH:
+        raise SerializeError("task document is nested too deeply")
+    node = _resolve(node, defs)
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind in ("config", "partial"):
+        name = _ref_name(node.get("fn"))
+        out[_join(where, "__fn__")] = f"partial({name})" if kind == "partial" else name
+        args = node.get("args") or {}
+        for arg in sorted(args):
+            _flatten_node(args[arg], _join(where, arg), out, defs, depth + 1)
+        return
+    if kind == "script":
+        out[_join(where, "__fn__")] = "Script"
+        for name in _SCRIPT_FIELDS:
+            _flatten_node(node.get(name), _join(where, name), out, defs, depth + 1)
+        return
+    if kind == "dict" and node.get("items"):
+        for key, item in node["items"].items():
+            _flatten_node(item, _join(where, key), out, defs, depth + 1)
+        return
+    items = node if isinstance(node, list) else None
+    if items and any(
+        isinstance(_resolve(i, defs), dict)
+        and _resolve(i, defs).get("type") in ("config", "partial", "dict")
+        for i in items
+    ):
+        for index, item in enumerate(items):
+            _flatten_node(item, _join(where, str(index)), out, defs, depth + 1)
+        return
+    out[where or "__value__"] = _short_node(node, defs, depth)
+
+
+def _short_node(node: Any, defs: dict[int, Any], depth: int) -> str:
+    """:func:`_short` of a stored node (the same display, without the live objects)."""
+    if depth > _MAX_DOC_DEPTH:
+        raise SerializeError("task document is nested too deeply")
+    node = _resolve(node, defs)
+    if isinstance(node, list):
+        return "[" + ", ".join(_short_node(i, defs, depth + 1) for i in node) + "]"
+    if not isinstance(node, dict):
+        return repr(node)
+    kind = node.get("type")
+    if kind in ("config", "partial"):
+        args = node.get("args") or {}
+        inner = ", ".join(f"{k}={_short_node(args[k], defs, depth + 1)}" for k in sorted(args))
+        name = _ref_name(node.get("fn"))
+        if kind == "partial":
+            return f"partial({name}{', ' + inner if inner else ''})"
+        return f"{name}({inner})"
+    if kind == "script":
+        shown = [
+            f"{name}={node.get(name)!r}"
+            for name in _SCRIPT_FIELDS
+            if (name in ("path", "inline") and node.get(name) is not None)
+            or (name not in ("path", "inline") and node.get(name) != _SCRIPT_DEFAULTS[name])
+        ]
+        return f"Script({', '.join(shown)})"
+    if kind == "enum":
+        return f"{_ref_name(node.get('cls')).rsplit('.', 1)[-1]}.{node.get('name')}"
+    if kind == "tuple":
+        items = [_short_node(i, defs, depth + 1) for i in node.get("items") or []]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if kind == "dict":
+        items = node.get("items") or {}
+        return (
+            "{"
+            + ", ".join(
+                f"{k!r}: {_short_node(v, defs, depth + 1)}" for k, v in sorted(items.items())
+            )
+            + "}"
+        )
+    if kind == "dataclass":
+        fields = node.get("fields") or {}
+        inner = ", ".join(
+            f"{k}={_short_node(v, defs, depth + 1)}" for k, v in sorted(fields.items())
+        )
+        return f"{_ref_name(node.get('cls')).rsplit('.', 1)[-1]}({inner})"
+    if kind == "path":
+        return f"Path({str(node.get('path'))!r})"
+    if kind == "ref":
+        return _ref_name(node)
+    if kind == "float":
+        return str(node.get("value"))
+    return repr(node)

@@ -607,6 +607,11 @@ class Store:
             self._db.close()
             self._db = None
 
+    def forget_connection(self) -> None:
+        """Drop the index connection without closing it: the thread that owned it is gone
+        (sqlite connections belong to their thread). The next call opens a new one."""
+        self._db = None
+
     def _manifest_version(self, exp_id: str) -> str:
         try:
             return _version(_stamp((self.exp_dir(exp_id) / MANIFEST).stat()))

@@ -216,6 +216,11 @@ class NemorunApp(App[int]):
         self.workspace = workspace
         self.clock = clock
         self.bridge = EngineBridge(engine)
+        from core.workspace_helper import WorkspaceHelper
+
+        #: Imports the workspace in its own process (used on the engine loop only).
+        self.workspace_helper = WorkspaceHelper()
+        self.bridge.on_restart.append(self._engine_restarted)
         settings = engine.settings
         self.poll_seconds = poll_seconds if poll_seconds is not None else settings.ui.poll_seconds
         self.listing_seconds = (
@@ -385,7 +390,25 @@ class NemorunApp(App[int]):
         for chain in (self._listing, self._monitor):
             if chain is not None:
                 chain.stop()
+        if self.bridge.alive:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.bridge.call(self.workspace_helper.close()), 2)
         self.bridge.stop()
+
+    def _engine_restarted(self) -> None:
+        """On the fresh engine loop after the old one died: rebuild what was bound to it,
+        and say so (the app never freezes silently on a dead engine)."""
+        from core.workspace_helper import WorkspaceHelper
+
+        self.engine.loop_restarted()
+        self.workspace_helper = WorkspaceHelper(python=self.workspace_helper.python)
+        if self.monitor_enabled:
+            self._subscribe_monitor()
+        why = self.bridge.died or "unknown cause"
+        self.bridge.died = None
+        self.call_from_thread(
+            self.report_error, f"the engine thread died ({why}); restarted it", every=0
+        )
 
     # -- polling ----------------------------------------------------------------------
     async def _list_store(self) -> None:
@@ -439,15 +462,18 @@ class NemorunApp(App[int]):
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
+        from core.monitor import PollError
+        from core.store import StateChange
+
         event = message.event
-        if hasattr(event, "new") and hasattr(event, "exp_id"):
+        if isinstance(event, StateChange):
             if self._listing is not None:
                 self._listing.poke()
             if self.panes_ready.is_set() and event.exp_id == self.detail_pane.exp_id:
                 self._load_detail(event.exp_id)
             if event.new.is_terminal:
                 self._run_ended(event)
-        else:
+        elif isinstance(event, PollError):
             where = f"{event.backend}@{event.target}"
             self.report_error(f"poll of {where} failed: {event.message}", key=where)
 

@@ -6,8 +6,9 @@ overrides, through the same :func:`core.overrides.apply_overrides` the CLI uses.
 does not fit the field's type is rejected inline with the reason and nothing changes. The
 launched experiment records its overrides — and, for edit-and-relaunch, its parent.
 
-Plans are built on the engine thread (recipes and stored tasks may import user code and
-read files); the pane only renders the results.
+Plans are built on the engine thread, and whatever needs the user's code (listing recipes,
+building them, applying overrides) runs in the workspace helper process: the app itself never
+imports the workspace. The pane only renders the results.
 """
 
 from __future__ import annotations
@@ -61,37 +62,45 @@ def override_path(text: str) -> str:
     return match.group(1) if match else text
 
 
-def build_plan(engine: Any, workspace: Any, source: ComposeSource) -> BuiltPlan:
-    """Build the plan for ``source`` (blocking; raises OverrideError and friends)."""
-    from core import serialize
+async def build_plan(
+    engine: Any, helper: Any, workspace: str | None, source: ComposeSource
+) -> BuiltPlan:
+    """Build the plan for ``source`` (on the engine loop; raises the refusal as an error).
+
+    Whatever needs the user's code (building the recipe, applying overrides to a stored
+    task) runs in the workspace helper process (:mod:`core.workspace_helper`); this process
+    only ever holds the stored documents and their views.
+    """
     from core.engine import Plan
 
     help_text = ""
     if source.parent is not None:
-        plan = engine.relaunch_plan(source.parent, source.overrides, executor=source.profile)
+        tasks = {}
+        if source.overrides:  # as-is needs no user code: the stored documents are reused
+            tasks = await helper.rebuild(str(engine.store.home), source.parent, source.overrides)
+        plan = engine.relaunch_plan(
+            source.parent, source.overrides, executor=source.profile, tasks=tasks
+        )
         if source.title:
             plan.title = source.title
     else:
-        if workspace is None or source.recipe is None:
+        if source.recipe is None:
             raise ValueError("pick a recipe first")
-        recipe = workspace.get(source.recipe)
-        help_text = recipe.help or ""
-        from core.overrides import apply_overrides
-
-        task = apply_overrides(recipe.make(), source.overrides, factories=workspace.factories)
-        profile = engine.profile(source.profile)
+        built = await helper.build(workspace, source.recipe, source.overrides)
+        help_text = built.help
         plan = Plan(
-            title=source.title or recipe.name,
-            workspace=workspace.source or None,
-            recipe=recipe.name,
+            title=source.title or built.title,
+            workspace=built.workspace,
+            recipe=built.recipe,
             overrides=list(source.overrides),
         )
-        plan.add(task, profile, name=recipe.name)
+        plan.add(built.task, engine.profile(source.profile), name=built.recipe)
     flat = {}
     explicit = {}
     for job in plan.jobs:
-        flat[job.name] = serialize.flatten(job.task, include_defaults=True)
-        explicit[job.name] = set(serialize.flatten(job.task))
+        view = job.task.view_or_document()
+        flat[job.name] = view.flat
+        explicit[job.name] = set(view.explicit)
     return BuiltPlan(plan, flat, explicit, help_text)
 
 
@@ -234,17 +243,12 @@ class ComposePane(Vertical):
         app: Any = self.app
         ref = app.workspace
 
-        def discover() -> Any:
-            from core.recipes import discover
-
-            return discover(ref)
-
         profiles = app.engine.settings.profile_names()
         self.query_one("#profile", Select).set_options((name, name) for name in profiles)
         try:
-            self.workspace = await app.bridge.run(discover)
+            self.workspace = await app.bridge.call(app.workspace_helper.discover(ref))
         except Exception as exc:
-            self.workspace_error = f"{type(exc).__name__}: {exc}"
+            self.workspace_error = str(exc) or type(exc).__name__
             self.query_one("#compose-heading", Static).update(
                 Text(f"workspace {ref}: {self.workspace_error}", style="bold red")
             )
@@ -419,7 +423,9 @@ class ComposePane(Vertical):
             profile=self.source.profile,
         )
         try:
-            built = await app.bridge.run(build_plan, app.engine, self.workspace, candidate)
+            built = await app.bridge.call(
+                build_plan(app.engine, app.workspace_helper, app.workspace, candidate)
+            )
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             if from_editor:

@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.console import Group, RenderableType
@@ -26,8 +25,6 @@ from textual.widgets import Static
 from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
 from nemorun_tui.widgets.format import plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
-
-PROVENANCE_FILE = "provenance.json"
 
 
 @dataclass
@@ -90,13 +87,17 @@ def config_tree(flat: dict[str, str], explicit: set[str]) -> Tree:
 
 
 def load_detail(engine: Any, exp_id: str) -> DetailData:
-    """Read everything Detail shows (blocking: call it on the engine thread)."""
+    """Read everything Detail shows (blocking: call it on the engine thread).
+
+    Only stored JSON is read: the config comes from each job's recorded view (or its task
+    document), never from importing the task, so no user code runs in the app.
+    """
     from core import serialize
 
     store = engine.store
     record = store.load(exp_id)
     events = store.events(exp_id)
-    parent_tasks: dict[str, Any] = {}
+    parent_views: dict[str, Any] = {}
     parent_error = None
     parent_overrides: list[str] = []
     if record.parent:
@@ -105,19 +106,19 @@ def load_detail(engine: Any, exp_id: str) -> DetailData:
             parent_overrides = list(parent.overrides)
             for job in parent.jobs:
                 try:
-                    parent_tasks[job.name] = engine.task_of(parent.id, job.name)
+                    parent_views[job.name] = engine.task_view(parent.id, job.name)
                 except Exception as exc:
-                    parent_tasks[job.name] = exc
+                    parent_views[job.name] = exc
         except Exception as exc:
             parent_error = f"parent {record.parent}: {exc}"
     jobs = []
     for job in record.jobs:
         detail = JobDetail(job.name)
-        task = None
+        view = None
         try:
-            task = engine.task_of(exp_id, job.name)
-            detail.config = serialize.flatten(task, include_defaults=True, max_width=160)
-            detail.explicit = set(serialize.flatten(task))
+            view = engine.task_view(exp_id, job.name)
+            detail.config = _clipped(view.flat, 160)
+            detail.explicit = set(view.explicit)
         except Exception as exc:
             detail.config_error = f"{type(exc).__name__}: {exc}"
         try:
@@ -128,23 +129,29 @@ def load_detail(engine: Any, exp_id: str) -> DetailData:
             detail.executor = data
         except Exception as exc:
             detail.executor_error = f"{type(exc).__name__}: {exc}"
-        prov_path = store.job_dir(exp_id, job.name) / PROVENANCE_FILE
-        if prov_path.is_file():
-            try:
-                detail.provenance = json.loads(prov_path.read_text())
-            except (OSError, ValueError) as exc:
-                detail.provenance = {"error": str(exc)}
+        try:
+            detail.provenance = engine.provenance_of(exp_id, job.name)
+        except (OSError, ValueError) as exc:
+            detail.provenance = {"error": str(exc)}
         if record.parent and parent_error is None:
-            before = parent_tasks.get(job.name)
+            before = parent_views.get(job.name)
             if before is None:
                 detail.diff_error = "job not in the parent"
             elif isinstance(before, Exception):
                 detail.diff_error = f"parent config unavailable: {before}"
-            elif task is not None:
-                detail.diff = serialize.diff(before, task, include_defaults=True)
+            elif view is not None:
+                if before.with_defaults != view.with_defaults:
+                    # One side has no recorded defaults: compare what both really store.
+                    before = engine.task_view(record.parent, job.name, from_document=True)
+                    view = engine.task_view(exp_id, job.name, from_document=True)
+                detail.diff = serialize.diff_flat(before.flat, view.flat)
             detail.code_diff = _code_diff(engine, record.parent, job.name, detail.provenance)
         jobs.append(detail)
     return DetailData(record, events, jobs, parent_error, parent_overrides)
+
+
+def _clipped(flat: dict[str, str], width: int) -> dict[str, str]:
+    return {k: v if len(v) <= width else v[: width - 1] + "…" for k, v in flat.items()}
 
 
 class DetailPane(VerticalScroll, can_focus=True):
@@ -404,8 +411,3 @@ def _provenance_line(prov: dict[str, Any]) -> str:
     if prov.get("file_count"):
         parts.append(f"{prov['file_count']} files")
     return " ".join(parts)
-
-
-def job_dir_of(engine: Any, exp_id: str, job: str) -> Path:
-    """Where a job's files live in the store."""
-    return Path(engine.store.job_dir(exp_id, job))

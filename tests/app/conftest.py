@@ -17,6 +17,9 @@ from demo_store import DEMO_WORKSPACE, NOW, build_demo_store, install_workspace
 #: The snapshot store lives at a fixed path so that paths shown on screen never vary; a lock
 #: keeps two test runs on one machine (two engineers, CI) from rebuilding it under each other.
 SNAPSHOT_HOME = Path("/tmp/nemorun-tui-demo/store")
+#: The real interpreter, for the workspace helper process (demo_home pins sys.executable to
+#: a fixed path that does not exist, for the dry run on screen).
+REAL_PYTHON = sys.executable
 LOCK = Path("/tmp/nemorun-tui-demo/.lock")
 
 
@@ -64,7 +67,9 @@ def make_app() -> Callable[..., Any]:
         settings = kwargs.pop("settings", None) or Settings(ui=UISettings(bell=False))
         engine = Engine(Store(home), settings)
         kwargs.setdefault("workspace", install_workspace())
-        return NemorunApp(engine, **kwargs)
+        app = NemorunApp(engine, **kwargs)
+        app.workspace_helper.python = REAL_PYTHON
+        return app
 
     return factory
 

@@ -36,14 +36,19 @@ def install_workspace() -> str:
     return DEMO_WORKSPACE
 
 
-def _task_json(recipe: str, overrides: list[str]) -> str:
+def _task_files(recipe: str, overrides: list[str]) -> dict[str, str]:
+    """task.json and view.json, as the engine records them."""
     from core import serialize
     from core.overrides import apply_overrides
     from core.recipes import discover
 
     workspace = discover(DEMO_WORKSPACE)
     task = apply_overrides(workspace.get(recipe).make(), overrides, factories=workspace.factories)
-    return serialize.dumps(task)
+    view = serialize.TaskView.of(task).to_dict()
+    return {
+        "task.json": serialize.dumps(task),
+        "view.json": json.dumps(view, indent=2, sort_keys=True) + "\n",
+    }
 
 
 def _executor_json(profile: str = "local") -> str:
@@ -232,8 +237,8 @@ def build_demo_store(home: Path) -> Store:
     for record, recipe, logs in experiments:
         files = {}
         for job in record.jobs:
-            task = _task_json(recipe or "quick_train", record.overrides if recipe else [])
-            files[job.name] = {"task.json": task, "executor.json": _executor_json()}
+            task = _task_files(recipe or "quick_train", record.overrides if recipe else [])
+            files[job.name] = {**task, "executor.json": _executor_json()}
         store.create(record, files)
         events = [{"t": record.created_at, "kind": "created", "parent": record.parent}]
         for job in record.jobs:
