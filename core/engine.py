@@ -142,6 +142,16 @@ def _default_job_name(task: Any, taken: set[str]) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class LogSource:
+    """Where a viewer reads a job's log: a file on this machine that the job writes itself
+    (``spool=False``), or a file in the store that the viewer fills from
+    :meth:`Engine.logs` as it follows (``spool=True``, resumable from its size)."""
+
+    path: Path
+    spool: bool
+
+
 class Engine:
     """One store + settings; every public method is safe to call from any front end."""
 
@@ -588,6 +598,34 @@ class Engine:
         backend = self.backend_for(exp_id, rec.name)
         async for chunk in backend.logs(rec.handle, offset=offset, follow=follow, stream=stream):
             yield chunk
+
+    def log_source(self, exp_id: str, job: str, stream: LogStream = "stdout") -> LogSource:
+        """Where to read a job's log from (blocking; front ends never look at backend files)."""
+        rec = self.store.load(exp_id).job(job)
+        if rec.handle is None:
+            raise StoreError(f"job `{job}` of {exp_id} was never submitted ({rec.state.value})")
+        backend = self.backend_for(exp_id, job)
+        in_place = getattr(backend, "local_log_path", None)
+        if in_place is not None:
+            with contextlib.suppress(BackendError):  # e.g. the job's files are gone
+                path = in_place(rec.handle, stream)
+                if path is not None:
+                    return LogSource(Path(path), spool=False)
+        logs = self.store.job_dir(exp_id, job) / "logs"
+        kept = logs / f"{stream}.log"  # a copy the store keeps of a job that has ended
+        if kept.is_file():
+            return LogSource(kept, spool=False)
+        return LogSource(logs / f".fetched-{stream}.log", spool=True)
+
+    async def spool_log(self, exp_id: str, job: str, stream: LogStream, path: Path) -> None:
+        """Follow a job's log into ``path`` (a :class:`LogSource` with ``spool``), resuming
+        from the bytes already there; ends when the job has ended and all was copied."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        offset = path.stat().st_size if path.exists() else 0
+        with path.open("ab") as out:
+            async for chunk in self.logs(exp_id, job, follow=True, offset=offset, stream=stream):
+                out.write(chunk)
+                out.flush()
 
     def relaunch_plan(
         self,

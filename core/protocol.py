@@ -119,3 +119,15 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release connections; safe to call twice."""
         ...
+
+    @classmethod
+    def from_profile(cls, profile: ExecutorProfile) -> Backend:
+        """The backend instance for a profile (shared per (backend, target) by the registry)."""
+        ...
+
+
+#: Optional capabilities a backend may add; the engine falls back when they are missing.
+#:
+#: ``local_log_path(handle, stream) -> str | None``: a file on this machine that the job
+#: writes ``stream`` to as it runs, so a viewer reads it in place instead of copying it.
+OPTIONAL_CAPABILITIES = ("local_log_path",)

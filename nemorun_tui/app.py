@@ -672,12 +672,13 @@ class NemorunApp(App[int]):
                 severity="warning",
             )
             return
-        job_dir = Path(self.engine.store.job_dir(exp_id, rec.name))
-        local = job_dir / "logs" / f"{stream}.log"
-        if rec.backend == "local" and await self.bridge.run(local.exists):
-            path = local
-        else:
-            path = job_dir / "logs" / f".fetched-{stream}.log"
+        try:
+            source = await self.bridge.run(self.engine.log_source, exp_id, rec.name, stream)
+        except Exception as exc:
+            self.report_error(f"logs of {exp_id} / {rec.name}: {exc}", every=0)
+            return
+        path = source.path
+        if source.spool:
             self._start_spool(exp_id, rec.name, stream, path)
         from nemorun_tui.widgets.logs_pane import LogKey
 
@@ -704,27 +705,11 @@ class NemorunApp(App[int]):
             future.cancel()
 
     def _start_spool(self, exp_id: str, job: str, stream: str, path: Path) -> None:
-        """Copy a remote log stream into a local file the log view follows (resumable)."""
+        """Have the engine copy a log stream into the file the log view follows."""
         key = (exp_id, job, stream)
         if key in self._spools and not self._spools[key].done():
             return
-        engine = self.engine
-
-        async def spool() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            offset = path.stat().st_size if path.exists() else 0
-            with path.open("ab") as out:
-                async for chunk in engine.logs(
-                    exp_id,
-                    job,
-                    follow=True,
-                    offset=offset,
-                    stream=stream,  # type: ignore[arg-type]
-                ):
-                    out.write(chunk)
-                    out.flush()
-
-        future = self.bridge.submit(spool())
+        future = self.bridge.submit(self.engine.spool_log(exp_id, job, stream, path))
 
         def done(f: concurrent.futures.Future[None]) -> None:
             if f.cancelled():

@@ -408,6 +408,14 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ logs
 
+    def local_log_path(self, handle: Handle, stream: LogStream = "stdout") -> str | None:
+        """The file the job writes ``stream`` to, on this machine (optional capability: a
+        viewer may read it in place instead of copying the stream)."""
+        if stream not in sv.STREAMS:
+            raise BackendError(f"unknown log stream {stream!r} (stdout or stderr)")
+        path = os.path.join(self._run_dir(handle), sv.LOGS, sv.STREAMS[stream])
+        return path if os.path.isfile(path) else None
+
     async def logs(
         self,
         handle: Handle,
