@@ -82,13 +82,39 @@ class LocalExecutor(ExecutorProfile):
     cancel_grace_seconds: float = 5.0
 
 
+class UnknownProfileError(ValueError):
+    """No profile type for that backend name (not built in, not installed)."""
+
+
+def profile_class(backend: str) -> type[ExecutorProfile]:
+    """The profile type of a backend, for config.toml and stored profiles alike.
+
+    Built-in types are registered here; a plugin backend's type is found through its
+    backend class (``profile_class`` on the class the ``nemorun_tui.backends`` entry point
+    names), imported on first use. So a fresh process can rebuild a third-party backend's
+    stored profile without anyone having imported the plugin before.
+    """
+    cls = _PROFILE_TYPES.get(backend)
+    if cls is not None:
+        return cls
+    from core import registry
+
+    try:
+        backend_cls = registry.backend_class(backend)
+    except registry.UnknownBackendError as exc:
+        raise UnknownProfileError(str(exc)) from None
+    cls = getattr(backend_cls, "profile_class", None) or _PROFILE_TYPES.get(backend)
+    if not (isinstance(cls, type) and issubclass(cls, ExecutorProfile)):
+        raise UnknownProfileError(
+            f"backend {backend!r} ({backend_cls.__name__}) declares no `profile_class`"
+        )
+    _PROFILE_TYPES[backend] = cls
+    return cls
+
+
 def profile_from_dict(data: dict[str, Any]) -> ExecutorProfile:
     """Rebuild a stored profile. Unknown keys are an error, not silently dropped."""
-    backend = data.get("backend")
-    cls = _PROFILE_TYPES.get(str(backend))
-    if cls is None:
-        known = ", ".join(sorted(_PROFILE_TYPES)) or "none"
-        raise ValueError(f"unknown executor backend {backend!r} (known: {known})")
+    cls = profile_class(str(data.get("backend")))
     kwargs = {k: v for k, v in data.items() if k != "backend"}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(kwargs) - names)

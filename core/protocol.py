@@ -88,6 +88,9 @@ class Backend(Protocol):
     """One executor backend. Instances are shared per (backend, target) within a process."""
 
     name: ClassVar[str]
+    #: The data-only profile type of this backend (config.toml tables and stored
+    #: ``executor.json`` files of its jobs are rebuilt as this type).
+    profile_class: ClassVar[type[ExecutorProfile]]
 
     async def dryrun(self, job: JobSpec) -> DryRun:
         """Render what would be submitted, without side effects."""

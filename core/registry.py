@@ -15,12 +15,10 @@ if TYPE_CHECKING:
     from core.executors import ExecutorProfile
     from core.protocol import Backend
 
+#: Only backends that exist; others come from installed packages (entry points).
 BUILTIN_BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
-    "docker": "backends.docker:DockerBackend",
     "slurm": "backends.slurm:SlurmBackend",
-    "kubernetes": "backends.kubernetes:KubernetesBackend",
-    "ray": "backends.ray:RayBackend",
 }
 ENTRY_POINT_GROUP = "nemorun_tui.backends"
 
@@ -75,7 +73,7 @@ def get_backend(profile: ExecutorProfile) -> Backend:
     backend = _instances.get(key)
     if backend is None:
         cls = backend_class(profile.backend)
-        backend = cls.from_profile(profile)  # type: ignore[attr-defined]
+        backend = cls.from_profile(profile)
         _instances[key] = backend
     return backend
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.executors import ExecutorProfile, LocalExecutor, profile_types
+from core.executors import ExecutorProfile, LocalExecutor, UnknownProfileError, profile_class
 from core.paths import (
     CONFIG_ENV as CONFIG_ENV,
 )
@@ -124,21 +124,10 @@ def build_profile(name: str, raw: Mapping[str, Any]) -> ExecutorProfile:
     """A typed profile from a config.toml table; unknown fields are reported with hints."""
     data = dict(raw)
     backend = str(data.pop("backend", "local"))
-    types = profile_types()
-    if backend not in types:
-        # Profiles of lazily registered backends (slurm, …) register on import of their module.
-        from core import registry
-
-        try:
-            registry.backend_class(backend)
-        except registry.UnknownBackendError as exc:
-            raise SettingsError(f"executor profile `{name}`: {exc}") from None
-        types = profile_types()
-        if backend not in types:
-            raise SettingsError(
-                f"executor profile `{name}`: backend `{backend}` has no profile type"
-            )
-    cls = types[backend]
+    try:
+        cls = profile_class(backend)
+    except UnknownProfileError as exc:
+        raise SettingsError(f"executor profile `{name}`: {exc}") from None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     secrets = data.pop("secret_env", None) or []
     if isinstance(secrets, list):

@@ -68,6 +68,7 @@ class LocalBackend:
     """Runs jobs on this machine. One instance per process is shared by every local job."""
 
     name: ClassVar[str] = "local"
+    profile_class: ClassVar[type[ExecutorProfile]] = LocalExecutor
 
     def __init__(self, profile: LocalExecutor | None = None) -> None:
         self.profile = profile if profile is not None else LocalExecutor()

@@ -108,6 +108,7 @@ class SlurmBackend:
     """One Slurm cluster (one target): shared by every profile that reaches it the same way."""
 
     name: ClassVar[str] = "slurm"
+    profile_class: ClassVar[type[ExecutorProfile]] = SlurmExecutor
 
     def __init__(
         self,
