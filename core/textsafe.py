@@ -25,10 +25,10 @@ Three tools, one policy:
   redrew itself); the CLI keeps them (``keep_cr=True``) when streaming to a terminal, since
   a carriage return only moves the cursor to the start of the current line.
 
-Bidi controls (U+202A–U+202E, U+2066–U+2069) are removed too: they can make a terminal
-that does bidi show text in another order than it was written. Raw bytes 0x80–0x9F that
+Bidi controls (U+202A-U+202E, U+2066-U+2069) are removed too: they can make a terminal
+that does bidi show text in another order than it was written. Raw bytes 0x80-0x9F that
 are not part of a UTF-8 character are 8-bit C1 controls to some terminals (0x9B is CSI):
-:func:`sanitize_bytes` treats them exactly like U+0080–U+009F; other invalid bytes become
+:func:`sanitize_bytes` treats them exactly like U+0080-U+009F; other invalid bytes become
 U+FFFD.
 
 Stdlib only, one regex pass, with a fast path for text that has nothing to remove (the
@@ -54,7 +54,7 @@ def _pattern(*, keep_sgr: bool, keep_cr: bool, unicode: bool) -> str:
     parts = [
         rf"\x1b{not_sgr}\[[0-?]*[ -/]*[@-~]?",  # CSI but SGR when kept
         rf"\x1b[\]PX^_]{_BODY}{_STRING_END}",  # OSC, DCS, SOS, PM, APC
-        rf"\x1b(?![\[\]PX^_])[ -/]*[0-~]?",  # nF (ESC ( 0, ESC # 8, ESC % @), ESC c, lone ESC
+        r"\x1b(?![\[\]PX^_])[ -/]*[0-~]?",  # nF (ESC ( 0, ESC # 8, ESC % @), ESC c, lone ESC
     ]
     if unicode:
         parts += [
@@ -97,15 +97,21 @@ def sanitize_terminal(text: str, *, keep_sgr: bool = True, keep_cr: bool = False
 def sanitize_bytes(data: bytes, *, keep_sgr: bool = True, keep_cr: bool = False) -> bytes:
     """:func:`sanitize_terminal` for undecoded output; returns UTF-8.
 
-    A raw 0x9B is CSI to an 8-bit terminal, so bytes 0x80–0x9F outside a UTF-8 character
+    A raw 0x9B is CSI to an 8-bit terminal, so bytes 0x80-0x9F outside a UTF-8 character
     count as C1 controls; other invalid bytes become U+FFFD.
     """
     if data.isascii():
         if _SUSPECT_ASCII.search(data) is None:
             return data
         return _PATTERNS[keep_sgr, keep_cr][1].sub(b"", data)
-    text = data.decode("utf-8", "surrogateescape")
-    return sanitize_terminal(_undecodable_as_text(text), keep_sgr=keep_sgr, keep_cr=keep_cr).encode()
+    return sanitize_terminal(decode_output(data), keep_sgr=keep_sgr, keep_cr=keep_cr).encode()
+
+
+def decode_output(data: bytes) -> str:
+    """Job output as text: UTF-8, where a stray byte 0x80-0x9F becomes the C1 control it
+    is to an 8-bit terminal (so the sanitizer removes it, with its sequence) and any other
+    invalid byte becomes U+FFFD. Nothing is sanitized yet."""
+    return _undecodable_as_text(data.decode("utf-8", "surrogateescape"))
 
 
 def _undecodable_as_text(text: str) -> str:
@@ -189,6 +195,7 @@ def escape_cell(text: str) -> str:
 __all__ = [
     "MAX_HELD",
     "TerminalFilter",
+    "decode_output",
     "escape_cell",
     "sanitize_bytes",
     "sanitize_terminal",
