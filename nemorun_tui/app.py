@@ -499,8 +499,13 @@ class NemorunApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """A toast; never markup (backend messages like ``[Errno 2]`` must show as written)."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+        """A toast; never markup (backend messages like ``[Errno 2]`` must show as written),
+        never terminal controls (messages quote titles, reasons and job names)."""
+        from nemorun_tui.widgets.format import block, cell
+
+        super().notify(
+            block(message), title=cell(title), severity=severity, timeout=timeout, markup=False
+        )
 
     def report_error(self, text: str, *, key: str | None = None, every: float = 30.0) -> None:
         """A notification for a backend/store problem; the same one at most every ``every`` s."""

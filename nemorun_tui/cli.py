@@ -105,6 +105,16 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
+    _raw_arg(p)
+
+
+def _raw_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="job output byte for byte even on a terminal (default there: colours only, "
+        "every other escape sequence removed; piped output is always raw)",
+    )
 
 
 def _cancel_args(p: argparse.ArgumentParser) -> None:
@@ -162,6 +172,7 @@ def _common_launch(p: argparse.ArgumentParser, *, name: bool = True) -> None:
         p.add_argument("--name", help="experiment title (default: the recipe's name)")
     p.add_argument("--detach", action="store_true", help="return once submitted")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines, no job output")
+    _raw_arg(p)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,7 +196,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         code = _user_error_code(exc)
         if code is None:
             raise
-        print(f"nemorun-tui: error: {exc}", file=sys.stderr)
+        print(f"nemorun-tui: error: {_for_terminal(str(exc), sys.stderr)}", file=sys.stderr)
         return code
 
 
@@ -311,11 +322,14 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
 
     if getattr(args, "dryrun", False):
         for result in asyncio.run(engine.dryrun(plan)):
-            print(f"# backend: {result.backend}\n# {result.summary}")
-            for name, text in result.artifacts.items():
-                print(f"## {name}\n{text.rstrip()}")
+            out = f"# backend: {result.backend}\n# {result.summary}\n" + "".join(
+                f"## {name}\n{text.rstrip()}\n" for name, text in result.artifacts.items()
+            )
+            sys.stdout.write(_for_terminal(out, sys.stdout))
         return EXIT_OK
-    return asyncio.run(_launch_and_wait(engine, plan, detach=args.detach, quiet=args.quiet))
+    return asyncio.run(
+        _launch_and_wait(engine, plan, detach=args.detach, quiet=args.quiet, raw=args.raw)
+    )
 
 
 class _LaunchPrinter:
@@ -354,7 +368,9 @@ class _LaunchPrinter:
             _progress(f"{event.job}: {event.state.value}{where}{reason}")
 
 
-async def _launch_and_wait(engine: Engine, plan: Plan, *, detach: bool, quiet: bool) -> int:
+async def _launch_and_wait(
+    engine: Engine, plan: Plan, *, detach: bool, quiet: bool, raw: bool = False
+) -> int:
     import asyncio
 
     try:
@@ -364,7 +380,7 @@ async def _launch_and_wait(engine: Engine, plan: Plan, *, detach: bool, quiet: b
                 _progress(f"detached; follow with: nemorun-tui logs {record.id} -f")
             print(record.id)  # scriptable: the id is the only thing on stdout
             return EXIT_OK if all(j.handle for j in record.jobs) else EXIT_FAILED
-        record = await _wait_streaming(engine, record.id, quiet=quiet)
+        record = await _wait_streaming(engine, record.id, quiet=quiet, raw=raw)
     except asyncio.CancelledError:
         raise
     finally:
@@ -374,7 +390,9 @@ async def _launch_and_wait(engine: Engine, plan: Plan, *, detach: bool, quiet: b
     return _report_outcome(record, quiet)
 
 
-async def _wait_streaming(engine: Engine, exp_id: str, *, quiet: bool) -> ExperimentRecord:
+async def _wait_streaming(
+    engine: Engine, exp_id: str, *, quiet: bool, raw: bool = False
+) -> ExperimentRecord:
     """Wait for the end, printing transitions; a single job's output streams to stdout.
 
     Ctrl-C cancels the live jobs (and waits for that), instead of leaving them orphaned or
@@ -412,7 +430,7 @@ async def _wait_streaming(engine: Engine, exp_id: str, *, quiet: bool) -> Experi
     record = engine.store.load(exp_id)
     follower = None
     if not quiet and len(record.jobs) == 1 and record.jobs[0].handle is not None:
-        follower = asyncio.create_task(_copy_logs(engine, exp_id, record.jobs[0].name))
+        follower = asyncio.create_task(_copy_logs(engine, exp_id, record.jobs[0].name, raw=raw))
     try:
         record = await engine.wait(exp_id, on_change)
         if follower is not None:
@@ -430,11 +448,35 @@ async def _wait_streaming(engine: Engine, exp_id: str, *, quiet: bool) -> Experi
     return record
 
 
-async def _copy_logs(engine: Engine, exp_id: str, job: str) -> None:
-    out = sys.stdout.buffer
-    async for chunk in engine.logs(exp_id, job, follow=True):
-        out.write(chunk)
-        out.flush()
+async def _copy_logs(engine: Engine, exp_id: str, job: str, *, raw: bool = False) -> None:
+    out = _JobOutput(raw)
+    try:
+        async for chunk in engine.logs(exp_id, job, follow=True):
+            out.write(chunk)
+    finally:
+        out.close()
+
+
+class _JobOutput:
+    """Job output to stdout: on a terminal, text (SGR colours and ``\\r`` kept, every other
+    escape sequence and control removed, see core.textsafe); piped or ``--raw``, the bytes."""
+
+    def __init__(self, raw: bool) -> None:
+        self.out = sys.stdout.buffer
+        self.filter = None
+        if not raw and sys.stdout.isatty():
+            from core.textsafe import TerminalFilter
+
+            self.filter = TerminalFilter(keep_cr=True)
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(self.filter.feed(chunk) if self.filter is not None else chunk)
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.filter is not None:
+            self.out.write(self.filter.flush())
+            self.out.flush()
 
 
 def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
@@ -479,7 +521,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 #: Bump when _render_json or _render_table change what they print (the index keeps renderings).
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 
 
 def _render_json(rows: list[Any]) -> str:
@@ -489,12 +531,15 @@ def _render_json(rows: list[Any]) -> str:
 def _render_table(rows: list[Any]) -> str:
     if not rows:
         return ""
+    from core.textsafe import escape_cell as cell  # one row per experiment, controls shown
+
     lines = [f"{'ID':<44} {'STATE':<10} {'JOBS':>4} {'EXECUTOR':<12} {'CREATED':<19} TITLE"]
     for r in rows:
         state = "DAMAGED" if r.damaged else r.state
         lines.append(
-            f"{r.id:<44} {state:<10} {r.n_jobs:>4} {','.join(r.executors) or '-':<12} "
-            f"{_when(r.created_at):<19} {r.title}" + (f"  ! {r.damaged}" if r.damaged else "")
+            f"{cell(r.id):<44} {state:<10} {r.n_jobs:>4} {cell(','.join(r.executors)) or '-':<12} "
+            f"{_when(r.created_at):<19} {cell(r.title)}"
+            + (f"  ! {cell(r.damaged)}" if r.damaged else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -515,9 +560,11 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data["events"] = store.events(exp_id)
         _print_json(data)
     else:
-        print(f"{record.id}  {record.title}  {record.state.value}")
+        from core.textsafe import escape_cell as cell  # a title or reason never splits a line
+
+        print(f"{cell(record.id)}  {cell(record.title)}  {record.state.value}")
         if record.parent:
-            print(f"  parent: {record.parent}")
+            print(f"  parent: {cell(record.parent)}")
         for j in record.jobs:
             dur = j.duration
             extra = [f"exit {j.exit_code}"] if j.exit_code is not None else []
@@ -526,8 +573,8 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
             if j.observed_at:
                 extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
             print(
-                f"  {j.name:<20} {j.state.value:<10} {j.backend:<8} "
-                f"{(f'{dur:.1f}s' if dur is not None else '-'):>8}  {'; '.join(extra)}"
+                f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
+                f"{(f'{dur:.1f}s' if dur is not None else '-'):>8}  {cell('; '.join(extra))}"
             )
     from core.states import JobState
 
@@ -555,12 +602,12 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
     async def copy() -> None:
         from core import registry
 
-        out = sys.stdout.buffer
+        out = _JobOutput(args.raw)
         try:
             async for chunk in engine.logs(exp_id, args.job, follow=args.follow, stream=stream):
                 out.write(chunk)
-                out.flush()
         finally:
+            out.close()
             await registry.close_all()
 
     asyncio.run(copy())
@@ -596,8 +643,10 @@ def _cmd_recipes(args: argparse.Namespace, engine: Engine) -> int:
     if args.json:
         _print_json([{"name": r.name, "help": r.help or "", "module": r.module} for r in items])
     else:
+        from core.textsafe import escape_cell as cell
+
         for r in items:
-            print(f"{r.name:<20} {r.help or ''}")
+            print(f"{cell(r.name):<20} {cell(r.help or '')}")
     return EXIT_OK
 
 
@@ -620,7 +669,20 @@ def _upload_meter() -> Any:
 
 
 def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    """One line on stderr; it quotes titles, job names and reasons, so controls are shown
+    (``\\x1b``, ``\\n``), never sent."""
+    from core.textsafe import escape_cell
+
+    print(f"[{time.strftime('%H:%M:%S')}] {escape_cell(message)}", file=sys.stderr, flush=True)
+
+
+def _for_terminal(text: str, stream: Any) -> str:
+    """Text for ``stream``: without escape sequences and controls when it is a terminal."""
+    if not stream.isatty():
+        return text
+    from core.textsafe import sanitize_terminal
+
+    return sanitize_terminal(text, keep_sgr=False)
 
 
 def _print_json(data: Any) -> None:

@@ -12,8 +12,9 @@ from functools import partial
 from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
 
-from nemorun_tui.widgets.format import state_label, when
+from nemorun_tui.widgets.format import cell, state_label, when
 
 MAX_HITS = 30
 
@@ -29,9 +30,11 @@ class RunsProvider(Provider):
         """The ten most recent runs."""
         for summary in self._summaries()[:10]:
             yield DiscoveryHit(
-                f"Open run {summary.id}",
+                _text(f"Open run {summary.id}"),
                 partial(self._open, summary.id),
-                help=f"{state_label(summary.state)} · {summary.title} · {when(summary.created_at)}",
+                help=_text(
+                    f"{state_label(summary.state)} · {summary.title} · {when(summary.created_at)}"
+                ),
             )
 
     async def search(self, query: str) -> Hits:
@@ -50,9 +53,9 @@ class RunsProvider(Provider):
                 continue
             yield Hit(
                 score,
-                matcher.highlight(f"Open run {summary.id}  ({summary.title})"),
+                matcher.highlight(_text(f"Open run {summary.id}  ({summary.title})")),
                 partial(self._open, summary.id),
-                help=f"{state_label(summary.state)} · {when(summary.created_at)}",
+                help=_text(f"{state_label(summary.state)} · {when(summary.created_at)}"),
             )
             hits += 1
             if hits >= MAX_HITS:
@@ -61,3 +64,12 @@ class RunsProvider(Provider):
     def _open(self, exp_id: str) -> None:
         app: Any = self.app
         app.open_run(exp_id)
+
+
+def _text(value: str) -> str:
+    """The palette reads prompts and help as markup: a title must stay text, controls shown.
+
+    (A highlight can land a few cells off in a title holding ``[tag]``-like text; the
+    palette gives no plain-text highlight.)
+    """
+    return escape(cell(value))

@@ -22,6 +22,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.textsafe import decode_output
 from nemorun_tui.logview.index import BLOCK, FileShrunk, LineIndex
 
 #: First synchronous step from the end: enough bytes for a few screens of a typical log.
@@ -32,8 +33,12 @@ _SEARCH_CHUNK = 4 * 1024 * 1024
 
 
 def clean_line(raw: bytes) -> str:
-    """Decode a log line for display: keep what a terminal would show after ``\\r``."""
-    text = raw.decode("utf-8", "replace")
+    """Decode a log line for display: keep what a terminal would show after ``\\r``.
+
+    Not sanitized yet (the view does that per visible line); a stray byte 0x9B comes out
+    as the C1 control it would be to a terminal, so the view removes it with its sequence.
+    """
+    text = decode_output(raw)
     if "\r" in text:
         text = text.rstrip("\r")
         if "\r" in text:

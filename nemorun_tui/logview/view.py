@@ -19,15 +19,19 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
+from core.textsafe import sanitize_terminal
 from nemorun_tui.logview.reader import LogReader, Window
-
-_CONTROL = {c: "�" for c in [*range(0, 9), *range(11, 27), *range(28, 32), 127]}
 
 
 def to_text(line: str, tab_size: int = 8) -> Text:
-    """A log line as Rich text: ANSI colours kept, other control characters neutralised."""
-    line = line.translate(_CONTROL)
-    # from_ansi keeps SGR colours and drops every other escape sequence.
+    """A log line as Rich text: SGR colours kept, every other control and sequence removed.
+
+    Done here, per visible line at render time, so the index keeps working on the file's
+    own bytes and offsets. Rich's ``from_ansi`` alone lets ``ESC c``, ``ESC #8``, charset
+    shifts and C1 controls through, so :func:`sanitize_terminal` goes first.
+    """
+    line = sanitize_terminal(line)
+    # Only SGR is left: from_ansi turns it into styles (never raw bytes on the screen).
     text = Text.from_ansi(line, end="") if "\x1b" in line else Text(line, end="")
     if "\t" in line:
         text.expand_tabs(tab_size)
@@ -289,7 +293,8 @@ class LogView(Widget, can_focus=True):
     def visible_text(self) -> str:
         """The rows on screen as plain text (what ``y`` copies)."""
         rows = self._visible_rows()
-        return "\n".join(text for _, text in rows)
+        # What is seen, not the raw bytes: a pasted copy must not carry escape sequences.
+        return "\n".join(sanitize_terminal(text, keep_sgr=False) for _, text in rows)
 
     def action_copy(self) -> None:
         """Copy the visible lines to the clipboard (OSC 52, works over SSH)."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from nemorun_tui.widgets.format import block
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -47,7 +50,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, id="question")
+            # The question quotes titles and packaging warnings: text, never markup.
+            yield Static(Text(block(self.question)), id="question")
             with Horizontal():
                 yield Button(f"{self.no_label} (n)", id="no", variant="default")
                 yield Button(f"{self.yes_label} (y)", id="yes", variant="error")

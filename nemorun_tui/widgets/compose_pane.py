@@ -28,6 +28,7 @@ from textual.widgets import Input, Label, OptionList, Select, Static, Tree
 from textual.widgets.option_list import Option
 
 from nemorun_tui.widgets.config_outline import config_outline, node_label
+from nemorun_tui.widgets.format import block, cell
 
 if TYPE_CHECKING:
     from core.engine import Plan
@@ -250,14 +251,14 @@ class ComposePane(Vertical):
         except Exception as exc:
             self.workspace_error = str(exc) or type(exc).__name__
             self.query_one("#compose-heading", Static).update(
-                Text(f"workspace {ref}: {self.workspace_error}", style="bold red")
+                Text(block(f"workspace {ref}: {self.workspace_error}"), style="bold red")
             )
             return
         options = []
         for name, recipe in sorted(self.workspace.recipes.items()):
-            label = Text(name, style="bold")
+            label = Text(cell(name), style="bold")
             if recipe.help:
-                label.append(f"\n{recipe.help}", style="dim")
+                label.append(f"\n{cell(recipe.help)}", style="dim")
             options.append(Option(label, id=name))
         recipes = self.query_one("#recipes", OptionList)
         recipes.clear_options()
@@ -387,7 +388,7 @@ class ComposePane(Vertical):
 
     def _show_error(self, message: str) -> None:
         box = self.query_one("#field-error", Static)
-        box.update(Text(f"✘ {message}"))
+        box.update(Text(block(f"✘ {message}")))
         box.add_class("-shown")
         self.query_one(FieldEditor).add_class("-invalid")
 
@@ -433,7 +434,7 @@ class ComposePane(Vertical):
             else:
                 self._show_error(message)
                 self.query_one("#compose-heading", Static).update(
-                    Text(f"cannot build the plan: {message}", style="bold red")
+                    Text(block(f"cannot build the plan: {message}"), style="bold red")
                 )
             return
         self._hide_error()
@@ -449,24 +450,24 @@ class ComposePane(Vertical):
         heading = Text()
         if self.source.parent:
             heading.append("Edit and relaunch ", style="bold")
-            heading.append(self.source.parent, style="bold")
+            heading.append(cell(self.source.parent), style="bold")
             heading.append("  (the new run records it as its parent)", style="dim")
         else:
-            heading.append(f"{plan.recipe}", style="bold")
+            heading.append(cell(plan.recipe), style="bold")
             if built.help:
-                heading.append(f" — {built.help}", style="dim")
+                heading.append(f" — {cell(built.help)}", style="dim")
         profiles = sorted({j.executor.profile_name or j.executor.backend for j in plan.jobs})
-        heading.append(f"\ntitle: {plan.title} · executor: {', '.join(profiles)}")
+        heading.append(f"\ntitle: {cell(plan.title)} · executor: {cell(', '.join(profiles))}")
         heading.append(" · enter: edit field · o: override · ctrl+l: launch", style="dim")
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
-        line = Text("overrides: " + (" ".join(overrides) if overrides else "(none)"))
+        line = Text(cell("overrides: " + (" ".join(overrides) if overrides else "(none)")))
         # A relaunch plan's overrides are the parent's followed by this edit's.
         inherited = plan.overrides[: len(plan.overrides) - len(overrides)]
         if self.source.parent and inherited:
             # The parent's own overrides are already in its recorded config; the new run
             # records both, so show both rather than let the parent's look dropped.
-            line.append(f"  (on top of the parent's: {' '.join(inherited)})", style="dim")
+            line.append(cell(f"  (on top of the parent's: {' '.join(inherited)})"), style="dim")
         self.query_one("#overrides", Static).update(line)
         self._fill_tree(built)
 
@@ -482,7 +483,7 @@ class ComposePane(Vertical):
             explicit = built.explicit[job.name]
             root = tree.root
             if multi:
-                root = tree.root.add(Text(f"job {job.name}", style="bold"), expand=True)
+                root = tree.root.add(Text(cell(f"job {job.name}"), style="bold"), expand=True)
             nodes: dict[str, Any] = {"": root}
             for item in config_outline(flat):
                 if item.value is None:
@@ -512,7 +513,7 @@ class ComposePane(Vertical):
         try:
             results = await app.bridge.call(app.engine.dryrun(plan))
         except Exception as exc:
-            box.update(Text(f"dry run failed: {exc}", style="red"))
+            box.update(Text(block(f"dry run failed: {exc}"), style="red"))
             return
         parts = []
         for job, result in zip(plan.jobs, results, strict=False):
@@ -524,7 +525,7 @@ class ComposePane(Vertical):
         text = "\n\n".join(parts)
         if text != self._dryrun_text:
             self._dryrun_text = text
-            box.update(Text(text))
+            box.update(Text(block(text)))
 
     # -- launching ----------------------------------------------------------------------------
     def action_launch(self) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from core.textsafe import escape_cell
+
 FN = "__fn__"
 
 
@@ -55,10 +57,10 @@ def node_label(node: OutlineNode, value_style: str = "") -> Text:
     """How both trees show a node: ``name: Callable`` for a group, ``name = value`` for a leaf
     (the value in ``value_style``: set, default or edited)."""
     if node.value is None:
-        label = Text(node.name, style="bold")
+        label = Text(escape_cell(node.name), style="bold")
         if node.fn:
-            label.append(f": {node.fn}", style="italic")
+            label.append(f": {escape_cell(node.fn)}", style="italic")
         return label
-    label = Text(f"{node.name} = ")
-    label.append(node.value, style=value_style)
+    label = Text(f"{escape_cell(node.name)} = ")
+    label.append(escape_cell(node.value), style=value_style)
     return label

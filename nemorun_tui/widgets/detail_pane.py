@@ -23,7 +23,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
-from nemorun_tui.widgets.format import plain_row, state_label, when, when_seconds
+from nemorun_tui.widgets.format import cell, plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
 
 
@@ -76,7 +76,7 @@ def _code_diff(
 
 def config_tree(flat: dict[str, str], explicit: set[str]) -> Tree:
     """The config as a Rich tree: set values bold, signature defaults dim (as in Compose)."""
-    tree = Tree(Text(root_fn(flat) or "config", style="bold"), guide_style="dim")
+    tree = Tree(Text(cell(root_fn(flat) or "config"), style="bold"), guide_style="dim")
     nodes: dict[str, Tree] = {"": tree}
     for item in config_outline(flat):
         if item.value is None:
@@ -224,14 +224,14 @@ class DetailPane(VerticalScroll, can_focus=True):
         self.exp_id = exp_id
         if self.data is None or self.data.record.id != exp_id:
             self._set_visible(False)
-            self.query_one("#detail-empty", Static).update(Text(f"loading {exp_id}…"))
+            self.query_one("#detail-empty", Static).update(Text(cell(f"loading {exp_id}…")))
 
     def show_error(self, exp_id: str, message: str) -> None:
         """The experiment could not be read."""
         self.exp_id = exp_id
         self.data = None
         self._set_visible(False)
-        self.query_one("#detail-empty", Static).update(Text(f"{exp_id}: {message}"))
+        self.query_one("#detail-empty", Static).update(Text(cell(f"{exp_id}: {message}")))
 
     def show(self, data: DetailData) -> None:
         """Render an experiment."""
@@ -277,7 +277,7 @@ class DetailPane(VerticalScroll, can_focus=True):
     def _header(self, data: DetailData) -> RenderableType:
         r = data.record
         table = self._kv_table()
-        plain_row(table, "title", Text(r.title, style="bold"))
+        plain_row(table, "title", Text(cell(r.title), style="bold"))
         plain_row(table, "id", r.id)
         plain_row(table, "state", state_label(r.state.value))
         plain_row(table, "created", when(r.created_at))
@@ -296,38 +296,39 @@ class DetailPane(VerticalScroll, can_focus=True):
     def _diff(self, data: DetailData) -> RenderableType:
         r = data.record
         if data.parent_error:
-            return Text(data.parent_error, style="italic")
-        parts: list[RenderableType] = [Text(f"vs parent {r.parent}", style="dim")]
+            return Text(cell(data.parent_error), style="italic")
+        parts: list[RenderableType] = [Text(cell(f"vs parent {r.parent}"), style="dim")]
         new_overrides = [o for o in r.overrides if o not in data.parent_overrides]
         if new_overrides:
-            parts.append(Text("overrides added: " + " ".join(new_overrides)))
+            parts.append(Text(cell("overrides added: " + " ".join(new_overrides))))
         for job in data.jobs:
             if len(data.jobs) > 1:
-                parts.append(Text(job.name, style="bold"))
+                parts.append(Text(cell(job.name), style="bold"))
             if job.diff_error:
-                parts.append(Text(f"  {job.diff_error}", style="italic"))
+                parts.append(Text(cell(f"  {job.diff_error}"), style="italic"))
             elif job.diff is not None and not job.diff:
                 parts.append(Text("  no config changes", style="dim"))
             elif job.diff:
                 for change in job.diff:
                     line = Text("  ")
-                    line.append(change.path, style="bold")
+                    line.append(cell(change.path), style="bold")
                     line.append(": ")
-                    line.append("(unset)" if change.old is None else change.old, style="red")
+                    line.append("(unset)" if change.old is None else cell(change.old), style="red")
                     line.append(" → ")
-                    line.append("(unset)" if change.new is None else change.new, style="green")
+                    new = "(unset)" if change.new is None else cell(change.new)
+                    line.append(new, style="green")
                     parts.append(line)
             for code_line in job.code_diff:
-                parts.append(Text(f"  {code_line}", style="yellow"))
+                parts.append(Text(cell(f"  {code_line}"), style="yellow"))
         return Group(*parts)
 
     def _config(self, data: DetailData) -> RenderableType:
         parts: list[RenderableType] = []
         for job in data.jobs:
             if len(data.jobs) > 1:
-                parts.append(Text(job.name, style="bold"))
+                parts.append(Text(cell(job.name), style="bold"))
             if job.config_error:
-                parts.append(Text(f"config unavailable: {job.config_error}", style="italic"))
+                parts.append(Text(cell(f"config unavailable: {job.config_error}"), style="italic"))
             elif job.config is not None:
                 parts.append(config_tree(job.config, job.explicit))
         return Group(*parts)
@@ -336,12 +337,12 @@ class DetailPane(VerticalScroll, can_focus=True):
         parts: list[RenderableType] = []
         for job, rec in zip(data.jobs, data.record.jobs, strict=False):
             table = self._kv_table()
-            plain_row(table, "job", Text(job.name, style="bold"))
+            plain_row(table, "job", Text(cell(job.name), style="bold"))
             plain_row(table, "handle", str(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
                 plain_row(table, "submitted", when_seconds(rec.submitted_at))
             if job.executor_error:
-                plain_row(table, "executor", Text(job.executor_error, style="italic"))
+                plain_row(table, "executor", Text(cell(job.executor_error), style="italic"))
             for key, value in sorted(job.executor.items()):
                 if value in (None, {}, [], "") and key not in ("backend",):
                     continue

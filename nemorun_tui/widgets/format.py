@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from core.textsafe import escape_cell, sanitize_terminal
+
 STATE_GLYPHS: dict[str, str] = {
     "UNSUBMITTED": "○",
     "SUBMITTED": "◔",
@@ -84,12 +86,28 @@ def human_bytes(n: int) -> str:
     return f"{value:.1f} TB"
 
 
+def cell(value: object) -> str:
+    """A stored or job-given string for one line of the screen: controls shown, not sent.
+
+    Titles, tags, job names, reasons and overrides come from the store; an ``ESC c`` or an
+    OSC 0 in one must show as ``\\x1b…`` and never reach the terminal (see core.textsafe).
+    """
+    return escape_cell(str(value))
+
+
+def block(value: object) -> str:
+    """A multi-line string (dry-run output, an error) with every control and sequence
+    removed; newlines and tabs stay."""
+    return sanitize_terminal(str(value), keep_sgr=False)
+
+
 def plain_row(table: Any, *cells: Any) -> None:
-    """Add a Rich table row whose text cells are never read as markup.
+    """Add a Rich table row whose text cells are never read as markup nor as controls.
 
     Run titles, overrides (``tags=[a,b]``) and backend messages (``[Errno 2]``) contain
-    square brackets; as markup they would vanish or raise.
+    square brackets; as markup they would vanish or raise. String cells are also passed
+    through :func:`cell`; build ``Text`` cells from :func:`cell` values.
     """
     from rich.text import Text
 
-    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
+    table.add_row(*(Text(cell(c)) if isinstance(c, str) else c for c in cells))

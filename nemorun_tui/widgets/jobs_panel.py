@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.store import executor_label
-from nemorun_tui.widgets.format import age, duration, plain_row, state_label, when
+from nemorun_tui.widgets.format import age, cell, duration, plain_row, state_label, when
 
 STATE_STYLES: dict[str, str] = {
     "RUNNING": "bold $primary",
@@ -97,7 +97,7 @@ class JobsPanel(Static):
 
     def _row(self, job: Any, now: float) -> tuple[str, ...]:
         where = executor_label(job.backend, job.profile)
-        handle = job.handle.job_id if job.handle else "-"
+        handle = cell(job.handle.job_id) if job.handle else "-"
         if len(handle) > 28:
             handle = "…" + handle[-27:]
         seen = "-"

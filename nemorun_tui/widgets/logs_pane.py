@@ -22,7 +22,7 @@ from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
 from nemorun_tui.logview.reader import compile_pattern
 from nemorun_tui.logview.view import LogView
 from nemorun_tui.messages import OpenLogs
-from nemorun_tui.widgets.format import human_bytes
+from nemorun_tui.widgets.format import cell, human_bytes
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LogKey:
         """Tab label: job name, experiment id tail, and the stream when it is stderr."""
         short = self.exp_id if len(self.exp_id) <= 28 else "…" + self.exp_id[-27:]
         suffix = " [stderr]" if self.stream == "stderr" else ""
-        return f"{self.job} · {short}{suffix}"
+        return f"{cell(self.job)} · {cell(short)}{suffix}"
 
 
 class SearchBox(Input):

@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from nemorun_tui.widgets.format import LIVE_STATES, duration, state_label, when
+from nemorun_tui.widgets.format import LIVE_STATES, cell, duration, state_label, when
 
 
 @dataclass(frozen=True)
@@ -432,15 +432,16 @@ class RunsTable(ScrollView, can_focus=True):
         else:
             took = duration(live_duration(s, now))
         title = s.title if not s.damaged else f"{s.title}  ({s.damaged})"
+        # Every store string through cell(): a segment's text goes to the terminal as is.
         return {
             "state": state_label(state),
-            "title": title + (f"  [{', '.join(s.tags)}]" if s.tags else ""),
-            "id": s.id,
-            "backend": ",".join(s.executors) or "-",
+            "title": cell(title + (f"  [{', '.join(s.tags)}]" if s.tags else "")),
+            "id": cell(s.id),
+            "backend": cell(",".join(s.executors) or "-"),
             "jobs": str(s.n_jobs),
             "started": when(s.created_at),
             "duration": took,
-            "parent": s.parent or "",
+            "parent": cell(s.parent or ""),
         }
 
     def _state_style(self, state: str) -> Style:
