@@ -27,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # ci_services: where the CI services keep their files
+
+from ci_services import slurm_available, sshd_available, sshd_service  # noqa: E402
 
 from backends.slurm import SlurmBackend  # noqa: E402
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service  # noqa: E402
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel  # noqa: E402
 from core.protocol import Handle, JobSpec  # noqa: E402
 from core.states import JobState  # noqa: E402

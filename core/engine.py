@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import registry
-from core.executors import ExecutorProfile, LocalExecutor, profile_from_dict
+from core.executors import ExecutorProfile, profile_from_dict
 from core.launch_events import (
     LaunchEvent,
     NotLaunched,
@@ -747,6 +747,3 @@ def _json(data: Any) -> str:
 
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
-
-def default_executor() -> ExecutorProfile:
-    return LocalExecutor(profile_name="local")

@@ -632,10 +632,6 @@ class SSHTransport(Transport):
                 with contextlib.suppress(Exception):
                     await handle.close()
 
-    async def home(self) -> str:
-        """The remote login directory (where relative SFTP paths point)."""
-        return str(await self._with_sftp("realpath .", lambda sftp: sftp.realpath(".")))
-
     async def close(self) -> None:
         """Close the connection of the current loop; the transport reconnects if used again."""
         st = self._state
@@ -702,11 +698,6 @@ def transport_for(
         return existing
     _REGISTRY[transport.key] = transport
     return transport
-
-
-def registered_transports() -> list[SSHTransport]:
-    """Every SSH transport created in this process (for stats and shutdown)."""
-    return list(_REGISTRY.values())
 
 
 async def close_all() -> None:

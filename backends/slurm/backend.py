@@ -610,9 +610,6 @@ class SlurmBackend:
             )
         return job_dir, key
 
-    def log_path(self, job_dir: str, key: str, stream: LogStream = "stdout") -> str:
-        return job_key_file(job_dir, key, stream)
-
     def logs(
         self,
         handle: Handle,

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
-
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLI = [sys.executable, "-m", "nemorun_tui.cli"]

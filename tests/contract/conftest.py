@@ -159,8 +159,9 @@ def _slurm_target(over_ssh: bool) -> ContractFactory:
 
     @contextlib.asynccontextmanager
     async def factory(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+        from ci_services import slurm_available, sshd_available, sshd_service
+
         from backends.slurm import SlurmBackend
-        from backends.slurm.ci import slurm_available, sshd_available, sshd_service
         from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
 
         require_service(*slurm_available())

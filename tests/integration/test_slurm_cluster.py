@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
 
 from backends.slurm import SlurmBackend
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
 from core.protocol import Handle, JobSpec
 from core.states import JobState, StatusReport

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
 
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 from core.config import Script
 from core.engine import Engine, Plan
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
-
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 
 pytestmark = [pytest.mark.slurm, pytest.mark.sshd, pytest.mark.slow]
 

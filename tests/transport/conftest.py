@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_services import SSHDService, sshd_available, sshd_service
 from services import require_service
-
-from backends.slurm.ci import SSHDService, sshd_available, sshd_service
 
 
 @pytest.fixture

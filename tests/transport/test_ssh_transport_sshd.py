@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from ci_services import SSHDService
 
-from backends.slurm.ci import SSHDService
 from core.ssh_transport import SSHTransport, transport_for
 from core.transport import TransportError
 

@@ -1,4 +1,5 @@
-"""Where the CI services started by ``.ci/services/{slurm,sshd}.sh`` leave their files.
+"""Test and bench support: where the CI services (``.ci/services/{slurm,sshd}.sh``) keep
+their files.
 
 Tests, the contract suite and ``bench/bench_slurm.py`` find the real cluster and sshd here.
 Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
