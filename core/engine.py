@@ -746,4 +746,3 @@ def _json(data: Any) -> str:
     import json
 
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
-

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from core import registry
 from core.executors import ExecutorProfile, profile_from_dict
 from core.protocol import Backend, Handle
-from core.states import JobState, StatusReport
+from core.states import TERMINAL_STATES, StatusReport
 from core.store import DamagedManifestError, ExperimentNotFound, StateChange, Store
 
 EXECUTOR_FILE = "executor.json"
@@ -78,7 +78,7 @@ class Monitor:
 
     def live_experiments(self) -> list[str]:
         """Ids whose aggregate state is not terminal (from the index)."""
-        terminal = {s.value for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)}
+        terminal = {state.value for state in TERMINAL_STATES}
         return [s.id for s in self.store.list() if s.state not in terminal and not s.damaged]
 
     async def tick(self, exp_ids: Sequence[str] | None = None) -> list[StateChange]:

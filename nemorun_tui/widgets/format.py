@@ -9,29 +9,51 @@ redraw every second, which is bytes on a slow SSH link for no news.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from core.states import TERMINAL_STATES as CORE_TERMINAL_STATES
 from core.textsafe import escape_cell, sanitize_terminal
 
-STATE_GLYPHS: dict[str, str] = {
-    "UNSUBMITTED": "○",
-    "SUBMITTED": "◔",
-    "PENDING": "◑",
-    "RUNNING": "▶",
-    "SUCCEEDED": "✔",
-    "FAILED": "✘",
-    "CANCELLED": "■",
-    "UNKNOWN": "?",
-    "DAMAGED": "!",
-}
 
-LIVE_STATES = frozenset({"UNSUBMITTED", "SUBMITTED", "PENDING", "RUNNING", "UNKNOWN"})
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+@dataclass(frozen=True)
+class StateLook:
+    """How one state is shown everywhere: glyph, Rich style (theme variables), the Runs
+    table's component class, and whether it is live (still to be watched)."""
+
+    glyph: str
+    style: str
+    css: str
+    live: bool
+
+
+#: The one table of state presentation (Runs, the jobs panel, Detail, toasts).
+STATES: dict[str, StateLook] = {
+    "UNSUBMITTED": StateLook("○", "$warning", "pending", live=True),
+    "SUBMITTED": StateLook("◔", "$warning", "pending", live=True),
+    "PENDING": StateLook("◑", "$warning", "pending", live=True),
+    "RUNNING": StateLook("▶", "bold $primary", "running", live=True),
+    "SUCCEEDED": StateLook("✔", "$success", "succeeded", live=False),
+    "FAILED": StateLook("✘", "bold $error", "failed", live=False),
+    "CANCELLED": StateLook("■", "dim", "cancelled", live=False),
+    "UNKNOWN": StateLook("?", "italic $warning", "unknown", live=True),
+    "DAMAGED": StateLook("!", "bold $error", "damaged", live=False),
+}
+_UNLISTED = STATES["UNKNOWN"]
+
+LIVE_STATES = frozenset(name for name, look in STATES.items() if look.live)
+#: States a job reaches for good (core's definition; DAMAGED is a store condition).
+TERMINAL_STATES = frozenset(state.value for state in CORE_TERMINAL_STATES)
+
+
+def look(state: str) -> StateLook:
+    """The presentation of ``state`` (an unlisted one looks UNKNOWN)."""
+    return STATES.get(state, _UNLISTED)
 
 
 def state_label(state: str) -> str:
     """``✔ SUCCEEDED``: the glyph keeps states apart for colour-blind users and in mono."""
-    return f"{STATE_GLYPHS.get(state, '?')} {state}"
+    return f"{look(state).glyph} {state}"
 
 
 def when(ts: float | None) -> str:

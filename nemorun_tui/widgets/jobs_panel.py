@@ -15,18 +15,15 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.store import executor_label
-from nemorun_tui.widgets.format import age, cell, duration, plain_row, state_label, when
-
-STATE_STYLES: dict[str, str] = {
-    "RUNNING": "bold $primary",
-    "PENDING": "$warning",
-    "SUBMITTED": "$warning",
-    "UNSUBMITTED": "$warning",
-    "SUCCEEDED": "$success",
-    "FAILED": "bold $error",
-    "CANCELLED": "dim",
-    "UNKNOWN": "italic $warning",
-}
+from nemorun_tui.widgets.format import (
+    STATES,
+    age,
+    cell,
+    duration,
+    plain_row,
+    state_label,
+    when,
+)
 
 
 def state_text(state: str, app_styles: dict[str, str]) -> Text:
@@ -37,9 +34,9 @@ def state_text(state: str, app_styles: dict[str, str]) -> Text:
 def resolved_state_styles(get_color: Callable[[str], str]) -> dict[str, str]:
     """Rich styles for states from the current theme's variables."""
     out = {}
-    for state, spec in STATE_STYLES.items():
+    for state, shown in STATES.items():
         words = []
-        for word in spec.split():
+        for word in shown.style.split():
             value = get_color(word[1:]) if word.startswith("$") else word
             if value.startswith("#") or not word.startswith("$"):
                 words.append(value)

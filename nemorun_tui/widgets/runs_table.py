@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from nemorun_tui.widgets.format import LIVE_STATES, cell, duration, state_label, when
+from nemorun_tui.widgets.format import LIVE_STATES, cell, duration, look, state_label, when
 
 
 @dataclass(frozen=True)
@@ -445,7 +445,7 @@ class RunsTable(ScrollView, can_focus=True):
         }
 
     def _state_style(self, state: str) -> Style:
-        key = STATE_CLASSES.get(state, "unknown")
+        key = look(state).css
         return self.get_component_rich_style(f"runs-table--state-{key}", partial=True)
 
     def render_line(self, y: int) -> Strip:
@@ -499,17 +499,3 @@ class RunsTable(ScrollView, can_focus=True):
         """Keep the virtual size's width in step so no horizontal scrollbar appears."""
         self.virtual_size = Size(event.size.width, len(self._order) + 1)
         self._scroll_cursor_visible()
-
-
-#: State -> the component class suffix that colours it.
-STATE_CLASSES: dict[str, str] = {
-    "UNSUBMITTED": "pending",
-    "SUBMITTED": "pending",
-    "PENDING": "pending",
-    "RUNNING": "running",
-    "SUCCEEDED": "succeeded",
-    "FAILED": "failed",
-    "CANCELLED": "cancelled",
-    "UNKNOWN": "unknown",
-    "DAMAGED": "damaged",
-}
