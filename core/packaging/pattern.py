@@ -175,7 +175,10 @@ def match_files(root: Path, patterns: list[str]) -> tuple[dict[str, Path], list[
             raise PackagingError(f"include pattern {pattern!r} reaches outside {root}")
         parts = [] if norm == "." else norm.split("/")
         count = 0
-        for rel in sorted(set(walker.glob("", parts))):
+        hits = set(walker.glob("", parts))
+        if parts == ["**"]:
+            hits.discard("")  # like glob.glob: a bare "**" lists the tree, not the root
+        for rel in sorted(hits):
             if _is_git_internal(rel):
                 continue
             try:
