@@ -245,25 +245,98 @@ class _HashingReader(io.RawIOBase):
         return self.digest.hexdigest()
 
 
-def _only_zeros_follow(gz: BinaryIO, tar: tarfile.TarFile) -> bool:
+class _ForwardReader(io.RawIOBase):
+    """The decompressed tar stream, read once, front to back, with a short look-back.
+
+    ``tarfile`` needs ``seek``/``tell``; its seeks go forward, or back by at most a block
+    (to re-read where the end-of-archive marker starts). Serving those from the last
+    :data:`LOOKBACK` bytes means the gzip stream is never rewound, so each compressed byte
+    passes the hashing reader exactly once, whatever the buffer boundaries.
+    """
+
+    LOOKBACK = 1 << 16
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._src = source
+        self._pos = 0  # the reader's position
+        self._end = 0  # how far the source has been read
+        self._tail = b""  # the source's last bytes, ending at ``_end``
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("seek from the end of a tar stream")
+        if offset < self._end - len(self._tail) or offset < 0:
+            raise io.UnsupportedOperation("seek back beyond the look-back window")
+        self._pos = offset
+        return offset
+
+    def _pull(self, size: int) -> bytes:
+        data = self._src.read(size)
+        if data:
+            self._end += len(data)
+            keep = self._tail + data if len(data) < self.LOOKBACK else data
+            self._tail = keep[-self.LOOKBACK :]
+        return data
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        while self._end < self._pos:  # a forward seek: skip what lies in between
+            if not self._pull(min(_CHUNK, self._pos - self._end)):
+                return b""
+        out = bytearray()
+        if self._pos < self._end:  # re-reading within the look-back window
+            start = len(self._tail) - (self._end - self._pos)
+            out += self._tail[start : start + size] if size >= 0 else self._tail[start:]
+        while size < 0 or len(out) < size:
+            data = self._pull(_CHUNK if size < 0 else size - len(out))
+            if not data:
+                break
+            out += data
+        self._pos += len(out)
+        return bytes(out)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _only_zeros_follow(stream: _ForwardReader, tar: tarfile.TarFile) -> bool:
     """True when nothing but zero bytes follows the last member tar read.
 
-    ``tar.offset`` is where the end-of-archive block starts once iteration stopped.
+    ``tar.offset`` is where tar stopped: at the end-of-archive block, or at a header it
+    could not parse (``tarfile`` then stops quietly where GNU tar would skip ahead).
     """
-    gz.seek(tar.offset)
-    while chunk := gz.read(_CHUNK):
+    stream.seek(tar.offset)
+    while chunk := stream.read(_CHUNK):
         if chunk.count(0) != len(chunk):
             return False
     return True
 
 
 @contextlib.contextmanager
-def _open_stream(hashing: _HashingReader) -> Iterator[tuple[BinaryIO, tarfile.TarFile]]:
-    """tar over gzip over a hashing reader. Only forward seeks happen (a backward one would
-    fail on the unseekable hashing reader), so every byte is read, and hashed, once."""
+def _open_stream(hashing: _HashingReader) -> Iterator[tuple[_ForwardReader, tarfile.TarFile]]:
+    """tar over a forward-only view of gzip over a hashing reader: every compressed byte
+    is read, and hashed, exactly once."""
     gz = gzip.GzipFile(fileobj=io.BufferedReader(hashing, _CHUNK), mode="rb")  # type: ignore[arg-type]
-    with tarfile.open(fileobj=gz, mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
-        yield gz, tar  # type: ignore[misc]
+    stream = _ForwardReader(gz)  # type: ignore[arg-type]
+    with tarfile.open(
+        fileobj=stream,  # type: ignore[arg-type]
+        mode="r:",
+        encoding="utf-8",
+        errors="surrogateescape",
+    ) as tar:
+        yield stream, tar
 
 
 #: What a damaged or foreign compressed stream raises while being read.

@@ -394,3 +394,20 @@ def test_a_complete_extraction_is_reused_and_a_partial_one_replaced(tmp_path: Pa
     extract_local(packed.archive, dest, packed.sha256)  # a retried submit: kept as is
     assert (dest / "a.txt").read_text() == "edited by the job\n"
     assert [p for p in os.listdir(dest.parent) if p != "code"] == []  # no staging left
+
+
+def test_many_files_of_awkward_sizes_extract_exactly(tmp_path: Path, h) -> None:
+    """Sizes straddling tar blocks and read buffers: the one-pass reader never rewinds."""
+    import random
+
+    rng = random.Random(4517)
+    src = tmp_path / "src"
+    sizes = [0, 1, 511, 512, 513, 65535, 65536, 65537, (1 << 20) + 7, 3 << 20]
+    sizes += [rng.randrange(0, 200_000) for _ in range(150)]
+    for i, size in enumerate(sizes):
+        h.write(src / f"d{i % 7}" / f"f{i}.bin", rng.randbytes(size))
+    packed = PatternPackager(include_pattern="**", relative_path=str(src)).package(tmp_path / "p")
+    dest = extract_local(packed.archive, tmp_path / "job" / "code", packed.sha256)
+    for i in range(len(sizes)):
+        rel = Path(f"d{i % 7}") / f"f{i}.bin"
+        assert (dest / rel).read_bytes() == (src / rel).read_bytes(), rel
