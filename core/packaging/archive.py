@@ -9,8 +9,9 @@ normalised:
 * ``mtime`` is the fixed :data:`ARCHIVE_MTIME` (1980-01-02T00:00:00Z) for every entry. It is
   deliberately *not* the commit time: two commits with the same tree then share one archive
   (and one upload). It is not 0 because zip-based tools (wheel builds from the extracted
-  tree) reject timestamps before 1980. :func:`core.packaging.upload.extract_archive`
-  extracts with ``tar -m`` anyway, so extracted files carry the extraction time;
+  tree) reject timestamps before 1980. Both extractors (:mod:`core.packaging.extract`)
+  give extracted files the extraction time anyway;
+* the archive file is 0600 in a 0700 cache (it is the user's code), whatever the umask;
 * uid/gid are 0, uname/gname are empty, modes are 0644 or 0755 (only the exec bit of the
   source survives, the way git tracks it), directories are 0755;
 * gzip is written with ``mtime=0``, no file name and a fixed level (:data:`GZIP_LEVEL`), as

@@ -411,3 +411,42 @@ def test_many_files_of_awkward_sizes_extract_exactly(tmp_path: Path, h) -> None:
     for i in range(len(sizes)):
         rel = Path(f"d{i % 7}") / f"f{i}.bin"
         assert (dest / rel).read_bytes() == (src / rel).read_bytes(), rel
+
+
+async def test_relaunch_of_a_tampered_cache_entry_fails_the_job_and_writes_nothing(
+    area: dict[str, Path], h
+) -> None:
+    """The reported path: a crafted archive in ``<home>/packages``, its sha256 put in the
+    parent's provenance, reused by ``relaunch``. The job fails with the refusal as reason."""
+    import json
+
+    from core.config import Script
+    from core.engine import Engine, Plan
+    from core.states import JobState
+    from core.store import Store
+
+    src = area["root"] / "src"
+    h.write(src / "hello.txt", "hi\n")
+    engine = Engine(Store(area["root"] / "home"))
+    plan = Plan(title="parent")
+    plan.add(
+        Script(inline="cat hello.txt"),
+        LocalExecutor(packager=PatternPackager(include_pattern="*", relative_path=str(src))),
+        name="cat",
+    )
+    parent = await engine.wait((await engine.launch(plan)).id)
+    assert parent.state is JobState.SUCCEEDED
+    archive, sha = craft(engine.package_cache, cve_2025_4517_untraversed, area["outside"])
+    prov_file = engine.store.job_dir(parent.id, "cat") / "provenance.json"
+    prov = json.loads(prov_file.read_text())
+    prov["archive_sha256"] = sha
+    prov_file.write_text(json.dumps(prov))
+
+    relaunch = engine.relaunch_plan(parent.id)
+    assert relaunch.jobs[0].package is not None and relaunch.jobs[0].package.archive == archive
+    child = await engine.wait((await engine.launch(relaunch)).id)
+    assert child.state is JobState.FAILED
+    assert "refusing to extract" in (child.jobs[0].reason or "")
+    assert "points outside the tree" in (child.jobs[0].reason or "")
+    assert os.listdir(area["outside"]) == ["secret"]
+    assert not (engine.store.job_dir(child.id, "cat") / "code").exists()
