@@ -49,7 +49,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, Protocol, cast
 
 #: Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
 MAX_LINK_HOPS = 40
@@ -222,21 +222,25 @@ def check_member(checker: TreeChecker, info: tarfile.TarInfo) -> Member:
     return checker.add(info.name, kind, info.linkname if kind == "symlink" else "", executable)
 
 
-class _HashingReader(io.RawIOBase):
-    """Reads a file and hashes every byte that goes by (so the hash is of what was used)."""
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _HashingReader:
+    """Reads a file and hashes every byte that goes by (so the hash is of what was used).
+
+    Only ``read`` exists: gzip needs nothing more, and without ``seek`` nothing can make
+    it read a byte twice.
+    """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self.digest = hashlib.sha256()
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
-        if n:
-            self.digest.update(memoryview(buffer)[:n])
-        return n or 0
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
 
     def drain(self) -> str:
         """Hash the rest of the file (bytes tar never needed) and return the digest."""
@@ -245,7 +249,7 @@ class _HashingReader(io.RawIOBase):
         return self.digest.hexdigest()
 
 
-class _ForwardReader(io.RawIOBase):
+class _ForwardReader:
     """The decompressed tar stream, read once, front to back, with a short look-back.
 
     ``tarfile`` needs ``seek``/``tell``; its seeks go forward, or back by at most a block
@@ -256,17 +260,11 @@ class _ForwardReader(io.RawIOBase):
 
     LOOKBACK = 1 << 16
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: _Readable) -> None:
         self._src = source
         self._pos = 0  # the reader's position
         self._end = 0  # how far the source has been read
         self._tail = b""  # the source's last bytes, ending at ``_end``
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def tell(self) -> int:
         return self._pos
@@ -289,7 +287,7 @@ class _ForwardReader(io.RawIOBase):
             self._tail = keep[-self.LOOKBACK :]
         return data
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         while self._end < self._pos:  # a forward seek: skip what lies in between
             if not self._pull(min(_CHUNK, self._pos - self._end)):
                 return b""
@@ -304,11 +302,6 @@ class _ForwardReader(io.RawIOBase):
             out += data
         self._pos += len(out)
         return bytes(out)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _only_zeros_follow(stream: _ForwardReader, tar: tarfile.TarFile) -> bool:
@@ -328,10 +321,11 @@ def _only_zeros_follow(stream: _ForwardReader, tar: tarfile.TarFile) -> bool:
 def _open_stream(hashing: _HashingReader) -> Iterator[tuple[_ForwardReader, tarfile.TarFile]]:
     """tar over a forward-only view of gzip over a hashing reader: every compressed byte
     is read, and hashed, exactly once."""
-    gz = gzip.GzipFile(fileobj=io.BufferedReader(hashing, _CHUNK), mode="rb")  # type: ignore[arg-type]
-    stream = _ForwardReader(gz)  # type: ignore[arg-type]
+    gz = gzip.GzipFile(fileobj=hashing, mode="rb")
+    stream = _ForwardReader(gz)
     with tarfile.open(
-        fileobj=stream,  # type: ignore[arg-type]
+        # tarfile uses only read/seek/tell of its fileobj, all of which _ForwardReader has.
+        fileobj=cast(IO[bytes], stream),
         mode="r:",
         encoding="utf-8",
         errors="surrogateescape",
@@ -398,7 +392,9 @@ def extract_local(archive: Path, dest: Path, expected_sha256: str, *, named: boo
     absent or whole. Returns ``dest``.
     """
     archive, dest = Path(archive), Path(dest)
-    if (dest / EXTRACTED_MARKER).is_file() and not dest.is_symlink():
+    if dest.is_symlink():
+        raise UnsafeArchiveError(str(dest), "the destination is a symlink")
+    if (dest / EXTRACTED_MARKER).is_file():
         return dest
     expected = check_archive(archive, expected_sha256, named=named)
     parent = dest.parent
@@ -413,12 +409,12 @@ def extract_local(archive: Path, dest: Path, expected_sha256: str, *, named: boo
         fd = os.open(staging / EXTRACTED_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         os.chmod(staging, 0o700)
-        if dest.is_dir() and not dest.is_symlink() and not (dest / EXTRACTED_MARKER).exists():
+        if dest.is_dir() and not (dest / EXTRACTED_MARKER).exists():
             shutil.rmtree(dest)  # a partial tree left by an older version: ours, incomplete
         try:
             os.rename(staging, dest)
         except OSError:
-            if (dest / EXTRACTED_MARKER).is_file():  # another submit finished first
+            if not dest.is_symlink() and (dest / EXTRACTED_MARKER).is_file():  # a racing submit
                 shutil.rmtree(staging, ignore_errors=True)
                 return dest
             raise

@@ -450,3 +450,18 @@ async def test_relaunch_of_a_tampered_cache_entry_fails_the_job_and_writes_nothi
     assert "points outside the tree" in (child.jobs[0].reason or "")
     assert os.listdir(area["outside"]) == ["secret"]
     assert not (engine.store.job_dir(child.id, "cat") / "code").exists()
+
+
+def test_a_destination_replaced_by_a_symlink_is_refused(tmp_path: Path, h) -> None:
+    src = tmp_path / "src"
+    h.write(src / "a.txt", "a\n")
+    packed = PatternPackager(include_pattern="*", relative_path=str(src)).package(tmp_path / "p")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / EXTRACTED_MARKER).touch()  # would pass for "already extracted"
+    (tmp_path / "job").mkdir()
+    os.symlink(elsewhere, tmp_path / "job" / "code")
+    with pytest.raises(UnsafeArchiveError, match="destination is a symlink"):
+        extract_local(packed.archive, tmp_path / "job" / "code", packed.sha256)
+    assert sorted(os.listdir(elsewhere)) == [EXTRACTED_MARKER]
+    assert os.listdir(tmp_path / "job") == ["code"]
