@@ -176,7 +176,7 @@ class Engine:
         for job in plan.jobs:
             if job.package is not None or job.executor.packager is None:
                 continue
-            from core.fsutil import ensure_private_dir
+            from core.fsutil import tighten_private_dir
             from core.packaging import Packager, as_packager
 
             packager = as_packager(job.executor.packager)
@@ -184,7 +184,7 @@ class Engine:
                 continue
             key = _json(packager.to_dict())
             if key not in done:
-                ensure_private_dir(self.package_cache)
+                tighten_private_dir(self.package_cache)
                 done[key] = await packager.package_async(self.package_cache)
                 warnings.extend(done[key].warnings)
             job.package = done[key]

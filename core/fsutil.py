@@ -40,6 +40,47 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def makedirs_exact(path: str | os.PathLike[str], mode: int = PRIVATE_DIR) -> None:
+    """``mkdir -p`` where every directory *created* gets exactly ``mode``, whatever the umask.
+
+    ``os.makedirs(path, mode)`` gives the intermediate levels the umask's default (0777
+    under ``umask 000``: world-writable parents of a private job directory). Levels that
+    already existed are left alone: they belong to the user (a shared ``/scratch/group``
+    may be group-writable on purpose).
+    """
+    missing = []
+    probe = os.path.abspath(os.fspath(path))
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+            continue  # created concurrently by someone else: not ours to chmod
+        os.chmod(directory, mode)  # mkdir's mode is masked by the umask
+
+
+def tighten_private_dir(path: Path) -> Path:
+    """:func:`ensure_private_dir`, and drop group/other bits if the directory has them.
+
+    For directories the app owns by name (the package cache), which must stay private even
+    when an older version or a permissive umask created them wider. Errors (a read-only
+    store, someone else's directory) are left to the first real write to report.
+    """
+    ensure_private_dir(path)
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, PRIVATE_DIR)
+    return path
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename or creation inside ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -177,8 +177,10 @@ class LocalTransport(Transport):
             return None
 
     async def makedirs(self, remote: str, mode: int = 0o700) -> None:
-        """``mkdir -p``."""
-        await asyncio.to_thread(os.makedirs, remote, mode, True)
+        """``mkdir -p``; every directory it creates gets exactly ``mode`` (not the umask's)."""
+        from core.fsutil import makedirs_exact
+
+        await asyncio.to_thread(makedirs_exact, remote, mode)
 
     def tail(
         self,

@@ -478,35 +478,22 @@ class LocalBackend:
 
 
 def _extract_code(job: JobSpec, dest: Path) -> str:
-    """Unpack the job's packaged code into ``dest`` after checking its hash; returns ``dest``.
+    """Unpack the job's packaged code into ``dest``, checked; returns ``dest``.
 
-    Extraction happens once per job directory (a retried submit reuses it). The tar "data"
-    filter refuses absolute paths, ``..`` and device files, so an archive cannot write
-    outside ``dest``.
+    The archive must be ``<sha256>.tar.gz``, hash to the sha256 the job records, and pass
+    :mod:`core.packaging.extract`'s member rules (the same as on Slurm); extraction never
+    writes outside ``dest``. Extraction happens once per job directory (a retried submit
+    reuses the complete tree).
     """
-    import hashlib
-    import tarfile
+    from core.packaging.extract import ArchiveHashError, UnsafeArchiveError, extract_local
 
-    if (dest / ".nemorun-extracted").exists():
-        return str(dest)
     archive = Path(str(job.archive))
-    digest = hashlib.sha256()
+    if not job.archive_sha256:
+        raise BackendError(f"packaged code {archive} comes without its sha256; refusing to run it")
     try:
-        with open(archive, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise BackendError(f"packaged code {archive} cannot be read: {exc}") from None
-    if job.archive_sha256 and digest.hexdigest() != job.archive_sha256:
-        raise BackendError(
-            f"packaged code {archive} hashes to {digest.hexdigest()}, expected "
-            f"{job.archive_sha256}; refusing to run it"
-        )
-    _private_dir(dest)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+        extract_local(archive, dest, job.archive_sha256)
+    except UnsafeArchiveError as exc:
+        raise BackendError(f"refusing to extract packaged code {archive}: {exc}") from None
+    except (ArchiveHashError, OSError) as exc:
         raise BackendError(f"cannot extract packaged code {archive}: {exc}") from None
-    _touch_private(dest / ".nemorun-extracted")
     return str(dest)

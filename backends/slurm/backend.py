@@ -295,7 +295,13 @@ class SlurmBackend:
                     progress=job.progress,
                 )
                 remote_archive = result.remote_path
-            await extract_archive(t, remote_archive, code_dir(job_dir), job.archive_sha256)
+            await extract_archive(
+                t,
+                remote_archive,
+                code_dir(job_dir),
+                job.archive_sha256,
+                local_archive=Path(job.archive),
+            )
         except PackagingError as exc:
             raise BackendError(f"cannot ship the code of {job.job_name}: {exc}") from exc
 

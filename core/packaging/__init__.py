@@ -4,7 +4,8 @@ Packagers (NeMo Run names): :class:`Packager` (nothing), :class:`GitArchivePacka
 :class:`PatternPackager`, :class:`HybridPackager`. ``package(dest_dir)`` writes
 ``<dest_dir>/<sha256>.tar.gz``; the sha256 identifies the code. :mod:`.upload` moves an
 archive to a remote cache (content-addressed, so unchanged code is never re-sent) and
-extracts it there after verifying its hash.
+extracts it there after verifying its hash; :mod:`.extract` is the one extraction policy
+(member checks, hash, mtimes) both the local backend and that path follow.
 
 Importing this package is cheap: GitPython is imported when a git packager first runs.
 """
@@ -26,6 +27,7 @@ from core.packaging.base import (
     PackagingError,
     SubmoduleError,
     UncommittedChangesError,
+    UnsafeEntryError,
     as_packager,
     packager_from_dict,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "RateMeter",
     "SubmoduleError",
     "UncommittedChangesError",
+    "UnsafeEntryError",
     "UploadResult",
     "as_packager",
     "diff_provenance",

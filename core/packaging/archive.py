@@ -9,8 +9,9 @@ normalised:
 * ``mtime`` is the fixed :data:`ARCHIVE_MTIME` (1980-01-02T00:00:00Z) for every entry. It is
   deliberately *not* the commit time: two commits with the same tree then share one archive
   (and one upload). It is not 0 because zip-based tools (wheel builds from the extracted
-  tree) reject timestamps before 1980. :func:`core.packaging.upload.extract_archive`
-  extracts with ``tar -m`` anyway, so extracted files carry the extraction time;
+  tree) reject timestamps before 1980. Both extractors (:mod:`core.packaging.extract`)
+  give extracted files the extraction time anyway;
+* the archive file is 0600 in a 0700 cache (it is the user's code), whatever the umask;
 * uid/gid are 0, uname/gname are empty, modes are 0644 or 0755 (only the exec bit of the
   source survives, the way git tracks it), directories are 0755;
 * gzip is written with ``mtime=0``, no file name and a fixed level (:data:`GZIP_LEVEL`), as
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from core.fsutil import makedirs_exact
 from core.packaging.pgzip import ParallelGzipWriter
 
 #: Fixed modification time of every entry (1980-01-02T00:00:00Z); see the module docstring.
@@ -262,9 +264,16 @@ def _reuse(dest_dir: Path, key: str) -> ArchiveInfo | None:
         return None
 
 
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only the user can read (0600, whatever the umask): the package cache
+    holds the user's code."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 def _remember(dest_dir: Path, key: str, info: ArchiveInfo) -> None:
     index = dest_dir / INDEX_DIR
-    index.mkdir(exist_ok=True)
+    makedirs_exact(index)
     record = {
         "sha256": info.sha256,
         "content_sha256": info.content_sha256,
@@ -272,7 +281,8 @@ def _remember(dest_dir: Path, key: str, info: ArchiveInfo) -> None:
         "file_count": info.file_count,
     }
     tmp = index / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(json.dumps(record))
+    with _private_file(tmp) as fh:
+        fh.write(json.dumps(record).encode())
     os.replace(tmp, index / f"{key}.json")
 
 
@@ -313,11 +323,11 @@ def write_archive(
             last_report = done
             progress(done, max(total, done))
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    makedirs_exact(dest_dir)
     tmp = dest_dir / f".pack-{os.getpid()}-{uuid.uuid4().hex[:12]}.tar.gz.tmp"
     file_count = 0
     try:
-        with open(tmp, "wb") as raw:
+        with _private_file(tmp) as raw:
             outer = _HashingWriter(raw)  # type: ignore[arg-type]
             with ParallelGzipWriter(outer, GZIP_LEVEL) as gz:  # type: ignore[arg-type]
                 inner = _HashingWriter(gz)  # type: ignore[arg-type]

@@ -51,6 +51,20 @@ class SubmoduleError(PackagingError):
     """A submodule cannot be packaged at the commit its superproject records."""
 
 
+class UnsafeEntryError(PackagingError):
+    """An entry would not extract inside the job's code directory (a symlink pointing out
+    of the tree, most often). Raised while collecting, so before anything is recorded."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"refusing to package {path!r}: {reason}. Packaged symlinks must point inside the "
+            f"packaged tree (a relative target that does not leave it); replace the link or "
+            f"leave it out of the package"
+        )
+
+
 def _preview(paths: list[str], limit: int = 8) -> str:
     shown = ", ".join(paths[:limit])
     return shown + (f", … (+{len(paths) - limit} more)" if len(paths) > limit else "")
@@ -84,7 +98,23 @@ class Collected:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_tree(self.entries)
         self.provenance.set_files([e.path for e in self.entries if e.kind != "dir"])
+
+
+def check_tree(entries: list[Entry]) -> None:
+    """The extractors' own rules, applied to an entry list (see :mod:`.extract`).
+
+    Both extractors refuse a symlink that leaves the tree; refusing it here, while
+    collecting, means the launch stops before anything is recorded or submitted, with the
+    same message on every backend.
+    """
+    from core.packaging.extract import UnsafeArchiveError, check_entries
+
+    try:
+        check_entries((e.path, e.kind, e.link_target) for e in entries)
+    except UnsafeArchiveError as exc:
+        raise UnsafeEntryError(exc.path, exc.reason) from None
 
 
 _PACKAGER_TYPES: dict[str, type[Packager]] = {}

@@ -119,6 +119,16 @@ def _private_index(root: Path, stack: contextlib.ExitStack) -> Path | None:
     return copy
 
 
+def _disk_entry_inside(root: Path, rel: str, arcname: str) -> Entry | None:
+    """:func:`disk_entry` for ``root/rel``, or None when a parent directory on disk is now a
+    symlink (a tracked ``d/f`` whose ``d`` was replaced by a link would be read through it)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        if os.path.islink(root.joinpath(*parts[:i])):
+            return None
+    return disk_entry(root / rel, arcname)
+
+
 def _split_z(out: bytes) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
@@ -353,7 +363,7 @@ class GitArchivePackager(Packager):
             entries = _commit_entries(walk, repo, root / subpath, treeish, "", strip)
             if walk.include_untracked and untracked:
                 for rel in untracked:
-                    entry = disk_entry(root / rel, arcname(rel))
+                    entry = _disk_entry_inside(root, rel, arcname(rel))
                     if entry is not None:
                         entries.append(entry)
 
@@ -629,7 +639,7 @@ def _worktree_entries(
                     walk, sub_repo, checkout, sha, arc(rel) + "/", recorded + "/"
                 )
             continue
-        entry = disk_entry(root / rel, arc(rel))
+        entry = _disk_entry_inside(root, rel, arc(rel))
         if entry is not None:
             entries.append(entry)
         elif (root / rel).is_dir():
@@ -639,7 +649,7 @@ def _worktree_entries(
             root, "ls-files", "--others", "--exclude-standard", "-z", "--", pathspec
         ).stdout
         for rel in _split_z(others):
-            entry = disk_entry(root / rel, arc(rel))
+            entry = _disk_entry_inside(root, rel, arc(rel))
             if entry is not None:
                 entries.append(entry)
     return entries

@@ -13,7 +13,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 #: Above this many files only the count and a digest of the sorted list are stored.
 MAX_LISTED_FILES = 1000
@@ -22,33 +21,54 @@ MAX_DIFF_CHARS = 1 << 20
 
 SCHEMA_VERSION = 1
 
-_SCP_LIKE = re.compile(r"^(?P<user>[^@/:]+)@(?P<host>[^:/]+):(?P<path>.*)$")
+#: scp-like ``[user[:password]@]host:path`` (git's rule: a colon before any slash, no "://").
+_SCP_LIKE = re.compile(r"^(?:(?P<userinfo>[^/]*)@)?(?P<host>\[[^\]/]*\]|[^@/:\[\]]+):(?P<path>.*)$")
+#: Schemes whose user name is commonly a token (``https://<token>@host``); all userinfo goes.
+_WEB_SCHEMES = ("http", "https", "ftp", "ftps")
+
+
+def _drop_query(text: str) -> str:
+    """Everything from the first ``?`` or ``#``: query tokens and fragments never matter to
+    git, and ``?token=``/``?access_token=``/``?private_token=`` are common."""
+    return re.split(r"[?#]", text, maxsplit=1)[0]
 
 
 def strip_url_credentials(url: str | None) -> str | None:
     """Remove secrets from a git remote URL before it is stored or shown.
 
-    For http(s)/ftp(s) the whole user-info part goes: tokens are commonly passed as the
-    *user* name (``https://<token>@github.com/...``, ``https://oauth2:<token>@...``). For
-    ssh-style URLs the user name is an account, not a secret (``git@host:repo``), so only a
-    password, if any, is dropped. Query strings of web URLs are dropped too (``?token=``).
+    * web URLs (http(s), ftp(s), and ``git+https`` style): the whole user-info part goes,
+      because tokens are commonly passed as the *user* (``https://<token>@github.com/...``,
+      ``https://oauth2:<token>@...``);
+    * other URLs (``ssh://``, ``git://``, ``file://``) and scp-like ``user@host:path``: the
+      user name is an account, not a secret, so it stays; a password never does;
+    * every form: the query string and the fragment go entirely.
+
+    Never raises: text that does not parse as a URL has anything between ``//`` and the
+    last ``@`` of its authority removed, and its query and fragment dropped.
     """
     if not url:
         return url
     if "://" not in url:
-        # scp-like "user@host:path" or a local path: no password slot exists.
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    scheme = parts.scheme.lower()
-    if scheme in {"http", "https", "ftp", "ftps"}:
-        netloc = hostport
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        scp = _SCP_LIKE.match(url)
+        if scp is None or "/" in url.split(":", 1)[0]:
+            return _drop_query(url)  # a local path (a colon after a slash is a path)
+        userinfo = scp.group("userinfo")
+        user = (userinfo or "").split(":", 1)[0]
+        prefix = f"{user}@" if user else ""
+        return f"{prefix}{scp.group('host')}:{_drop_query(scp.group('path'))}"
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    authority = _drop_query(authority)
+    if slash:
+        path = _drop_query(path)
+    userinfo, at, hostport = authority.rpartition("@")
+    if not at:
+        return f"{scheme}://{hostport}{slash}{path}"
+    lowered = scheme.lower()
+    if any(lowered == s or lowered.endswith(f"+{s}") for s in _WEB_SCHEMES):
+        return f"{scheme}://{hostport}{slash}{path}"
     user = userinfo.split(":", 1)[0]
-    netloc = f"{user}@{hostport}" if user else hostport
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return f"{scheme}://{user + '@' if user else ''}{hostport}{slash}{path}"
 
 
 def list_digest(items: list[str]) -> str:

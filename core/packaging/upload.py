@@ -159,15 +159,40 @@ async def upload_archive(
 
 
 async def extract_archive(
-    transport: Transport, remote_archive: str, dest_dir: str, sha256: str
+    transport: Transport,
+    remote_archive: str,
+    dest_dir: str,
+    sha256: str,
+    *,
+    local_archive: Path,
 ) -> None:
-    """Verify ``remote_archive`` hashes to ``sha256``, then unpack it into ``dest_dir``.
+    """Check the archive, verify the target's copy hashes to ``sha256``, unpack it there.
 
-    ``tar -m`` gives extracted files the extraction time (the archive's fixed 1980 mtime is
-    for determinism only; tools comparing timestamps, e.g. ``.pyc`` caches, behave as for a
-    fresh checkout). ``--no-same-owner`` keeps files owned by whoever extracts, even root.
+    ``local_archive`` is this machine's copy (the package cache's ``<sha256>.tar.gz``):
+    it is checked by :func:`core.packaging.extract.check_archive`, the same rules the local
+    backend extracts by, and the target's copy must hash to the same sha256, so the target's
+    ``tar`` unpacks exactly the bytes that passed. The command is
+    :func:`~core.packaging.extract.tar_extract_argv`: the same mtime/mode/owner policy as
+    the local extractor (extraction-time mtimes, like ``tar -m``).
     """
+    import asyncio
+
+    from core.packaging.extract import (
+        ArchiveHashError,
+        UnsafeArchiveError,
+        check_archive,
+        tar_extract_argv,
+    )
+
     _check_sha(sha256)
+    try:
+        await asyncio.to_thread(check_archive, Path(local_archive), sha256)
+    except UnsafeArchiveError as exc:
+        raise PackagingError(f"refusing to extract {local_archive}: {exc}") from None
+    except ArchiveHashError as exc:
+        raise ArchiveIntegrityError(str(exc)) from None
+    except OSError as exc:
+        raise PackagingError(f"cannot read {local_archive}: {exc}") from None
     actual = await remote_sha256(transport, remote_archive)
     if actual is None:
         raise PackagingError(f"{remote_archive} does not exist on {transport.target}")
@@ -177,9 +202,7 @@ async def extract_archive(
             f"refusing to extract it (upload it again)"
         )
     await transport.makedirs(dest_dir)
-    result = await transport.run(
-        ["tar", "-x", "-z", "-m", "--no-same-owner", "-f", remote_archive, "-C", dest_dir]
-    )
+    result = await transport.run(tar_extract_argv(remote_archive, dest_dir))
     if not result.ok:
         raise PackagingError(
             f"extracting {remote_archive} into {dest_dir} on {transport.target} failed: "

@@ -78,7 +78,7 @@ async def test_upload_over_sshd_is_content_addressed(ssh, repo: Path, tmp_path: 
     assert await ssh.read(first.remote_path) == packed.archive.read_bytes()
 
     dest = str(tmp_path / "cluster" / "job" / "code")
-    await extract_archive(ssh, first.remote_path, dest, packed.sha256)
+    await extract_archive(ssh, first.remote_path, dest, packed.sha256, local_archive=packed.archive)
     assert (await ssh.read(f"{dest}/pkg/model.py")) == b"LAYERS = 2\n"
     listing = await ssh.run(["ls", "-A", str(tmp_path / "cluster" / "archives")])
     assert listing.stdout.decode().split() == [f"{packed.sha256}.tar.gz"]

@@ -112,7 +112,9 @@ async def test_extract_verifies_then_unpacks(packed, tmp_path: Path, h) -> None:
     up = await upload_archive(transport, packed.archive, packed.sha256, str(tmp_path / "r"))
     dest = tmp_path / "job" / "code"
     before = time.time()
-    await extract_archive(transport, up.remote_path, str(dest), packed.sha256)
+    await extract_archive(
+        transport, up.remote_path, str(dest), packed.sha256, local_archive=packed.archive
+    )
     assert (dest / "pkg/model.py").read_text() == "LAYERS = 2\n"
     assert os.access(dest / "scripts/run.sh", os.X_OK)
     assert (dest / "model_link.py").is_symlink()
@@ -128,10 +130,18 @@ async def test_extract_refuses_a_corrupted_archive(packed, tmp_path: Path, h) ->
     Path(up.remote_path).write_bytes(b"garbage")
     dest = tmp_path / "job"
     with pytest.raises(ArchiveIntegrityError, match="refusing to extract"):
-        await extract_archive(transport, up.remote_path, str(dest), packed.sha256)
+        await extract_archive(
+            transport, up.remote_path, str(dest), packed.sha256, local_archive=packed.archive
+        )
     assert not dest.exists()
     with pytest.raises(PackagingError, match="does not exist"):
-        await extract_archive(transport, str(tmp_path / "missing.tar.gz"), str(dest), packed.sha256)
+        await extract_archive(
+            transport,
+            str(tmp_path / "missing.tar.gz"),
+            str(dest),
+            packed.sha256,
+            local_archive=packed.archive,
+        )
 
 
 async def test_remote_sha256_missing_file_is_none(tmp_path: Path, h) -> None:
@@ -146,5 +156,11 @@ async def test_real_local_transport(packed, tmp_path: Path) -> None:
     first = await upload_archive(transport, packed.archive, packed.sha256, str(cache))
     second = await upload_archive(transport, packed.archive, packed.sha256, str(cache))
     assert (first.bytes_sent, second.bytes_sent, second.skipped) == (packed.size, 0, True)
-    await extract_archive(transport, first.remote_path, str(tmp_path / "x"), packed.sha256)
+    await extract_archive(
+        transport,
+        first.remote_path,
+        str(tmp_path / "x"),
+        packed.sha256,
+        local_archive=packed.archive,
+    )
     assert (tmp_path / "x" / "train.py").exists()
