@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
 
 from backends.slurm import SlurmBackend
-from backends.slurm.ci import slurm_available, sshd_available, sshd_service
 from core.config import Script
 from core.engine import Engine, Plan
 from core.executors import LocalExecutor, LocalTunnel, SlurmExecutor

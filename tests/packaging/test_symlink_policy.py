@@ -20,10 +20,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ci_services import slurm_available
 from services import require_service
 
 from backends.slurm import SlurmBackend
-from backends.slurm.ci import slurm_available
 from core.config import Script
 from core.engine import Engine, Plan
 from core.executors import LocalExecutor, LocalTunnel, SlurmExecutor
