@@ -41,3 +41,39 @@ def test_import_linter_contracts_hold() -> None:
     result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" not in result.stdout.lower() or "0 broken" in result.stdout.lower()
+
+
+def _module_level_imports(path: Path) -> list[str]:
+    """Modules imported when ``path`` is imported: top-level statements (through if/try
+    blocks), not function bodies, and not ``if TYPE_CHECKING:`` blocks."""
+    import ast
+
+    found: list[str] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append(node.module)
+            elif isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(ast.parse(path.read_text()).body)
+    return found
+
+
+def test_the_cli_imports_the_app_only_lazily() -> None:
+    """The CLI opens the app, but imports it (and textual) only inside functions."""
+    cli = ROOT / "nemorun_tui" / "cli.py"
+    assert "from nemorun_tui.app import" in cli.read_text()  # it does open the app
+    eager = [m for m in _module_level_imports(cli) if m.startswith(("nemorun_tui.app", "textual"))]
+    assert eager == [], f"imported at module level: {eager}"
