@@ -19,24 +19,8 @@ PRIVATE_FILE = 0o600
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` and any missing parents, each readable only by the user.
-
-    ``Path.mkdir(parents=True)`` gives intermediate directories the umask's mode, so each
-    missing level is created explicitly.
-    """
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=PRIVATE_DIR)
-        except FileExistsError:
-            continue
-        os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is masked by the umask
+    """Create ``path`` and any missing parents, each readable only by the user (0700)."""
+    makedirs_exact(path, PRIVATE_DIR)
     return path
 
 
@@ -90,17 +74,24 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically; the file is private (0600)."""
+def atomic_write(
+    path: Path | str, data: bytes | str, *, durable: bool = True, mode: int = PRIVATE_FILE
+) -> None:
+    """Replace ``path`` with ``data`` atomically: readers see the old or the new file, never
+    a torn one, and a failed write leaves no temp file behind. ``mode`` is exact (not masked
+    by the umask); ``durable`` fsyncs the file and its directory (the store's records)."""
+    path = Path(path)
     if isinstance(data, str):
         data = data.encode()
     # pid + thread id + random: unique across processes and threads writing the same file.
     tmp = path.with_name(
         f".{path.name}.{os.getpid()}.{threading.get_ident()}.{os.urandom(3).hex()}.tmp"
     )
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
     try:
         try:
+            if mode != PRIVATE_FILE:
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)

@@ -1,9 +1,7 @@
 """The transport of a Slurm login node: subprocesses and the local filesystem.
 
-It also holds :func:`follow_file`, the resumable tail loop both transports share. The loop
-only ever asks "give me the bytes at ``offset``", so resuming after any fault (a dropped SSH
-connection, a restarted app) is a matter of asking again from the last delivered offset: no
-line can be lost or repeated.
+Its tails, like the SSH transport's and the local backend's logs, go through
+:func:`core.follow.follow_file`, the one resumable follow loop.
 """
 
 from __future__ import annotations
@@ -13,58 +11,16 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+from core.follow import MAX_FOLLOW_INTERVAL as MAX_FOLLOW_INTERVAL
+from core.follow import follow_file
+from core.fsutil import atomic_write, makedirs_exact
 from core.transport import CommandResult, Transport, TransportError
 
 #: Largest chunk one read returns; big enough for fast catch-up, small enough for the UI.
 CHUNK_SIZE = 256 * 1024
-#: A followed file that shows no new bytes is polled less and less often, up to this.
-MAX_FOLLOW_INTERVAL = 2.0
-
-ReadAt = Callable[[int], Awaitable[bytes | None]]
-
-
-async def follow_file(
-    read_at: ReadAt,
-    *,
-    offset: int = 0,
-    follow: bool = False,
-    done: Callable[[], Awaitable[bool]] | None = None,
-    interval: float = 0.25,
-    max_interval: float = MAX_FOLLOW_INTERVAL,
-) -> AsyncIterator[bytes]:
-    """Yield a file's bytes from ``offset`` using ``read_at(pos)`` (None = file missing).
-
-    Without ``follow`` a missing file raises ``FileNotFoundError``. With ``follow`` a missing
-    file is waited for (a pending job has no log yet). ``done()`` is checked only after a read
-    came back empty and, once true, the file is drained, so bytes written between that empty
-    read and ``done()`` turning true are still delivered.
-    """
-    pos = offset
-    delay = interval
-    while True:
-        chunk = await read_at(pos)
-        if chunk is None and not follow:
-            raise FileNotFoundError(pos)
-        if chunk:
-            pos += len(chunk)
-            delay = interval
-            yield chunk
-            continue
-        if not follow:
-            return
-        if done is not None and await done():
-            while True:
-                chunk = await read_at(pos)
-                if not chunk:
-                    return
-                pos += len(chunk)
-                yield chunk
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, max(max_interval, interval))
 
 
 def _read_at(path: str, pos: int, length: int) -> bytes | None:
@@ -74,23 +30,6 @@ def _read_at(path: str, pos: int, length: int) -> bytes | None:
             return fh.read(length)
     except FileNotFoundError:
         return None
-
-
-def _atomic_write(path: str, data: bytes, mode: int) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class LocalTransport(Transport):
@@ -167,7 +106,7 @@ class LocalTransport(Transport):
 
     async def write(self, remote: str, data: bytes, mode: int = 0o600) -> None:
         """Atomic write: temp file, fsync, rename."""
-        await asyncio.to_thread(_atomic_write, remote, data, mode)
+        await asyncio.to_thread(_write_file, remote, data, mode)
 
     async def size(self, remote: str) -> int | None:
         """Size in bytes or None."""
@@ -178,8 +117,6 @@ class LocalTransport(Transport):
 
     async def makedirs(self, remote: str, mode: int = 0o700) -> None:
         """``mkdir -p``; every directory it creates gets exactly ``mode`` (not the umask's)."""
-        from core.fsutil import makedirs_exact
-
         await asyncio.to_thread(makedirs_exact, remote, mode)
 
     def tail(
@@ -208,3 +145,9 @@ def local_transport() -> LocalTransport:
     if _LOCAL is None:
         _LOCAL = LocalTransport()
     return _LOCAL
+
+
+def _write_file(path: str, data: bytes, mode: int) -> None:
+    """The transport's ``write``: parents created private, the file replaced atomically."""
+    makedirs_exact(os.path.dirname(os.path.abspath(path)))
+    atomic_write(path, data, mode=mode, durable=True)

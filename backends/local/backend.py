@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 from backends.local import supervisor as sv
 from core.executors import ExecutorProfile, LocalExecutor
-from core.fsutil import file_lock
+from core.follow import follow_file
+from core.fsutil import file_lock, makedirs_exact
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.states import JobState, StatusReport
 
@@ -43,13 +44,6 @@ FOLLOW_INTERVAL_SECONDS = 0.05
 FOLLOW_IDLE_INTERVAL_SECONDS = 0.1
 #: Shown instead of a secret value anywhere the user or the store can see it.
 REDACTED = "***"
-
-
-def _private_dir(path: Path) -> None:
-    """Create ``path`` as 0700 (exactly, whatever the umask) if it does not exist yet."""
-    if not path.is_dir():
-        path.mkdir(mode=sv.PRIVATE_DIR, parents=True, exist_ok=True)
-        os.chmod(path, sv.PRIVATE_DIR)
 
 
 def _touch_private(path: Path) -> None:
@@ -216,8 +210,8 @@ class LocalBackend:
         if not sys.executable:
             raise BackendError("cannot find the Python interpreter to start the supervisor")
         root = Path(run_dir)
-        _private_dir(root)
-        _private_dir(root / sv.LOGS)
+        makedirs_exact(root)
+        makedirs_exact(root / sv.LOGS)
         with file_lock(root / ".submit.lock"):
             if (root / sv.PIDS).exists() or (root / sv.RESULT).exists():
                 try:
@@ -436,36 +430,23 @@ class LocalBackend:
         if offset < 0:
             raise BackendError(f"log offset must be >= 0, got {offset}")
         path = os.path.join(run_dir, sv.LOGS, sv.STREAMS[stream])
-        position = offset
-        fd: int | None = None
-        idle = 0
+        reader = _LogFile(path)
+
+        async def ended() -> bool:
+            return self._ended(run_dir)
+
         try:
-            while True:
-                ended = not follow or self._ended(run_dir)
-                if fd is None:
-                    try:
-                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    except FileNotFoundError:
-                        if ended:
-                            return
-                if fd is not None:
-                    delivered = 0
-                    while chunk := os.pread(fd, LOG_CHUNK, position):
-                        position += len(chunk)
-                        delivered += 1
-                        yield chunk
-                        if delivered % 16 == 0:
-                            await asyncio.sleep(0)  # a fast writer must not starve the loop
-                    idle = 0 if delivered else idle + 1
-                if ended:
-                    return
-                quiet = idle > 20
-                await asyncio.sleep(
-                    FOLLOW_IDLE_INTERVAL_SECONDS if quiet else FOLLOW_INTERVAL_SECONDS
-                )
+            async for chunk in follow_file(
+                reader.read_at,
+                offset=offset,
+                follow=follow,
+                done=ended,
+                interval=FOLLOW_INTERVAL_SECONDS,
+                max_interval=FOLLOW_IDLE_INTERVAL_SECONDS,
+            ):
+                yield chunk
         finally:
-            if fd is not None:
-                os.close(fd)
+            reader.close()
 
     @staticmethod
     def _ended(run_dir: str) -> bool:
@@ -475,6 +456,28 @@ class LocalBackend:
     async def close(self) -> None:
         """Nothing to release (jobs keep running); collect supervisors that already exited."""
         self._reap()
+
+
+class _LogFile:
+    """Offset reads of a job's log through one fd, opened once the file exists. A missing
+    file reads as empty: a job that has not written yet simply has no bytes so far."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    async def read_at(self, pos: int) -> bytes:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return b""
+        return os.pread(self.fd, LOG_CHUNK, pos)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _extract_code(job: JobSpec, dest: Path) -> str:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from core.fsutil import makedirs_exact
+from core.fsutil import atomic_write, makedirs_exact
 from core.packaging.pgzip import ParallelGzipWriter
 
 #: Fixed modification time of every entry (1980-01-02T00:00:00Z); see the module docstring.
@@ -280,10 +280,7 @@ def _remember(dest_dir: Path, key: str, info: ArchiveInfo) -> None:
         "size": info.size,
         "file_count": info.file_count,
     }
-    tmp = index / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    with _private_file(tmp) as fh:
-        fh.write(json.dumps(record).encode())
-    os.replace(tmp, index / f"{key}.json")
+    atomic_write(index / f"{key}.json", json.dumps(record), durable=False)
 
 
 def write_archive(
