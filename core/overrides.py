@@ -777,7 +777,7 @@ def _buildable_slot(buildable: Any, name: str) -> _Slot:
     if name in arguments:
         current, explicit = arguments[name], True
     elif param is not None and param.default is not param.empty:
-        current, explicit = param.default, False
+        current, explicit = _signature_default(fn, name, param.default), False
     else:
         current, explicit = _MISSING, False
     ann = _type_hints(fn).get(name, _MISSING)
@@ -790,6 +790,26 @@ def _buildable_slot(buildable: Any, name: str) -> _Slot:
         return buildable
 
     return _Slot(current, ann, explicit, store)
+
+
+def _signature_default(fn: Any, name: str, default: Any) -> Any:
+    """A parameter's default; for a dataclass field with a ``default_factory``, a fresh value.
+
+    A dataclass's signature shows such a field's default as a ``<factory>`` placeholder, so
+    ``outer.sizes.0=5`` would otherwise index the placeholder instead of the list.
+    """
+    if default is not getattr(dataclasses, "_HAS_DEFAULT_FACTORY", _MISSING):
+        return default
+    fields = dataclasses.fields(fn) if dataclasses.is_dataclass(fn) else ()
+    for item in fields:
+        if item.name == name and item.default_factory is not dataclasses.MISSING:
+            try:
+                return item.default_factory()
+            except Exception as exc:
+                raise OverrideError(
+                    f"the default of `{_name(fn)}.{name}` failed: {type(exc).__name__}: {exc}"
+                ) from exc
+    return _MISSING
 
 
 def _dataclass_slot(obj: Any, name: str) -> _Slot:
