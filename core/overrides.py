@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import difflib
 import enum
+import functools
 import inspect
 import math
 import pathlib
@@ -388,12 +389,26 @@ def _name(fn: Any) -> str:
 
 
 def _type_hints(fn: Any) -> dict[str, Any]:
-    """Resolved annotations of a function, or of a class's fields/``__init__``.
+    """Resolved annotations of a function, or of a class's fields/``__init__`` (read-only).
 
     String annotations (``from __future__ import annotations``) are resolved; if some name
     cannot be resolved, the annotations that are already objects are still used and the rest
-    count as unannotated (accepted), rather than failing the override.
+    count as unannotated (accepted), rather than failing the override. Resolving evaluates
+    every string annotation, so it is remembered per callable: the app re-applies all
+    overrides on each edit.
     """
+    try:
+        return _cached_hints(fn)
+    except TypeError:  # an unhashable callable: resolve it every time
+        return _resolve_hints(fn)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_hints(fn: Any) -> dict[str, Any]:
+    return _resolve_hints(fn)
+
+
+def _resolve_hints(fn: Any) -> dict[str, Any]:
     target = fn
     if isinstance(fn, type) and not dataclasses.is_dataclass(fn):
         target = fn.__init__

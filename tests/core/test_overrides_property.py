@@ -18,6 +18,7 @@ import collections
 import collections.abc
 import dataclasses
 import enum
+import functools
 import os
 import re
 import types
@@ -261,6 +262,7 @@ PATH = st.integers(min_value=0, max_value=9).flatmap(lambda i: JUNK_PATH if i ==
 OPERATOR = st.sampled_from(["="] * 6 + ["+=", "-=", "*=", "/=", "==", " = ", "=+", ""])
 
 
+@functools.cache
 def ann_of(path: str) -> Any:
     """The annotation at a dotted path of ``fit`` (element types for list/dict items)."""
     ann: Any = fit
@@ -274,7 +276,7 @@ def ann_of(path: str) -> Any:
         elif origin is dict:
             ann = args[1]
         else:
-            ann = typing.get_type_hints(ann).get(part, Any)
+            ann = hints_of(ann).get(part, Any)
     return ann
 
 
@@ -388,16 +390,18 @@ def matches(value: Any, ann: Any) -> bool:
     raise AssertionError(f"the test does not know annotation {ann!r}")
 
 
+hints_of = functools.cache(typing.get_type_hints)
+
+
 def conforms(node: Any) -> None:
     """Every field of every Config/Partial/dataclass in ``node`` matches its annotation."""
     if isinstance(node, fdl.Buildable):
-        fn = fdl.get_callable(node)
-        hints = typing.get_type_hints(fn)
+        hints = hints_of(fdl.get_callable(node))
         for name, value in node.__arguments__.items():
             assert matches(value, hints.get(name)), (name, value, hints.get(name))
             conforms(value)
     elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        hints = typing.get_type_hints(type(node))
+        hints = hints_of(type(node))
         for f in dataclasses.fields(node):
             value = getattr(node, f.name)
             assert matches(value, hints[f.name]), (f.name, value, hints[f.name])
@@ -420,9 +424,12 @@ OUTCOMES: dict[str, collections.Counter[str]] = collections.defaultdict(collecti
 _GIST = re.compile(r"`[^`]*`|\d+")  # a message with its particulars blanked: its kind
 
 
+_BEFORE: dict[Any, str] = {}  # each task's document, untouched (made once: it costs)
+
+
 def check(kind: str, overrides: list[str], make: Any) -> None:
     original = make()
-    before = serialize.dumps(original)
+    before = _BEFORE.get(make) or _BEFORE.setdefault(make, serialize.dumps(make()))
     try:
         result = apply_overrides(original, overrides, factories=FACTORIES)
     except OverrideError as exc:
