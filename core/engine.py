@@ -73,6 +73,10 @@ class PlannedJob:
     package: Any = None
 
 
+#: Longest job name, in UTF-8 bytes: it becomes a folder and a Slurm job name.
+MAX_JOB_NAME = 128
+
+
 @dataclass
 class Plan:
     """An experiment before it is recorded: what ``Experiment.add`` collects."""
@@ -99,6 +103,11 @@ class Plan:
         if not name.strip() or unusable:
             raise LaunchError(
                 f"invalid job name `{name}`: no '/', '|' or control characters, no leading '.'"
+            )
+        if len(name.encode()) > MAX_JOB_NAME:  # a folder name has at most 255 bytes
+            raise LaunchError(
+                f"job name `{name[:40]}...` is too long ({len(name.encode())} bytes; "
+                f"at most {MAX_JOB_NAME})"
             )
         if any(j.name == name for j in self.jobs):
             raise LaunchError(f"job name `{name}` is used twice in experiment `{self.title}`")

@@ -10,6 +10,13 @@ dicts), bare words as strings (``mode=fast``, ``tags=[a, b]``), enum members by 
 after the dotted path splits, so ``arg='a=b c'`` is the string ``a=b c``. Besides ``=``,
 ``+= -= *= /=`` update numbers (``+=`` also extends lists and strings).
 
+Hostile or careless input is bounded here, so it fails at the keyboard with one line rather
+than later, when the experiment is recorded or the job reads it back: containers nest at most
+:data:`MAX_DEPTH` deep, integers have at most :data:`MAX_INT_DIGITS` digits (Python's own
+int/text limit, which ``json`` hits when the task is stored), a number too large for a float
+field is refused instead of becoming ``inf``, and a value must be storable (no sets, no
+non-string dict keys, UTF-8 text). :class:`OverrideError` is the only error that escapes.
+
 fiddle is never imported here: a task that holds fiddle objects already imported it.
 """
 
@@ -21,7 +28,10 @@ import copy
 import dataclasses
 import difflib
 import enum
+import functools
 import inspect
+import math
+import pathlib
 import re
 import sys
 import types
@@ -38,8 +48,46 @@ if TYPE_CHECKING:
 __all__ = ["Override", "OverrideError", "apply_overrides", "parse_override", "parse_value"]
 
 
+#: Deepest nesting of ``[ ( {`` in a value: deep enough for any config, shallow enough that
+#: parsing, checking, copying and storing never approach Python's recursion limit.
+MAX_DEPTH = 100
+#: Most digits an integer may have: Python's default int<->text limit
+#: (``sys.set_int_max_str_digits``), past which the task could not be stored or read back.
+MAX_INT_DIGITS = 4300
+#: Longest field name in a dotted path (a file name's limit; no real field is near it).
+MAX_FIELD_NAME = 255
+#: How much of the user's text an error message quotes.
+_SHOWN = 60
+_MESSAGE_LIMIT = 500
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_DECIMAL_INT = re.compile(r"[+-]?\d(?:_?\d)*")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (newlines, ESC, surrogates...)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def _shown(text: str, limit: int = _SHOWN) -> str:
+    """The user's text as quoted in a message: clipped, so one bad value gives a short line."""
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class OverrideError(ValueError):
-    """An override cannot be parsed or does not fit the config; ``str()`` is one line."""
+    """An override cannot be parsed or does not fit the config; ``str()`` is one line.
+
+    The message is made one printable line here, whatever it quotes, so no caller (the CLI's
+    stderr line, the app's notice) can be split or steered by the text the user typed.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(_shown(str(message), _MESSAGE_LIMIT))
 
 
 OPERATORS = ("=", "+=", "-=", "*=", "/=")
@@ -69,16 +117,31 @@ class Override:
 
 def parse_override(text: str) -> Override:
     """Split ``trainer.max_steps=10`` into path, operator and raw value."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Undecodable bytes on the command line arrive as lone surrogates; stored, they
+        # would fail when the experiment is written, so refuse them here.
+        raise OverrideError(f"override `{_shown(text)}` is not valid UTF-8 text") from None
     match = _OVERRIDE.match(text)
     if match is None:
         if "=" not in text:
             raise OverrideError(
-                f"cannot parse override `{text}`: expected `path=value` "
+                f"cannot parse override `{_shown(text)}`: expected `path=value` "
                 "(e.g. `trainer.max_steps=10`)"
             )
         left = text.split("=", 1)[0].rstrip("+-*/ ")
-        raise OverrideError(f"cannot parse override `{text}`: `{left}` is not a dotted field path")
-    return Override(path=tuple(match["path"].split(".")), op=match["op"], raw_value=match["value"])
+        raise OverrideError(
+            f"cannot parse override `{_shown(text)}`: `{_shown(left)}` is not a dotted field path"
+        )
+    path = tuple(match["path"].split("."))
+    for name in path:
+        if len(name) > MAX_FIELD_NAME:
+            raise OverrideError(
+                f"cannot parse override `{_shown(text)}`: field name `{_shown(name)}` is "
+                f"{len(name)} characters long (at most {MAX_FIELD_NAME})"
+            )
+    return Override(path=path, op=match["op"], raw_value=match["value"])
 
 
 # --------------------------------------------------------------------------- value parsing
@@ -98,6 +161,9 @@ class _Bare:
 
     text: str
     literal: Any = _NO_LITERAL
+    #: Why the token is not a usable number although it reads as one (too many digits, too
+    #: large for a float); it may still be text where the field takes a string.
+    problem: str | None = None
 
     @property
     def has_literal(self) -> bool:
@@ -112,10 +178,20 @@ def _bare(token: str) -> _Bare:
     try:
         value = ast.literal_eval(token)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if _DECIMAL_INT.fullmatch(token):  # Python refuses to read it: too many digits
+            return _Bare(token, problem=_too_many_digits(token))
         return _Bare(token)
+    if type(value) is int and not -_INT_LIMIT < value < _INT_LIMIT:  # hex/octal/binary
+        return _Bare(token, problem=_too_many_digits(token))
+    if type(value) is float and not math.isfinite(value):  # 1e400: a typo, not a wish for inf
+        return _Bare(token, problem=f"`{_shown(token)}` is too large for a float (write `inf`)")
     if value is None or type(value) in (bool, int, float):
         return _Bare(token, value)
     return _Bare(token)
+
+
+def _too_many_digits(token: str) -> str:
+    return f"the integer `{_shown(token)}` has more than {MAX_INT_DIGITS} digits"
 
 
 def _quoted(token: str) -> str:
@@ -136,6 +212,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     def _ws(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():
@@ -182,6 +259,15 @@ class _Parser:
         return _bare(token)
 
     def _container(self, opener: str) -> Any:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _ParseError(f"brackets nest more than {MAX_DEPTH} levels deep")
+        try:
+            return self._items(opener)
+        finally:
+            self.depth -= 1
+
+    def _items(self, opener: str) -> Any:
         closer = self._CLOSE[opener]
         start = self.pos
         self.pos += 1
@@ -195,7 +281,7 @@ class _Parser:
                 self.pos += 1
                 break
             if not self._peek():
-                raise _ParseError(f"missing `{closer}` in `{self.text[start:]}`")
+                raise _ParseError(f"missing `{closer}` in `{_shown(self.text[start:])}`")
             if opener == "{":
                 key = self._value(stops=",:}")
                 self._ws()
@@ -203,9 +289,11 @@ class _Parser:
                     is_dict = self._peek() == ":"
                 if is_dict:
                     if self._peek() != ":":
-                        raise _ParseError(f"expected `:` after dict key in `{self.text[start:]}`")
+                        raise _ParseError(
+                            f"expected `:` after dict key in `{_shown(self.text[start:])}`"
+                        )
                     self.pos += 1
-                    pairs.append((_hashable_key(key), self._value(stops=",}")))
+                    pairs.append((_hashable_key(key, "dict keys"), self._value(stops=",}")))
                 else:
                     items.append(key)
             else:
@@ -220,9 +308,9 @@ class _Parser:
                 trailing_comma = False
                 break
             elif not char:
-                raise _ParseError(f"missing `{closer}` in `{self.text[start:]}`")
+                raise _ParseError(f"missing `{closer}` in `{_shown(self.text[start:])}`")
             else:
-                raise _ParseError(f"expected `,` or `{closer}` but found `{char}`")
+                raise _ParseError(f"expected `,` or `{closer}` but found `{_shown(char)}`")
         if opener == "[":
             return items
         if opener == "(":
@@ -231,15 +319,22 @@ class _Parser:
             return tuple(items)
         if is_dict or is_dict is None:
             return dict(pairs)
+        for item in items:
+            _hashable_key(item, "set items")
         return set(items)
 
 
-def _hashable_key(key: Any) -> Any:
+def _hashable_key(key: Any, what: str) -> Any:
+    """``key`` as a set item or dict key: scalars, and tuples of them (``{[]}`` is refused)."""
     if isinstance(key, _Bare):
         return key.literal if key.has_literal else key.text
-    if isinstance(key, str | int | float | bool | tuple) or key is None:
+    if isinstance(key, tuple):
+        for item in key:
+            _hashable_key(item, what)
         return key
-    raise _ParseError(f"dict keys must be scalars, got {type(key).__name__}")
+    if isinstance(key, str | int | float | bool) or key is None:
+        return key
+    raise _ParseError(f"{what} must be scalars, got {type(key).__name__}")
 
 
 def _parse(raw: str) -> Any:
@@ -255,28 +350,31 @@ def _parse(raw: str) -> Any:
 
 
 def _unterminated(text: str) -> str:
-    raise _ParseError(f"unterminated string {text}")
+    raise _ParseError(f"unterminated string {_shown(text)}")
 
 
 def parse_value(raw: str) -> Any:
     """Parse an override value as plain Python (bare words become strings)."""
     try:
-        return _plain(_parse(raw))
+        return _plain(_parse(raw), strict=True)
     except _ParseError as exc:
-        raise OverrideError(f"cannot parse value `{raw.strip()}`: {exc}") from None
+        raise OverrideError(f"cannot parse value `{_shown(raw.strip())}`: {exc}") from None
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, *, strict: bool = False) -> Any:
+    """Parsed tokens as plain values; ``strict`` refuses a number that cannot be one."""
     if isinstance(value, _Bare):
+        if strict and value.problem is not None:
+            raise _ParseError(value.problem)
         return value.literal if value.has_literal else value.text
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_plain(item, strict=strict) for item in value]
     if isinstance(value, tuple):
-        return tuple(_plain(item) for item in value)
+        return tuple(_plain(item, strict=strict) for item in value)
     if isinstance(value, set):
-        return {_plain(item) for item in value}
+        return {_plain(item, strict=strict) for item in value}
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, strict=strict) for key, item in value.items()}
     return value
 
 
@@ -291,12 +389,26 @@ def _name(fn: Any) -> str:
 
 
 def _type_hints(fn: Any) -> dict[str, Any]:
-    """Resolved annotations of a function, or of a class's fields/``__init__``.
+    """Resolved annotations of a function, or of a class's fields/``__init__`` (read-only).
 
     String annotations (``from __future__ import annotations``) are resolved; if some name
     cannot be resolved, the annotations that are already objects are still used and the rest
-    count as unannotated (accepted), rather than failing the override.
+    count as unannotated (accepted), rather than failing the override. Resolving evaluates
+    every string annotation, so it is remembered per callable: the app re-applies all
+    overrides on each edit.
     """
+    try:
+        return _cached_hints(fn)
+    except TypeError:  # an unhashable callable: resolve it every time
+        return _resolve_hints(fn)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_hints(fn: Any) -> dict[str, Any]:
+    return _resolve_hints(fn)
+
+
+def _resolve_hints(fn: Any) -> dict[str, Any]:
     target = fn
     if isinstance(fn, type) and not dataclasses.is_dataclass(fn):
         target = fn.__init__
@@ -431,7 +543,10 @@ class _Checker:
             raise self.fail(where, ann, value)
         if ann is float:
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    return float(value)
+                except OverflowError:
+                    raise self.fail(where, ann, value, " (too large for a float)") from None
             if isinstance(value, str) and value.lower() in ("inf", "+inf", "-inf", "nan"):
                 return float(value)
             raise self.fail(where, ann, value)
@@ -446,6 +561,8 @@ class _Checker:
             if isinstance(value, type) and (not args or _issubclass(value, args[0])):
                 return value
             raise self.fail(where, ann, value)
+        if isinstance(ann, type) and issubclass(ann, pathlib.PurePath) and isinstance(value, str):
+            return self._path(value, ann, where)
         if origin is collections.abc.Callable or ann is collections.abc.Callable:
             if callable(value) or fiddle_kind(value) == "partial":
                 return value
@@ -454,8 +571,24 @@ class _Checker:
             return self._instance(value, ann, where)
         return self.unwrap(value, where)
 
+    def _path(self, value: str, ann: type, where: str) -> Any:
+        if not value or "\0" in value:
+            raise self.fail(where, ann, value, " (a path must be non-empty, without NUL)")
+        try:
+            return ann(value)
+        except Exception as exc:  # a foreign flavour (WindowsPath here) cannot be made
+            raise self.fail(where, ann, value, f" ({type(exc).__name__})") from None
+
     def check_bare(self, value: _Bare, ann: Any, where: str) -> Any:
         """Decide what an unquoted token means for this annotation (see :class:`_Bare`)."""
+        if value.problem is not None:
+            # Reads as a number but cannot be one: only a field that takes text takes it.
+            if not _is_unknown(_strip_annotated(ann)):
+                try:
+                    return self.check(value.text, ann, where)
+                except OverrideError:
+                    pass
+            raise OverrideError(f"`{where}`: {value.problem}")
         first_error: OverrideError | None = None
         if value.has_literal:
             try:
@@ -484,6 +617,8 @@ class _Checker:
     def unwrap(self, value: Any, where: str) -> Any:
         """Turn parsed tokens into plain values where nothing constrains the type."""
         if isinstance(value, _Bare):
+            if value.problem is not None:
+                raise OverrideError(f"`{where}`: {value.problem}")
             if value.has_literal:
                 return value.literal
             if value.text in self.factories:
@@ -494,7 +629,7 @@ class _Checker:
         if isinstance(value, tuple):
             return tuple(self.unwrap(item, f"{where}.{i}") for i, item in enumerate(value))
         if isinstance(value, set):
-            return {self.unwrap(item, where) for item in value}
+            return _a_set([self.unwrap(item, where) for item in value], where)
         if isinstance(value, dict):
             return {key: self.unwrap(item, f"{where}.{key}") for key, item in value.items()}
         return value
@@ -563,15 +698,18 @@ class _Checker:
             if not isinstance(value, dict):
                 raise self.fail(where, ann, value)
             key_ann, item_ann = args if len(args) == 2 else (_MISSING, _MISSING)
-            return {
-                self.check(key, key_ann, where): self.check(item, item_ann, f"{where}.{key}")
+            checked = [
+                (self.check(key, key_ann, where), self.check(item, item_ann, f"{where}.{key}"))
                 for key, item in value.items()
-            }
+            ]
+            for key, _ in checked:
+                _hash(key, where)
+            return dict(checked)
         if base in (set, frozenset, collections.abc.Set):
             if not isinstance(value, set | frozenset | list | tuple):
                 raise self.fail(where, ann, value)
             item_ann = args[0] if args else _MISSING
-            checked = {self.check(item, item_ann, where) for item in value}
+            checked = _a_set([self.check(item, item_ann, where) for item in value], where)
             return frozenset(checked) if base is frozenset else checked
         return _MISSING
 
@@ -586,6 +724,19 @@ class _Checker:
         if isinstance(value, ann):
             return value
         raise self.fail(where, ann, value)
+
+
+def _hash(value: Any, where: str) -> None:
+    try:
+        hash(value)
+    except TypeError:
+        raise OverrideError(f"`{where}`: {_describe(value)} cannot be a set item or key") from None
+
+
+def _a_set(items: list[Any], where: str) -> set[Any]:
+    for item in items:  # a factory's Config, say, is not hashable
+        _hash(item, where)
+    return set(items)
 
 
 def _issubclass(value: type, target: Any) -> bool:
@@ -641,7 +792,7 @@ def _buildable_slot(buildable: Any, name: str) -> _Slot:
     if name in arguments:
         current, explicit = arguments[name], True
     elif param is not None and param.default is not param.empty:
-        current, explicit = param.default, False
+        current, explicit = _signature_default(fn, name, param.default), False
     else:
         current, explicit = _MISSING, False
     ann = _type_hints(fn).get(name, _MISSING)
@@ -654,6 +805,26 @@ def _buildable_slot(buildable: Any, name: str) -> _Slot:
         return buildable
 
     return _Slot(current, ann, explicit, store)
+
+
+def _signature_default(fn: Any, name: str, default: Any) -> Any:
+    """A parameter's default; for a dataclass field with a ``default_factory``, a fresh value.
+
+    A dataclass's signature shows such a field's default as a ``<factory>`` placeholder, so
+    ``outer.sizes.0=5`` would otherwise index the placeholder instead of the list.
+    """
+    if default is not getattr(dataclasses, "_HAS_DEFAULT_FACTORY", _MISSING):
+        return default
+    fields = dataclasses.fields(fn) if dataclasses.is_dataclass(fn) else ()
+    for item in fields:
+        if item.name == name and item.default_factory is not dataclasses.MISSING:
+            try:
+                return item.default_factory()
+            except Exception as exc:
+                raise OverrideError(
+                    f"the default of `{_name(fn)}.{name}` failed: {type(exc).__name__}: {exc}"
+                ) from exc
+    return _MISSING
 
 
 def _dataclass_slot(obj: Any, name: str) -> _Slot:
@@ -759,17 +930,61 @@ def _arith(op: str, current: Any, operand: Any, where: str) -> Any:
             raise OverrideError(
                 f"`{where}{op}`: needs numbers, got {_describe(current)} and {_describe(operand)}"
             )
+    try:
+        result = _compute(op, current, operand, where)
+    except OverflowError:
+        raise OverrideError(f"`{where}{op}`: the result is too large for a float") from None
+    finite = all(not isinstance(v, float) or math.isfinite(v) for v in (current, operand))
+    if isinstance(result, float) and finite and not math.isfinite(result):
+        raise OverrideError(f"`{where}{op}`: the result is too large for a float")
+    if isinstance(result, int) and not -_INT_LIMIT < result < _INT_LIMIT:
+        raise OverrideError(f"`{where}{op}`: the result has more than {MAX_INT_DIGITS} digits")
+    return result
+
+
+def _compute(op: str, current: float, operand: float, where: str) -> float:
     if op == "+=":
         return current + operand
     if op == "-=":
         return current - operand
     if op == "*=":
-        return current * operand
+        return current * operand  # both at most MAX_INT_DIGITS digits: quick to make
     if operand == 0:
         raise OverrideError(f"`{where}/=`: division by zero")
     if isinstance(current, int) and isinstance(operand, int) and current % operand == 0:
         return current // operand
     return current / operand
+
+
+def _check_storable(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse, now, what the override put in that the task file could not hold.
+
+    Only plain containers are walked: a factory's Config or a dataclass came from code, and
+    the serializer judges those when the experiment is recorded.
+    """
+    if depth > MAX_DEPTH:
+        raise OverrideError(f"`{where}`: the value nests more than {MAX_DEPTH} levels deep")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT:
+        raise OverrideError(f"`{where}`: integers have at most {MAX_INT_DIGITS} digits")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise OverrideError(f"`{where}`: the text is not valid UTF-8") from None
+    elif isinstance(value, set | frozenset):
+        raise OverrideError(f"`{where}`: a set cannot be stored in a task; use a list")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_storable(item, f"{where}.{i}", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise OverrideError(
+                    f"`{where}`: dict keys must be strings to be stored, got {_describe(key)}"
+                )
+            _check_storable(item, f"{where}.{key}", depth + 1)
 
 
 def _apply_one(task: Any, override: Override, checker: _Checker) -> Any:
@@ -800,6 +1015,7 @@ def _apply_one(task: Any, override: Override, checker: _Checker) -> Any:
             operand = checker.check(parsed, _MISSING, where)
             updated = _arith(override.op, slot.current, operand, where)
             value = checker.check(updated, slot.ann, where)
+        _check_storable(value, where)
         return slot.store(value)
 
     return descend(task, override.path, _MISSING)

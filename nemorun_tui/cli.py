@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -89,7 +90,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def _ls_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
-    p.add_argument("--limit", type=int, default=None, help="show at most N experiments")
+    # Read as text and checked in _cmd_ls, so a bad N is one line like every other error.
+    p.add_argument("--limit", metavar="N", default=None, help="show at most N experiments")
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
@@ -256,7 +258,33 @@ def _store(args: argparse.Namespace) -> Store:
     return Store(resolve_home(args.home))
 
 
+#: Longest experiment reference or job name, in UTF-8 bytes: past a file name's limit it
+#: can name nothing in the store, and must not reach the filesystem as a path.
+MAX_NAME_BYTES = 255
+#: Longest ``--name`` (experiment title), in characters: shown in every listing.
+MAX_TITLE = 128
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """One line, before anything touches the store, for a name no experiment can have."""
+    for attr, what in (("exp", "experiment reference"), ("job", "job name")):
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        size = len(value.encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            raise UsageError(
+                f"{what} {value[:40]!r}... is too long ({size} bytes; at most {MAX_NAME_BYTES})"
+            )
+    title = getattr(args, "name", None)
+    if title is not None and len(title) > MAX_TITLE:
+        raise UsageError(
+            f"--name {title[:40]!r}... is too long ({len(title)} characters; at most {MAX_TITLE})"
+        )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _check_names(args)
     command = args.command
     if command == "ls":
         return _cmd_ls(args)
@@ -490,9 +518,23 @@ def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
 
 
 # -- ls / status -----------------------------------------------------------------------
+#: Bounds of `ls --limit` (SQLite's LIMIT would take any 64-bit int; none is useful past this).
+MAX_LIMIT = 1_000_000_000
+
+
+def _limit(text: str) -> int:
+    """``ls --limit N``: a whole number from 1 (0 would print nothing, as if the store were
+    empty; a negative one means "no limit" to SQLite) to :data:`MAX_LIMIT`."""
+    value = text.strip()
+    if not re.fullmatch(r"\d{1,10}", value) or not 1 <= int(value) <= MAX_LIMIT:
+        shown = repr(value) if len(value) <= 20 else repr(value[:17]) + "..."
+        raise UsageError(f"--limit takes a whole number from 1 to {MAX_LIMIT}, got {shown}")
+    return int(value)
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     if args.limit is not None:  # a slice: render it directly
-        rows = _store(args).list(limit=args.limit)
+        rows = _store(args).list(limit=_limit(args.limit))
         text = _render_json(rows) if args.json else _render_table(rows)
     else:
         from core.listing_cache import cached_listing

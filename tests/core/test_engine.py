@@ -156,6 +156,15 @@ def test_plan_rejects_job_names_that_cannot_be_folders_or_slurm_fields(name: str
     plan_of("a").add(Script(inline="true"), FakeExecutor(), name="eval-2 (final)")
 
 
+def test_plan_caps_job_names_at_128_bytes() -> None:
+    plan_of("a").add(Script(inline="true"), FakeExecutor(), name="n" * 128)
+    with pytest.raises(LaunchError, match=r"too long \(300 bytes; at most 128\)") as info:
+        plan_of("a").add(Script(inline="true"), FakeExecutor(), name="n" * 300)
+    assert len(str(info.value)) < 120  # the name is quoted clipped, not in full
+    with pytest.raises(LaunchError, match="at most 128"):  # bytes, not characters
+        plan_of("a").add(Script(inline="true"), FakeExecutor(), name="é" * 65)
+
+
 async def test_monitor_polls_once_per_target_with_every_handle(engine: Engine) -> None:
     for _ in range(3):
         await engine.launch(plan_of("x", "y", cluster="c1"))
