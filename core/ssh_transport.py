@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from core.local_transport import CHUNK_SIZE, follow_file, local_transport
+from core.loop_local import LoopLocal
 from core.prompts import PromptHandler, prompt_handler
 from core.prompts import set_prompt_handler as set_prompt_handler  # re-exported
 from core.transport import CommandResult, Transport, TransportError
@@ -204,7 +205,9 @@ class SSHTransport(Transport):
         #: Channels in use right now and the most ever used at once (commands + SFTP).
         self.open_channels = 0
         self.peak_channels = 0
-        self._state: _LoopState | None = None
+        self._loop_state: LoopLocal[_LoopState] = LoopLocal(
+            lambda loop: _LoopState(loop=loop, channels=asyncio.Semaphore(self.max_channels))
+        )
 
     # ------------------------------------------------------------------ connection setup
     def _build_options(
@@ -292,17 +295,12 @@ class SSHTransport(Transport):
         return None if result is None else [str(a) for a in result]
 
     def _st(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        st = self._state
-        if st is None or st.loop is not loop:
-            # A new event loop (tests, or the app restarting its loop): the old connection
-            # belongs to a dead loop and cannot be used; start afresh lazily.
-            st = _LoopState(loop=loop, channels=asyncio.Semaphore(self.max_channels))
-            self._state = st
-        return st
+        # A new event loop (tests, or the app restarting its loop): the old connection
+        # belongs to a dead loop and cannot be used; start afresh lazily.
+        return self._loop_state.get()
 
     def _connection_lost(self, conn: asyncssh.SSHClientConnection | None) -> None:
-        st = self._state
+        st = self._loop_state.current()
         if st is not None and conn is not None and st.conn is conn:
             st.conn = None
             st.sftp = None
@@ -634,8 +632,7 @@ class SSHTransport(Transport):
 
     async def close(self) -> None:
         """Close the connection of the current loop; the transport reconnects if used again."""
-        st = self._state
-        self._state = None
+        st = self._loop_state.clear()
         if st is None or st.conn is None:
             return
         conn = st.conn

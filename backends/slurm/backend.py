@@ -37,6 +37,7 @@ from backends.slurm.script import (
     render,
 )
 from core.executors import ExecutorProfile, LocalTunnel, SlurmExecutor, SSHTunnel
+from core.loop_local import LoopLocal
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.states import JobState, StatusReport
 from core.transport import Transport, TransportError
@@ -134,7 +135,7 @@ class SlurmBackend:
         self._arrays: set[str] = set()  # job ids submitted as arrays by this process
         self._expected_tasks: dict[str, int] = {}  # array job id -> tasks submitted
         self._names: dict[str, str] = {}  # job id -> the Slurm job name (run tag) we gave it
-        self._state: _LoopState | None = None
+        self._state: LoopLocal[_LoopState] = LoopLocal(lambda loop: _LoopState(loop=loop))
 
     @classmethod
     def from_profile(cls, profile: ExecutorProfile) -> SlurmBackend:
@@ -191,10 +192,7 @@ class SlurmBackend:
         )
 
     def _loop_state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        if self._state is None or self._state.loop is not loop:
-            self._state = _LoopState(loop=loop)
-        return self._state
+        return self._state.get()
 
     # ------------------------------------------------------------------ dry run / submit
     async def dryrun(self, job: JobSpec) -> DryRun:
