@@ -24,6 +24,7 @@ from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
 from core.states import JobState, StatusReport
 from core.store import (
+    DamagedFileError,
     ExperimentRecord,
     JobRecord,
     StateChange,
@@ -371,10 +372,11 @@ class Engine:
 
     # -- acting on recorded experiments -----------------------------------------------------
     def executor_of(self, exp_id: str, job: str) -> ExecutorProfile:
-        import json
-
-        data = json.loads(self.store.read_job_file(exp_id, job, EXECUTOR_FILE))
-        profile = profile_from_dict(data)
+        data = self.store.read_job_json(exp_id, job, EXECUTOR_FILE)
+        try:
+            profile = profile_from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DamagedFileError(f"{exp_id}/{job}/{EXECUTOR_FILE}: {exc}") from None
         configured = self.settings.profiles.get(profile.profile_name or "")
         if configured is not None:
             # Secret values live only in config.toml / the environment; take them from there.
@@ -385,7 +387,12 @@ class Engine:
     def task_of(self, exp_id: str, job: str) -> Any:
         from core.serialize import loads
 
-        return loads(self.store.read_job_file(exp_id, job, TASK_FILE).decode())
+        raw = self.store.read_job_file(exp_id, job, TASK_FILE)
+        try:
+            return loads(raw.decode())
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            detail = str(exc)[:160] or type(exc).__name__
+            raise DamagedFileError(f"{exp_id}/{job}/{TASK_FILE} cannot be read: {detail}") from None
 
     def backend_for(self, exp_id: str, job: str) -> Any:
         return registry.get_backend(self.executor_of(exp_id, job))

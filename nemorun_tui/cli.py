@@ -458,8 +458,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         rows = _store(args).list(limit=args.limit)
         text = _render_json(rows) if args.json else _render_table(rows)
     else:
-        from core.listing_cache import cached_listing
         from core.paths import resolve_home
+        from core.store.index import cached_listing
 
         # Local times depend on the zone, so the cached table does too; the version names
         # this code's rendering, so a changed format is never served from an older cache.
@@ -469,13 +469,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             if args.json
             else (f"table:{RENDER_VERSION}:{zone}", _render_table)
         )
-        # The index's copy when it is current (no store import needed), else via the store,
-        # which refreshes the index and keeps the new rendering.
-        cached, on_disk = cached_listing(str(resolve_home(args.home)), kind)
-        if cached is not None:
-            text = cached
-        else:  # the scan just made is still current enough to reconcile with
-            text = _store(args).rendered_listing(kind, render, on_disk=on_disk)
+        # The index's copy when nothing changed (no store import needed), else via the
+        # store, which refreshes the index and keeps the new rendering.
+        cached = cached_listing(str(resolve_home(args.home)), kind)
+        text = cached if cached is not None else _store(args).rendered_listing(kind, render)
     if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK
