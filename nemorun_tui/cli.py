@@ -195,8 +195,11 @@ def _user_error_code(exc: Exception) -> int | None:
     from core.protocol import BackendError
     from core.registry import UnknownBackendError
     from core.settings import SettingsError
-    from core.store import StoreError
+    from core.store import StoreError, StoreWriteError
     from core.transport import TransportError
+
+    if isinstance(exc, StoreWriteError):  # disk full, read-only: not the user's input
+        return EXIT_FAILED
 
     usage: tuple[type[BaseException], ...] = (
         UsageError,

@@ -73,7 +73,8 @@ def name_problem(name: object) -> str | None:
     if not name.strip():
         return "a name must not be empty"
     if name[0] == "." or "/" in name or "|" in name or not name.isprintable():
-        return f"`{_short(name)}` is not a usable name (no '/', '|', controls, leading '.')"
+        shown = name if name.isprintable() else ascii(name)[1:-1]  # never a raw control
+        return f"`{_short(shown)}` is not a usable name (no '/', '|', controls, leading '.')"
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return f"a name is longer than {MAX_NAME_BYTES} bytes ({len(name)} chars)"
     return None
