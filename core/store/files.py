@@ -136,8 +136,10 @@ class Store:
         """Create/remove folders under the store lock, carrying the index's token over."""
         with file_lock(self.home / STORE_LOCK):
             before = dir_token(str(self.experiments_dir))
+            missed = self.index.missed
             yield
-            self.index.carry_token(before, dir_token(str(self.experiments_dir)))
+            if self.index.missed == missed:  # never carry over a row the index missed
+                self.index.carry_token(before, dir_token(str(self.experiments_dir)))
 
     def create(
         self,
@@ -386,6 +388,24 @@ class Store:
 
         return [ExperimentSummary(*summary_values(r)) for r in self.index.guarded(listing)]
 
+    def list_if_changed(
+        self, since: str | None
+    ) -> tuple[str | None, list[ExperimentSummary] | None]:
+        """``(generation, rows)`` after the cheap check; rows is None when no row changed
+        since the generation ``since`` (a poller then skips materializing every row)."""
+
+        def check() -> tuple[str | None, list[Row] | None]:
+            self.index.sync()
+            gen = self.index.rows_gen()
+            if since is not None and gen == since:
+                return gen, None
+            return gen, self.index.summary_rows("ORDER BY created_at DESC, id DESC")
+
+        gen, rows = self.index.guarded(check)
+        if rows is None:
+            return gen, None
+        return gen, [ExperimentSummary(*summary_values(r)) for r in rows]
+
     def rendered_listing(self, kind: str, render: Callable[[list[ExperimentSummary]], str]) -> str:
         """``render(self.list())``, kept in the index until a row changes.
 
@@ -426,12 +446,12 @@ class Store:
             raise ExperimentNotFound(f"experiment reference is too long ({len(ref)} characters)")
         if name_problem(ref) is None and _is_real_dir(self.experiments_dir / ref):
             return ref
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
         def lookup() -> tuple[list[Row], list[Row]]:
             self.index.sync(verify=False)  # once for both: ids and titles never change
+            # A range on the primary key (LIKE would scan every row).
             by_id = self.index.summary_rows(
-                "WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 6", (escaped + "%",)
+                "WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (ref, ref + "\U0010ffff")
             )
             by_title = self.index.summary_rows(
                 "WHERE title = ? ORDER BY created_at DESC, id DESC LIMIT 1", (ref,)
@@ -439,7 +459,7 @@ class Store:
             return by_id, by_title
 
         by_id, by_title = self.index.guarded(lookup)
-        prefixed = [r[0] for r in by_id if r[0].startswith(ref)]  # LIKE ignores case
+        prefixed = [r[0] for r in by_id if r[0].startswith(ref)]
         if len(prefixed) == 1:
             return str(prefixed[0])
         if by_title:

@@ -145,7 +145,8 @@ def dir_token(experiments_dir: str) -> str:
     """One ``stat`` of ``experiments/``: changes when a folder is created, removed or renamed.
 
     The link count changes with every folder created or removed even within one tick of
-    the filesystem clock, where the mtime may not.
+    the filesystem clock, where the mtime may not (ext4 stops counting past 65,000
+    subfolders; the mtime alone then serves, to the clock's resolution).
     """
     try:
         st = os.stat(experiments_dir)
@@ -274,6 +275,8 @@ class Index:
         self._prepare_home = prepare_home
         self._db: sqlite3.Connection | None = None
         self.in_memory = False
+        #: Index writes this process missed (see :meth:`mark_stale`).
+        self.missed = 0
 
     # -- opening and repair ----------------------------------------------------------------
     @property
@@ -382,6 +385,7 @@ class Index:
 
     def mark_stale(self) -> None:
         """A write the index missed: touch ``experiments/`` so the next listing reconciles."""
+        self.missed += 1
         with contextlib.suppress(OSError):
             os.utime(self.experiments_dir)
 
@@ -482,13 +486,14 @@ def _damaged(exc: sqlite3.Error) -> bool:
 
 
 def verify_slice(
-    db: sqlite3.Connection, experiments_dir: str, size: int = VERIFY_SLICE
+    db: sqlite3.Connection, experiments_dir: str, size: int | None = None
 ) -> tuple[dict[str, str], str]:
     """Check the next ``size`` rows after the stored cursor against their manifests.
 
     Returns the ids whose manifest changed (with the version now on disk) and the next
     cursor. Read-only: the caller stores the cursor when it can write.
     """
+    size = VERIFY_SLICE if size is None else size
     cursor = _meta(db, "cursor") or ""
     rows = db.execute(
         "SELECT id, version FROM experiments WHERE id > ? ORDER BY id LIMIT ?", (cursor, size)
