@@ -93,6 +93,12 @@ def _jobs_symlink_outside(exp_dir: Path, home: Path) -> None:
     (exp_dir / "jobs").symlink_to(outside)
 
 
+def _folder_symlink_outside(exp_dir: Path, home: Path) -> None:
+    outside = home.parent / "outside-folder"
+    shutil.move(str(exp_dir), str(outside))
+    exp_dir.symlink_to(outside)
+
+
 def _index(sql: list[str] | None = None, raw: bytes | None = None) -> Apply:
     def apply(exp_dir: Path, home: Path) -> None:
         import sqlite3
@@ -165,6 +171,7 @@ DAMAGES: list[tuple[str, str, Apply]] = [
     ("job-name-leading-dot", "manifest", _set_job("name", ".hidden")),
     ("job-name-300-chars", "manifest", _set_job("name", "j" * 300)),
     ("job-name-empty", "manifest", _set_job("name", "")),
+    ("folder-symlink-outside", "manifest", _folder_symlink_outside),
     # job files and the events log
     ("executor-bad-bytes", "jobfile", _job_file("executor.json", b"\xff\xfe\x00garbage")),
     ("executor-truncated", "jobfile", _job_file("executor.json")),

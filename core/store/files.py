@@ -95,7 +95,7 @@ class Store:
     # -- paths -------------------------------------------------------------------------
     def exp_dir(self, exp_id: str) -> Path:
         problem = name_problem(exp_id)
-        if problem or exp_id == "..":
+        if problem:
             raise ExperimentNotFound(f"invalid experiment id: {problem}")
         return self.experiments_dir / exp_id
 
@@ -122,9 +122,12 @@ class Store:
                 _make_reserve(self.home / RESERVE)
 
     def _prepare_home(self) -> None:
-        """Before opening the index: a missing store is created; an existing one untouched."""
+        """Before opening the index: a missing store is created; an existing one untouched.
+
+        When it cannot be created (a read-only parent), the index lives in memory."""
         if not self.home.exists():
-            self._ensure_home()
+            with contextlib.suppress(StoreWriteError):
+                self._ensure_home()
 
     # -- create / read / update ----------------------------------------------------------
     def new_id(self, title: str) -> str:
@@ -181,17 +184,22 @@ class Store:
     def load(self, exp_id: str) -> ExperimentRecord:
         directory = self.exp_dir(exp_id)
         try:
+            mode = os.lstat(directory).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
+        except OSError as exc:
+            reason = f"the experiment folder cannot be read ({exc.strerror})"
+            raise DamagedManifestError(exp_id, reason) from None
+        if stat.S_ISLNK(mode):  # never followed: it may lead out of the store
+            raise DamagedManifestError(exp_id, "the experiment folder is a symlink")
+        if not stat.S_ISDIR(mode):
+            raise ExperimentNotFound(f"no experiment `{exp_id}`")
+        try:
             raw = read_regular(directory / MANIFEST, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
-            if directory.is_dir():
-                raise DamagedManifestError(exp_id, "experiment.json is missing") from None
-            raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
+            raise DamagedManifestError(exp_id, "experiment.json is missing") from None
         except UnreadableFile as exc:
-            if exc.reason.startswith("cannot be opened") and not _is_real_dir(directory):
-                raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
             raise DamagedManifestError(exp_id, f"experiment.json {exc.reason}") from None
-        if not _is_real_dir(directory):
-            raise DamagedManifestError(exp_id, "the experiment folder is a symlink")
         return parse_manifest(exp_id, raw)
 
     @contextlib.contextmanager

@@ -178,10 +178,15 @@ def scan_manifests(experiments_dir: str) -> dict[str, str]:
         return on_disk
     try:
         with os.scandir(dir_fd) as entries:
-            names = [
-                e.name for e in entries if e.name[0] != "." and e.is_dir(follow_symlinks=False)
-            ]
-        for name in names:
+            folders = []
+            for e in entries:
+                if e.name[0] == ".":
+                    continue
+                if e.is_symlink():  # listed, as damaged: the store never follows it
+                    on_disk[e.name] = "symlink"
+                elif e.is_dir(follow_symlinks=False):
+                    folders.append(e.name)
+        for name in folders:
             on_disk[name] = manifest_version(experiments_dir, name, dir_fd)
     finally:
         os.close(dir_fd)
