@@ -1,8 +1,8 @@
 """The corruption matrix, app start: every damage kind at once, one per experiment.
 
-The app must start within a bounded time over a store holding every kind of damage (and a
-damaged index), list each damaged experiment as DAMAGED with its reason, and still list the
-healthy one as it is.
+The app must start within a bounded time over a store holding every kind of folder damage
+(and, in turn, each kind of index damage), list each damaged experiment as DAMAGED with its
+reason, and still list the healthy one as it is.
 """
 
 from __future__ import annotations
@@ -34,9 +34,15 @@ def _create(store: Store, title: str, created_at: float) -> str:
     return record.id
 
 
+INDEX_DAMAGES = [(name, apply) for name, where, apply in DAMAGES if where == "index"]
+
+
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("index_kind", "index_damage"), INDEX_DAMAGES, ids=[n for n, _ in INDEX_DAMAGES]
+)
 async def test_app_starts_and_lists_every_damaged_experiment(
-    make_app: Callable[..., Any], tmp_path: Path
+    make_app: Callable[..., Any], tmp_path: Path, index_kind: str, index_damage: Any
 ) -> None:
     home = tmp_path / "store"
     store = Store(home)
@@ -48,9 +54,8 @@ async def test_app_starts_and_lists_every_damaged_experiment(
         if where != "index":
             apply(store.exp_dir(exp_id), home)
         victims[exp_id] = (name, where)
-    index_damage = next(apply for name, where, apply in DAMAGES if where == "index")
     store.close()
-    index_damage(store.exp_dir(healthy), home)  # the index: right version, wrong tables
+    index_damage(store.exp_dir(healthy), home)  # and the index itself
 
     app = make_app(home, monitor=False, listing_seconds=3600)
     started = time.monotonic()
