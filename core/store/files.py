@@ -207,15 +207,12 @@ class Store:
         directory = self.exp_dir(exp_id)
         if not directory.is_dir():
             raise ExperimentNotFound(f"no experiment `{exp_id}`")
-        try:
-            lock = file_lock(directory / LOCK)
-            lock.__enter__()
-        except OSError as exc:
-            raise _write_error(exc, directory) from None
-        try:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(directory / LOCK))
+            except OSError as exc:  # a read-only store: one line, not a traceback
+                raise _write_error(exc, directory) from None
             yield
-        finally:
-            lock.__exit__(None, None, None)
 
     def update(
         self, exp_id: str, mutate: Callable[[ExperimentRecord], bool | None]

@@ -559,6 +559,7 @@ def cached_listing(home: str, kind: str) -> str | None:
                 gen = _meta(db, "rows_gen")
                 kept = _meta(db, render_key(kind))
             with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA busy_timeout = 0")  # a busy writer never holds `ls` up
                 _set_meta(db, "cursor", cursor)
         finally:
             db.close()
