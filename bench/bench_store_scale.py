@@ -85,15 +85,22 @@ def main() -> int:
         ("status by title", ["status", "sweep-7", "--no-refresh"]),
         ("status by id prefix", ["status", "scale-000123", "--no-refresh"]),
     ]
+    envs = {}
     for n, home in homes.items():
         env = {**os.environ, "NEMORUN_TUI_HOME": str(home)}
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with compiled modules
+        envs[n] = env
         for _, argv in cases:  # warm: index current, renderings kept, modules compiled
             time_command([cli, *argv], runs=2, env=env, check=False)
-        for name, argv in cases:
-            times = time_command([cli, *argv], runs=7, env=env, check=False)
-            figure(f"{name} over {n:,} experiments", times)
-            results[(name, n)] = statistics.median(times)
+    for name, argv in cases:
+        # Sizes alternate run by run, so a busy machine weighs on both figures alike.
+        times: dict[int, list[float]] = {n: [] for n in SIZES}
+        for _ in range(9):
+            for n in SIZES:
+                times[n] += time_command([cli, *argv], runs=1, env=envs[n], check=False)
+        for n in SIZES:
+            figure(f"{name} over {n:,} experiments", times[n])
+            results[(name, n)] = statistics.median(times[n])
     small, big = SIZES
     worst = 0.0
     for name, _ in cases:
