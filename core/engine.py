@@ -35,6 +35,7 @@ from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
 from core.states import JobState, StatusReport
 from core.store import (
+    DamagedFileError,
     ExperimentRecord,
     JobRecord,
     StateChange,
@@ -485,10 +486,11 @@ class Engine:
 
     # -- acting on recorded experiments -----------------------------------------------------
     def executor_of(self, exp_id: str, job: str) -> ExecutorProfile:
-        import json
-
-        data = json.loads(self.store.read_job_file(exp_id, job, EXECUTOR_FILE))
-        profile = profile_from_dict(data)
+        data = self.store.read_job_json(exp_id, job, EXECUTOR_FILE)
+        try:
+            profile = profile_from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DamagedFileError(f"{exp_id}/{job}/{EXECUTOR_FILE}: {exc}") from None
         configured = self.settings.profiles.get(profile.profile_name or "")
         if configured is not None:
             # Secret values live only in config.toml / the environment; take them from there.
@@ -500,15 +502,26 @@ class Engine:
         """The stored task as a live object. Imports user code: never call it in the app."""
         from core.serialize import loads
 
-        return loads(self.store.read_job_file(exp_id, job, TASK_FILE).decode())
+        raw = self.store.read_job_file(exp_id, job, TASK_FILE)
+        try:
+            return loads(raw.decode())
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            detail = str(exc)[:160] or type(exc).__name__
+            raise DamagedFileError(f"{exp_id}/{job}/{TASK_FILE} cannot be read: {detail}") from None
 
     def stored_task(self, exp_id: str, job: str) -> Any:
         """The stored task as its document (a :class:`core.serialize.StoredTask`), with its
         view when one was recorded. Imports nothing the task names: safe in the app."""
         from core.serialize import StoredTask
 
-        text = self.store.read_job_file(exp_id, job, TASK_FILE).decode("utf-8", "replace")
-        return StoredTask.from_text(text, self.task_view(exp_id, job, recorded_only=True))
+        raw = self.store.read_job_file(exp_id, job, TASK_FILE)
+        try:
+            return StoredTask.from_text(
+                raw.decode(), self.task_view(exp_id, job, recorded_only=True)
+            )
+        except (ValueError, RecursionError) as exc:  # SerializeError, UnicodeDecodeError
+            detail = str(exc)[:160] or type(exc).__name__
+            raise DamagedFileError(f"{exp_id}/{job}/{TASK_FILE} cannot be read: {detail}") from None
 
     def task_view(
         self, exp_id: str, job: str, *, recorded_only: bool = False, from_document: bool = False

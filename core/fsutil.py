@@ -8,8 +8,10 @@ torn one, even when the writer is SIGKILLed mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +130,61 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class UnreadableFile(OSError):
+    """A path that exists but is not a regular file of bounded size; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_regular(path: Path | str, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, never blocking or following.
+
+    Store files are read back from disk where anything may be: a FIFO (a plain ``open``
+    blocks until a writer comes), a symlink to ``/dev/zero`` (a read never ends), a
+    directory, a 1 GB file. ``O_NONBLOCK|O_NOFOLLOW`` and an ``fstat`` before reading turn
+    each into :class:`UnreadableFile`; ``FileNotFoundError`` passes through.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableFile("is a symlink, not a file") from None
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UnreadableFile(f"cannot be opened ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UnreadableFile(f"is {kind}")
+        if st.st_size > limit:
+            raise UnreadableFile(f"is too large ({st.st_size} bytes; at most {limit})")
+        chunks = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise UnreadableFile(f"is too large (more than {limit} bytes)")
+        return data
+    except UnreadableFile:
+        raise
+    except OSError as exc:
+        raise UnreadableFile(f"cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def chmod_if_needed(path: Path, mode: int) -> None:
+    """Set ``path``'s mode only when it differs: a read-only store is never written to."""
+    if stat.S_IMODE(os.stat(path).st_mode) != mode:
+        os.chmod(path, mode)

@@ -96,7 +96,7 @@ class Monitor:
                     continue
                 try:
                     profile = self._profile(exp_id, job.name)
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, KeyError, TypeError) as exc:
                     self._publish(
                         PollError(job.backend, "?", f"{exp_id}/{job.name}: {exc}", time.time())
                     )

@@ -105,6 +105,10 @@ class LaunchPresenter:
         return RateMeter(show, min_interval=2.0)
 
 
+#: Rows of the first listing (newest first): enough for any screen, cheap at any store size.
+FIRST_ROWS = 500
+
+
 class ChainedPoll:
     """Run ``job`` now and then every ``interval`` seconds *after* it finished.
 
@@ -244,8 +248,9 @@ class NemorunApp(App[int]):
         # (tens of ms for 10k runs) overlaps the app's own start-up.
         self.bridge.start()
         self._prefetch: concurrent.futures.Future[Any] | None = self.bridge.submit(
-            _call(engine.store.list)
+            _call(lambda: engine.store.list(limit=FIRST_ROWS))
         )
+        self._listing_gen: str | None = None
         self.first_rows_at: float | None = None
         with contextlib.suppress(Exception):
             self.theme = settings.ui.theme
@@ -412,12 +417,28 @@ class NemorunApp(App[int]):
 
     # -- polling ----------------------------------------------------------------------
     async def _list_store(self) -> None:
+        partial = False
         if self._prefetch is not None:
+            # The first screen from the newest FIRST_ROWS only (a store of 100,000 costs a
+            # second to materialize); the whole listing follows at once, after that frame.
             prefetch, self._prefetch = self._prefetch, None
             summaries = await asyncio.wrap_future(prefetch)
+            partial = len(summaries) >= FIRST_ROWS
         else:
-            summaries = await self.bridge.run(self.engine.store.list)
+            gen, listed = await self.bridge.run(
+                self.engine.store.list_if_changed, self._listing_gen
+            )
+            if listed is None:  # no row changed since the last listing
+                if self._select_after_listing and self.runs_table.move_cursor_to(
+                    self._select_after_listing
+                ):
+                    self._select_after_listing = None
+                return
+            self._listing_gen, summaries = gen, listed
         first = not self.runs_table.loaded
+        if partial and self._listing is not None:
+            # After the first frame is painted: the full listing must not compete with it.
+            self.call_after_refresh(lambda: self.set_timer(0.05, self._listing_poke))
         self._summaries = {s.id: s for s in summaries}
         changed = self.runs_pane.apply(summaries)
         if self._select_after_listing and self.runs_table.move_cursor_to(
@@ -434,6 +455,10 @@ class NemorunApp(App[int]):
                 self._monitor.start()
         if changed or first:
             self._reload_highlighted_jobs()
+
+    def _listing_poke(self) -> None:
+        if self._listing is not None:
+            self._listing.poke()
 
     def _live_ids(self) -> list[str]:
         return [

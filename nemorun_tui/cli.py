@@ -208,8 +208,11 @@ def _user_error_code(exc: Exception) -> int | None:
     from core.protocol import BackendError
     from core.registry import UnknownBackendError
     from core.settings import SettingsError
-    from core.store import StoreError
+    from core.store import StoreError, StoreWriteError
     from core.transport import TransportError
+
+    if isinstance(exc, StoreWriteError):  # disk full, read-only: not the user's input
+        return EXIT_FAILED
 
     usage: tuple[type[BaseException], ...] = (
         UsageError,
@@ -537,8 +540,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         rows = _store(args).list(limit=_limit(args.limit))
         text = _render_json(rows) if args.json else _render_table(rows)
     else:
-        from core.listing_cache import cached_listing
         from core.paths import resolve_home
+        from core.store.index import cached_listing
 
         # Local times depend on the zone, so the cached table does too; the version names
         # this code's rendering, so a changed format is never served from an older cache.
@@ -548,13 +551,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             if args.json
             else (f"table:{RENDER_VERSION}:{zone}", _render_table)
         )
-        # The index's copy when it is current (no store import needed), else via the store,
-        # which refreshes the index and keeps the new rendering.
-        cached, on_disk = cached_listing(str(resolve_home(args.home)), kind)
-        if cached is not None:
-            text = cached
-        else:  # the scan just made is still current enough to reconcile with
-            text = _store(args).rendered_listing(kind, render, on_disk=on_disk)
+        # The index's copy when nothing changed (no store import needed), else via the
+        # store, which refreshes the index and keeps the new rendering.
+        cached = cached_listing(str(resolve_home(args.home)), kind)
+        text = cached if cached is not None else _store(args).rendered_listing(kind, render)
     if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK
