@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import registry
+from core import launch_guard, registry
 from core.executors import ExecutorProfile, LocalExecutor, profile_from_dict
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
@@ -196,6 +196,7 @@ class Engine:
         else:
             argv = [sys.executable, "-m", RUNNER_MODULE, task_file]
             runner_file = task_file
+        env.update(launch_guard.job_env())  # every job knows its depth (last: not overridable)
         return JobSpec(
             experiment_id=exp_id,
             job_name=job.name,
@@ -243,6 +244,8 @@ class Engine:
         """Write the experiment with every job UNSUBMITTED (the intent), before any submit."""
         from core.serialize import dumps
 
+        if (problem := launch_guard.launch_problem()) is not None:
+            raise LaunchError(problem)  # a job launching again (see core.launch_guard)
         self.validate(plan)
         deps = plan.effective_dependencies()
         exp_id = self.store.new_id(plan.title)
