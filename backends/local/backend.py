@@ -297,6 +297,8 @@ class LocalBackend:
                 source=status.source,
                 exit_code=status.exit_code,
                 reason=status.reason,
+                started_at=status.started_at,
+                ended_at=status.ended_at,
             )
         return reports
 

@@ -46,8 +46,9 @@ if TYPE_CHECKING:
 
 #: Scheduler query commands (rate limited); sbatch/scancel are user actions and are not.
 QUERY_COMMANDS = ("squeue", "sacct")
-#: ISO times whatever the user's SLURM_TIME_FORMAT: parse_sacct compares Submit as text.
-SACCT_ENV = {"SLURM_TIME_FORMAT": "standard"}
+#: ISO times whatever the user's SLURM_TIME_FORMAT (parse_sacct compares Submit as text), in
+#: UTC whatever the cluster's time zone (Start/End become Unix times: parse.parse_time).
+SACCT_ENV = {"SLURM_TIME_FORMAT": "standard", "TZ": "UTC"}
 _TRANSIENT_SBATCH = (
     "Socket timed out",
     "Unable to contact slurm controller",
@@ -403,7 +404,8 @@ class SlurmBackend:
         now = time.time()
         ids = sorted({h.job_id for h in handles}, key=parse.task_sort_key)
         rc, out, err = await self._run(
-            ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids), "-O", parse.SQUEUE_FORMAT]
+            ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids), "-O", parse.SQUEUE_FORMAT],
+            env=SACCT_ENV,
         )
         if rc != 0 and "Invalid job id" not in err:
             raise BackendError(f"squeue failed on {self.target}: {err or f'exit {rc}'}")
@@ -524,6 +526,8 @@ class SlurmBackend:
                 exit_code=report.exit_code,
                 reason=report.reason,
                 restarts=report.restarts,
+                started_at=report.started_at,
+                ended_at=report.ended_at,
             )
         reason = f"neither squeue nor sacct knows job {h.job_id}"
         if sacct_error:
