@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import launch_guard, registry
+from core import launch_guard, launch_window, registry
 from core.executors import ExecutorProfile, LocalExecutor, profile_from_dict
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
@@ -306,6 +306,7 @@ class Engine:
                 continue
             planned = dataclasses.replace(job, dependencies=deps[job.name])
             spec = self.job_spec(exp_id, planned, handles, workdir)
+            spec.held = True  # released once the handle is recorded (core.launch_window)
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
             except Exception as exc:  # any failure is recorded on the job, never left UNSUBMITTED
@@ -314,10 +315,13 @@ class Engine:
                 self._set_unsubmittable(exp_id, job.name, JobState.FAILED, reason)
                 failed[job.name] = reason
                 continue
+            launch_window.crash_point("after-submit")  # tests only: the launch window
             handles[job.name] = handle
             if not self._set_submitted(exp_id, job.name, handle):
                 # A cancel landed while this job was being submitted: honour it now.
                 await registry.get_backend(job.executor).cancel(handle)
+            else:
+                await launch_window.release(registry.get_backend(job.executor), handle)
 
     def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
         """Record the handle; False when the job had already ended (e.g. cancelled)."""
@@ -404,11 +408,11 @@ class Engine:
                 continue
             self.store.append_event(exp_id, {"kind": "cancel-requested", "job": rec.name})
             try:
-                if rec.handle is None:
-                    self._set_unsubmittable(
-                        exp_id, rec.name, JobState.CANCELLED, "cancelled before submission"
+                if rec.handle is None:  # found by its run tag, or marked cancelled
+                    rec.handle = await launch_window.handle_to_cancel(
+                        self.backend_for(exp_id, rec.name), self.store, exp_id, rec.name
                     )
-                else:
+                if rec.handle is not None:
                     await self.backend_for(exp_id, rec.name).cancel(rec.handle)
             except Exception as exc:  # one job's failure must not spare the others
                 errors.append(f"{rec.name}: {exc}")

@@ -72,6 +72,10 @@ class JobSpec:
     archive_sha256: str | None = None
     #: Called with (bytes_done, bytes_total) while the archive is uploaded.
     progress: Callable[[int, int], None] | None = None
+    #: Do not start the job until ``release(handle)`` (an optional backend method) is called.
+    #: The engine holds every job and releases it only once its handle is recorded, so a
+    #: launcher killed in between leaves no job running that the store does not know.
+    held: bool = False
 
 
 @dataclass

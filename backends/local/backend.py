@@ -157,6 +157,17 @@ class LocalBackend:
             "dependencies": self._dependencies(job, own_dir=own_dir, must_exist=not dry),
             "cancel_grace_seconds": self._grace_for(job),
             "task_file": job.task_file,
+            # Held: start only after release() (see core.launch_window), and never if this
+            # launcher dies first. Dry runs show no launcher (there is none yet).
+            "hold": (
+                {
+                    "launcher": None if dry else sv.identity(os.getpid()),
+                    "boot_id": sv.boot_id(),
+                    "timeout_seconds": sv.HOLD_TIMEOUT_SECONDS,
+                }
+                if job.held
+                else None
+            ),
         }
 
     def _reap(self) -> None:
@@ -272,6 +283,32 @@ class LocalBackend:
             os.close(log_fd)
         self._spawned.add(pid)
         return pid
+
+    # ------------------------------------------------------------------ hold / find
+
+    async def release(self, handle: Handle) -> None:
+        """Let a held job start: its handle is recorded (see :mod:`core.launch_window`)."""
+        run_dir = self._run_dir(handle)
+        await asyncio.to_thread(
+            sv.write_json,
+            os.path.join(run_dir, sv.RELEASED),
+            {"released_at": time.time(), "by_pid": os.getpid()},
+            durable=False,
+            exclusive=True,
+        )
+
+    async def find(self, run_tag: str, job_dir: str) -> Handle | None:
+        """The handle of the job submitted under ``run_tag`` into ``job_dir``, if there is one
+        (a launcher that died before recording it); None when nothing was started there."""
+        run_dir = os.path.abspath(job_dir)
+        try:
+            spec = sv.read_json(os.path.join(run_dir, sv.SPEC)) or {}
+        except (ValueError, OSError):
+            return None
+        started = any(os.path.exists(os.path.join(run_dir, f)) for f in (sv.PIDS, sv.RESULT))
+        if spec.get("run_tag") != run_tag or not started:
+            return None
+        return Handle(self.name, "local", run_dir)
 
     # ------------------------------------------------------------------ poll
 

@@ -17,6 +17,7 @@ Files in a run directory (the job dir the engine gave us):
 ``spec.json``         what to run: argv, workdir, non-secret env, dependencies, grace (launcher)
 ``pid.json``          supervisor and child pid + start time + boot id, and the phase
 ``cancel-requested``  marker written by ``cancel`` before any signal is sent
+``released``          written by the launcher once it recorded the job (held jobs only)
 ``result.json``       exit code, state, times, reason; written once, atomically, durably
 ``logs/stdout.log``   the child's stdout (the child writes directly, O_APPEND)
 ``logs/stderr.log``   the child's stderr
@@ -43,12 +44,15 @@ SPEC = "spec.json"
 PIDS = "pid.json"
 RESULT = "result.json"
 CANCEL = "cancel-requested"
+RELEASED = "released"
 LOGS = "logs"
 STREAMS = {"stdout": "stdout.log", "stderr": "stderr.log"}
 SUPERVISOR_LOG = "supervisor.log"
 
 #: How often a waiting supervisor re-reads its dependencies' state.
 DEPENDENCY_POLL_SECONDS = 0.05
+#: How long a held job waits for its launcher's release before giving up (not running).
+HOLD_TIMEOUT_SECONDS = 120.0
 #: After the job's main process ended, how long leftovers in its group get after SIGTERM.
 LEFTOVER_GRACE_SECONDS = 2.0
 
@@ -347,6 +351,8 @@ def read_status(run_dir: str) -> RunStatus:
         phase = pids.get("phase")
         if phase == "waiting":
             return RunStatus(PENDING, "local:proc", None, pids.get("reason"))
+        if phase == "held":
+            return RunStatus(SUBMITTED, "local:proc", None, pids.get("reason"))
         if phase in ("running", "finishing"):
             return RunStatus(RUNNING, "local:proc", started_at=_timestamp(pids.get("started_at")))
         return RunStatus(SUBMITTED, "local:proc", None, "starting")
@@ -472,6 +478,40 @@ def _wait_for_dependencies(
     return None
 
 
+def _wait_for_release(
+    run_dir: str, spec: dict[str, Any], pids: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A held job starts only once its launcher recorded it (``released`` exists).
+
+    Why: a launcher killed between submitting and recording would otherwise leave a job
+    running that its store does not know. If the launcher is gone (or silent for the hold's
+    timeout) first, the job is not run and the result says why.
+    """
+    hold = spec.get("hold")
+    if not isinstance(hold, dict):
+        return None
+    released = os.path.join(run_dir, RELEASED)
+    launcher = hold.get("launcher")
+    deadline = time.monotonic() + float(hold.get("timeout_seconds") or HOLD_TIMEOUT_SECONDS)
+    pids.update(phase="held", reason="waiting for the launcher to record the job")
+    write_json(os.path.join(run_dir, PIDS), pids, durable=False)
+    interval = 0.002
+    while not os.path.exists(released):
+        if _cancel_requested(run_dir):
+            return _outcome(CANCELLED, None, "cancelled before it started")
+        if not is_alive(launcher, hold.get("boot_id")) and not os.path.exists(released):
+            return _outcome(
+                FAILED,
+                None,
+                "not run: the launcher ended before it recorded this job; launch it again",
+            )
+        if time.monotonic() > deadline:
+            return _outcome(FAILED, None, "not run: the launcher did not confirm the job in time")
+        time.sleep(interval)
+        interval = min(interval * 2, 0.05)
+    return None
+
+
 def _open_log(run_dir: str, stream: str) -> int:
     path = os.path.join(run_dir, LOGS, STREAMS[stream])
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -538,7 +578,7 @@ def _wait_for(child: int) -> int:
 
 def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, Any]:
     """Wait for dependencies, run the job, and say how it ended (the result without times)."""
-    blocked = _wait_for_dependencies(run_dir, spec, pids)
+    blocked = _wait_for_release(run_dir, spec, pids) or _wait_for_dependencies(run_dir, spec, pids)
     if blocked is not None:
         return blocked
     if _cancel_requested(run_dir):

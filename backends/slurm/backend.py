@@ -353,6 +353,39 @@ class SlurmBackend:
         )
         return ids[-1] if ids else None
 
+    # ------------------------------------------------------------------ hold / find
+    async def release(self, handle: Handle) -> None:
+        """``scontrol release`` a job submitted held, now that its handle is recorded.
+
+        Retried on transient errors: a job left held would wait forever (it shows PENDING
+        with Slurm's reason JobHeldUser, and ``cancel`` still stops it).
+        """
+        if not parse.is_job_id(handle.job_id):
+            raise BackendError(f"not a Slurm job id: {handle.job_id}")
+        last = ""
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(1.0 * attempt)
+            try:
+                rc, _, err = await self._run(["scontrol", "release", handle.job_id], timeout=60)
+            except TransportError as exc:
+                last = str(exc)
+                continue
+            if rc == 0:
+                return
+            last = err or f"exit {rc}"
+            if "already" in err.lower() or "completed" in err.lower():
+                return  # ended or cancelled meanwhile: nothing to release
+        raise BackendError(f"cannot release Slurm job {handle.job_id}: {last}")
+
+    async def find(self, run_tag: str, job_dir: str) -> Handle | None:
+        """The job submitted under ``run_tag`` (a launcher that died before recording it)."""
+        job_id = await self.lookup_tag(run_tag)
+        if job_id is None:
+            return None
+        self._names[job_id] = run_tag
+        return self._handle(job_id)
+
     # ------------------------------------------------------------------ poll
     async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
         """A report for every handle; ended jobs are answered from memory (no call)."""

@@ -196,6 +196,8 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
 
     script_path = posixpath.join(job_dir, f"sbatch-{path_part(job.run_tag)}.sh")
     sbatch = ["sbatch", "--parsable", "--export=ALL"]
+    if job.held:
+        sbatch.append("--hold")  # released once the handle is recorded (core.launch_window)
     deps = [h.job_id for h in job.dependencies]
     if deps:
         sbatch.append(f"--dependency={executor.dependency_type}:{':'.join(deps)}")

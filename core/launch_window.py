@@ -1,0 +1,151 @@
+"""The launch window: between a backend starting a job and the store recording its handle.
+
+A launcher killed there (SIGKILL, OOM, a closed laptop) used to leave a running job that the
+store listed as UNSUBMITTED; ``cancel`` then said "cancelled before submission" while the job
+went on to succeed. Three things close the window:
+
+* **Hold, then release.** The engine submits every job *held* (``JobSpec.held``) and calls the
+  backend's ``release(handle)`` only after the handle is recorded. The local supervisor waits
+  for the release and, if its launcher dies first, records that the job was not run; Slurm
+  submits with ``--hold`` and releases with ``scontrol release``.
+* **Adopt by tag.** A job the store has no handle for may still exist: backends with
+  ``find(run_tag, job_dir)`` look it up, and :func:`adopt` records the handle, so cancel
+  stops the real job and the monitor reports its real state.
+* **A crash point for tests.** :func:`crash_point` SIGKILLs the process at a named point when
+  :data:`CRASH_ENV` names it; only tests set that variable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from core.states import JobState
+
+if TYPE_CHECKING:
+    from core.protocol import Handle
+    from core.store import ExperimentRecord, Store
+
+#: Tests set this to a crash point's name to have the process SIGKILL itself there.
+CRASH_ENV = "NEMORUN_TUI_TEST_CRASH_AT"
+#: The monitor looks for unrecorded jobs only in experiments at least this old (a live
+#: launcher records each handle within milliseconds of submitting), and at most once per
+#: ``ADOPT_RETRY_SECONDS`` per job (a Slurm lookup costs scheduler calls).
+ADOPT_AFTER_SECONDS = 30.0
+ADOPT_RETRY_SECONDS = 60.0
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process here if the test hook asks for it (never set outside tests)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_tag(exp_id: str, job_name: str) -> str:
+    """The tag a job is submitted under (Slurm job name, local spec.json): unique per run."""
+    return f"nrt-{exp_id}-{job_name}"
+
+
+async def release(backend: Any, handle: Handle) -> None:
+    """Let a held job start (backends that cannot hold have no ``release``: nothing to do)."""
+    releaser = getattr(backend, "release", None)
+    if releaser is not None:
+        await releaser(handle)
+
+
+async def find(backend: Any, store: Store, exp_id: str, job_name: str) -> Handle | None:
+    """The handle of a job that was submitted but never recorded, if the backend has one."""
+    finder = getattr(backend, "find", None)
+    if finder is None:
+        return None
+    found: Handle | None = await finder(
+        run_tag(exp_id, job_name), str(store.job_dir(exp_id, job_name))
+    )
+    return found
+
+
+def record_adopted(store: Store, exp_id: str, job_name: str, handle: Handle) -> bool:
+    """Record a found handle on a job that has none; False if someone recorded one first."""
+    now = time.time()
+    adopted = False
+
+    def mutate(record: ExperimentRecord) -> bool:
+        nonlocal adopted
+        job = record.job(job_name)
+        if job.handle is not None:
+            return False
+        job.handle = handle
+        adopted = True
+        if not job.state.is_terminal:
+            job.state = JobState.SUBMITTED
+            job.submitted_at = job.submitted_at or now
+            job.observed_at = now
+            job.source = "engine (found by run tag)"
+            job.reason = "the launcher ended before recording this job; found by its run tag"
+        return True
+
+    store.update(exp_id, mutate)
+    if adopted:
+        store.append_event(exp_id, {"kind": "adopted", "job": job_name, "handle": str(handle)})
+    return adopted
+
+
+async def adopt(backend: Any, store: Store, exp_id: str, job_name: str) -> Handle | None:
+    """Find and record the handle of an unrecorded job; returns the job's handle (or None)."""
+    handle = await find(backend, store, exp_id, job_name)
+    if handle is None:
+        return None
+    record_adopted(store, exp_id, job_name, handle)
+    return store.load(exp_id).job(job_name).handle
+
+
+def cancel_unsubmitted(store: Store, exp_id: str, job_name: str, reason: str) -> Handle | None:
+    """Mark a job without a handle CANCELLED, atomically; if a handle was recorded meanwhile
+    (its launcher is alive and just submitted it), change nothing and return that handle so
+    the caller cancels the real job instead of reporting a cancel that did not happen."""
+    now = time.time()
+    found: Handle | None = None
+    old: JobState | None = None
+
+    def mutate(record: ExperimentRecord) -> bool:
+        nonlocal found, old
+        job = record.job(job_name)
+        if job.handle is not None:
+            found = job.handle
+            return False
+        if job.state.is_terminal:
+            return False
+        old = job.state
+        job.state, job.reason, job.exit_code = JobState.CANCELLED, reason, None
+        job.observed_at = job.ended_at = now
+        job.source = "engine"
+        return True
+
+    store.update(exp_id, mutate)
+    if old is not None:
+        store.append_event(
+            exp_id,
+            {
+                "kind": "state",
+                "job": job_name,
+                "from": old.value,
+                "to": JobState.CANCELLED.value,
+                "source": "engine",
+                "reason": reason,
+                "exit_code": None,
+                "observed_at": now,
+            },
+        )
+    return found
+
+
+async def handle_to_cancel(backend: Any, store: Store, exp_id: str, job_name: str) -> Handle | None:
+    """For ``cancel`` of a job the store has no handle for: the real job's handle if one
+    exists (found by its run tag, or recorded meanwhile), else None after marking the job
+    CANCELLED. So cancel never reports CANCELLED for a job that is running."""
+    handle = await adopt(backend, store, exp_id, job_name)
+    if handle is not None:
+        return handle
+    return cancel_unsubmitted(store, exp_id, job_name, "cancelled before submission")
