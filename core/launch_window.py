@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from core.states import JobState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from core.protocol import Handle
     from core.store import ExperimentRecord, Store
 
@@ -35,12 +37,18 @@ CRASH_ENV = "NEMORUN_TUI_TEST_CRASH_AT"
 #: ``ADOPT_RETRY_SECONDS`` per job (a Slurm lookup costs scheduler calls).
 ADOPT_AFTER_SECONDS = 30.0
 ADOPT_RETRY_SECONDS = 60.0
+#: Lookups per job per process: a launch that died before submitting has nothing to find.
+ADOPT_TRIES = 3
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL this process here if the test hook asks for it (never set outside tests)."""
-    if os.environ.get(CRASH_ENV) == name:
+    """SIGKILL this process here if the test hook names this point (never set outside
+    tests); ``<name>:stop`` SIGSTOPs it instead, to hold a live launcher in the window."""
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif wanted == f"{name}:stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def run_tag(exp_id: str, job_name: str) -> str:
@@ -149,3 +157,40 @@ async def handle_to_cancel(backend: Any, store: Store, exp_id: str, job_name: st
     if handle is not None:
         return handle
     return cancel_unsubmitted(store, exp_id, job_name, "cancelled before submission")
+
+
+class Adopter:
+    """The monitor's sweep for jobs submitted by a launcher that died before recording them.
+
+    Only experiments older than :data:`ADOPT_AFTER_SECONDS` are looked at (a live launcher
+    records a handle within milliseconds), and each job at most once per
+    :data:`ADOPT_RETRY_SECONDS`, :data:`ADOPT_TRIES` times (a Slurm lookup is two scheduler
+    calls).
+    """
+
+    def __init__(self) -> None:
+        self._tried: dict[tuple[str, str], tuple[float, int]] = {}
+
+    async def sweep(
+        self, store: Store, record: ExperimentRecord, backend_for: Callable[[str], Any]
+    ) -> bool:
+        """Adopt what can be found; True when a handle was recorded (reload the record)."""
+        if time.time() - record.created_at < ADOPT_AFTER_SECONDS:
+            return False
+        adopted = False
+        for job in record.jobs:
+            if job.handle is not None or job.state is not JobState.UNSUBMITTED:
+                continue
+            key = (record.id, job.name)
+            now = time.monotonic()
+            last, tries = self._tried.get(key, (-ADOPT_RETRY_SECONDS, 0))
+            if tries >= ADOPT_TRIES or now - last < ADOPT_RETRY_SECONDS:
+                continue
+            self._tried[key] = (now, tries + 1)
+            try:
+                handle = await find(backend_for(job.name), store, record.id, job.name)
+            except Exception:  # a lookup that fails now is retried later; never fatal here
+                continue
+            if handle is not None:
+                adopted = record_adopted(store, record.id, job.name, handle) or adopted
+        return adopted
