@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import launch_guard, launch_window, registry
+from core import launch_guard, launch_window, registry, stale_files
 from core.executors import ExecutorProfile, LocalExecutor, profile_from_dict
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
@@ -246,6 +246,7 @@ class Engine:
 
         if (problem := launch_guard.launch_problem()) is not None:
             raise LaunchError(problem)  # a job launching again (see core.launch_guard)
+        stale_files.sweep_before_launch(self.store.home)  # what crashed launches left
         self.validate(plan)
         deps = plan.effective_dependencies()
         exp_id = self.store.new_id(plan.title)
@@ -321,7 +322,8 @@ class Engine:
                 # A cancel landed while this job was being submitted: honour it now.
                 await registry.get_backend(job.executor).cancel(handle)
             else:
-                await launch_window.release(registry.get_backend(job.executor), handle)
+                backend = registry.get_backend(job.executor)
+                await launch_window.release(backend, handle, self.store, exp_id, job.name)
 
     def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
         """Record the handle; False when the job had already ended (e.g. cancelled)."""

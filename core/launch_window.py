@@ -56,11 +56,20 @@ def run_tag(exp_id: str, job_name: str) -> str:
     return f"nrt-{exp_id}-{job_name}"
 
 
-async def release(backend: Any, handle: Handle) -> None:
-    """Let a held job start (backends that cannot hold have no ``release``: nothing to do)."""
+async def release(backend: Any, handle: Handle, store: Store, exp_id: str, job: str) -> None:
+    """Let a held job start (backends that cannot hold have no ``release``: nothing to do).
+
+    A failure is logged as an event, not raised: the job is recorded, so it is tracked, and
+    the other jobs of the experiment must still be submitted. (A local job not released
+    ends "not run" after its hold timeout; a Slurm job stays held, visible as PENDING.)
+    """
     releaser = getattr(backend, "release", None)
-    if releaser is not None:
+    if releaser is None:
+        return
+    try:
         await releaser(handle)
+    except Exception as exc:
+        store.append_event(exp_id, {"kind": "release-failed", "job": job, "error": str(exc)})
 
 
 async def find(backend: Any, store: Store, exp_id: str, job_name: str) -> Handle | None:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from core import launch_window, registry
+from core import launch_window, registry, stale_files
 from core.executors import ExecutorProfile, profile_from_dict
 from core.protocol import Backend, Handle
 from core.states import JobState, StatusReport
@@ -97,6 +97,7 @@ class Monitor:
                 continue
             if await self._adopter.sweep(self.store, record, self._job_backend(exp_id)):
                 record = self.store.load(exp_id)
+            stale_files.sweep_experiment_once(self.store.exp_dir(exp_id))
             for job in record.jobs:
                 if job.handle is None or job.state.is_terminal:
                     continue

@@ -371,11 +371,11 @@ class SlurmBackend:
             except TransportError as exc:
                 last = str(exc)
                 continue
-            if rc == 0:
-                return
+            if rc == 0 or "already finished" in err:
+                return  # (ended or cancelled meanwhile: nothing to release)
             last = err or f"exit {rc}"
-            if "already" in err.lower() or "completed" in err.lower():
-                return  # ended or cancelled meanwhile: nothing to release
+            if not any(marker in err for marker in _TRANSIENT_SBATCH):
+                break
         raise BackendError(f"cannot release Slurm job {handle.job_id}: {last}")
 
     async def find(self, run_tag: str, job_dir: str) -> Handle | None:
