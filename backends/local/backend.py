@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from backends.local import supervisor as sv
+from core import launch_guard
 from core.executors import ExecutorProfile, LocalExecutor
 from core.fsutil import file_lock
 from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
@@ -255,6 +256,7 @@ class LocalBackend:
     def _spawn_supervisor(self, job: JobSpec, root: Path) -> int:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"  # Python jobs stream their logs (a job may override)
+        env.update(launch_guard.job_env())  # a JobSpec not built by the engine: still marked
         env.update(job.env)
         env.update(job.secret_env)  # only in memory and the process environment, never on disk
         log_fd = os.open(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from core import launch_guard
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
 from core.protocol import BackendError, JobSpec
 
@@ -167,6 +168,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
             lines.append(f"#SBATCH --{name}={directive_value(name, value)}")
 
     env = {
+        **launch_guard.job_env(),  # the job's depth, also for a JobSpec not built by the engine
         **executor.env_vars,
         **job.env,
         "NEMORUN_EXPERIMENT_ID": job.experiment_id,

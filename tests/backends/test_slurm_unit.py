@@ -637,3 +637,14 @@ def test_times_come_from_the_scheduler_and_forecasts_are_ignored() -> None:
         }
     ).aggregate()
     assert (tasks.started_at, tasks.ended_at) == (end_ts - 1, end_ts + 2)
+
+
+def test_every_rendered_script_exports_the_job_depth() -> None:
+    """Even a JobSpec built without the engine gets the depth marker (core.launch_guard)."""
+    ex = executor()
+    bare = render(ex, spec(ex))
+    assert "export NEMORUN_TUI_DEPTH=1\n" in bare.script
+    engine_built = render(ex, spec(ex, env={"NEMORUN_TUI_DEPTH": "2"}))
+    assert "export NEMORUN_TUI_DEPTH=2\n" in engine_built.script
+    held = render(ex, spec(ex, held=True))
+    assert "--hold" in held.sbatch_argv and "--hold" not in bare.sbatch_argv
