@@ -200,7 +200,7 @@ class Engine:
         return JobSpec(
             experiment_id=exp_id,
             job_name=job.name,
-            run_tag=f"nrt-{exp_id}-{job.name}",
+            run_tag=launch_window.run_tag(exp_id, job.name),
             argv=argv,
             executor=job.executor,
             job_dir=str(job_dir),
