@@ -196,7 +196,6 @@ class Engine:
         else:
             argv = [sys.executable, "-m", RUNNER_MODULE, task_file]
             runner_file = task_file
-        env.update(launch_guard.job_env())  # every job knows its depth (last: not overridable)
         return JobSpec(
             experiment_id=exp_id,
             job_name=job.name,
@@ -308,6 +307,7 @@ class Engine:
             planned = dataclasses.replace(job, dependencies=deps[job.name])
             spec = self.job_spec(exp_id, planned, handles, workdir)
             spec.held = True  # released once the handle is recorded (core.launch_window)
+            spec.env.update(launch_guard.job_env())  # its depth; last, so not overridable
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
             except Exception as exc:  # any failure is recorded on the job, never left UNSUBMITTED

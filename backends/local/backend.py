@@ -146,7 +146,7 @@ class LocalBackend:
             )
         _check_env(job.env, "env")
         _check_env(job.secret_env, "secret env")
-        return {
+        spec: dict[str, Any] = {
             "schema": sv.SCHEMA,
             "experiment_id": job.experiment_id,
             "job_name": job.job_name,
@@ -158,18 +158,16 @@ class LocalBackend:
             "dependencies": self._dependencies(job, own_dir=own_dir, must_exist=not dry),
             "cancel_grace_seconds": self._grace_for(job),
             "task_file": job.task_file,
-            # Held: start only after release() (see core.launch_window), and never if this
-            # launcher dies first. Dry runs show no launcher (there is none yet).
-            "hold": (
-                {
-                    "launcher": None if dry else sv.identity(os.getpid()),
-                    "boot_id": sv.boot_id(),
-                    "timeout_seconds": sv.HOLD_TIMEOUT_SECONDS,
-                }
-                if job.held
-                else None
-            ),
         }
+        if job.held:
+            # Start only after release() (see core.launch_window), and never if this launcher
+            # dies first. A dry run names no launcher (there is none yet).
+            spec["hold"] = {
+                "launcher": None if dry else sv.identity(os.getpid()),
+                "boot_id": sv.boot_id(),
+                "timeout_seconds": sv.HOLD_TIMEOUT_SECONDS,
+            }
+        return spec
 
     def _reap(self) -> None:
         """Collect exited supervisors we started, so they do not linger as zombies."""
