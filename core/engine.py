@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import registry
+from core import launch_guard, launch_window, registry, stale_files
 from core.executors import ExecutorProfile, profile_from_dict
 from core.launch_events import (
     LaunchEvent,
@@ -251,7 +251,7 @@ class Engine:
         return JobSpec(
             experiment_id=exp_id,
             job_name=job.name,
-            run_tag=f"nrt-{exp_id}-{job.name}",
+            run_tag=launch_window.run_tag(exp_id, job.name),
             argv=argv,
             executor=job.executor,
             job_dir=str(job_dir),
@@ -322,6 +322,9 @@ class Engine:
         """Write the experiment with every job UNSUBMITTED (the intent), before any submit."""
         from core.serialize import StoredTask
 
+        if (problem := launch_guard.launch_problem()) is not None:
+            raise LaunchError(problem)  # a job launching again (see core.launch_guard)
+        stale_files.sweep_before_launch(self.store.home)  # what crashed launches left
         self.validate(plan)
         deps = plan.effective_dependencies()
         exp_id = self.store.new_id(plan.title)
@@ -414,6 +417,8 @@ class Engine:
             planned = dataclasses.replace(job, dependencies=deps[job.name])
             progress = _upload_progress(emit, job.name)
             spec = self.job_spec(exp_id, planned, handles, workdir, progress)
+            spec.held = True  # released once the handle is recorded (core.launch_window)
+            spec.env.update(launch_guard.job_env())  # its depth; last, so not overridable
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
             except Exception as exc:  # any failure is recorded on the job, never left UNSUBMITTED
@@ -423,12 +428,15 @@ class Engine:
                 failed[job.name] = reason
                 emit(Submitted(job.name, JobState.FAILED, None, reason))
                 continue
+            launch_window.crash_point("after-submit")  # tests only: the launch window
             handles[job.name] = handle
             if not self._set_submitted(exp_id, job.name, handle):
                 # A cancel landed while this job was being submitted: honour it now.
                 await registry.get_backend(job.executor).cancel(handle)
                 emit(Submitted(job.name, JobState.CANCELLED, handle, "cancelled while submitting"))
             else:
+                backend = registry.get_backend(job.executor)
+                await launch_window.release(backend, handle, self.store, exp_id, job.name)
                 emit(Submitted(job.name, JobState.SUBMITTED, handle, None))
 
     def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
@@ -586,11 +594,11 @@ class Engine:
                 continue
             self.store.append_event(exp_id, {"kind": "cancel-requested", "job": rec.name})
             try:
-                if rec.handle is None:
-                    self._set_unsubmittable(
-                        exp_id, rec.name, JobState.CANCELLED, "cancelled before submission"
+                if rec.handle is None:  # found by its run tag, or marked cancelled
+                    rec.handle = await launch_window.handle_to_cancel(
+                        self.backend_for(exp_id, rec.name), self.store, exp_id, rec.name
                     )
-                else:
+                if rec.handle is not None:
                     await self.backend_for(exp_id, rec.name).cancel(rec.handle)
             except Exception as exc:  # one job's failure must not spare the others
                 errors.append(f"{rec.name}: {exc}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core import launch_guard
 from core.engine import Engine, Plan, task_name
 from core.executors import ExecutorProfile
 from core.protocol import DryRun
@@ -69,6 +70,9 @@ class Experiment:
         self.executor = executor
         self.plan = Plan(title=title, tags=list(tags))
         self.id: str | None = None
+        #: Set when run() was skipped because a job is importing this script (see
+        #: core.launch_guard): status(), logs(), wait() and cancel() then do nothing.
+        self.skipped: ExperimentRecord | None = None
 
     @property
     def title(self) -> str:
@@ -104,7 +108,13 @@ class Experiment:
         return results
 
     def run(self, sequential: bool = False, detach: bool = False) -> ExperimentRecord:
-        """Record and submit; unless ``detach``, wait for every job to end."""
+        """Record and submit; unless ``detach``, wait for every job to end.
+
+        Inside a job that is importing this script, nothing is launched: a warning names the
+        fix and a stand-in record (every job UNSUBMITTED, stored nowhere) is returned.
+        """
+        if launch_guard.in_task_import():
+            return self._skip("exp.run()")
         self.plan.sequential = sequential
         record: ExperimentRecord = _sync(self.engine.launch(self.plan))
         self.id = record.id
@@ -112,7 +122,14 @@ class Experiment:
             return record
         return self.wait()
 
+    def _skip(self, call: str) -> ExperimentRecord:
+        launch_guard.warn_skipped(call)
+        self.skipped = launch_guard.skipped_record(self.plan, f"not launched: {call} {_SKIP}")
+        return self.skipped
+
     def wait(self) -> ExperimentRecord:
+        if self.skipped is not None:
+            return self.skipped
         if self.id is None:
             raise RuntimeError("experiment not launched yet")
         result: ExperimentRecord = _sync(self.engine.wait(self.id))
@@ -131,6 +148,8 @@ class Experiment:
         return self.id
 
     def status(self, *, refresh: bool = True) -> dict[str, JobState]:
+        if self.skipped is not None:
+            return {j.name: j.state for j in self.skipped.jobs}
         exp_id = self._require_id()
         if refresh:
             _sync(self.engine.refresh([exp_id]))
@@ -138,6 +157,8 @@ class Experiment:
         return {j.name: j.state for j in record.jobs}
 
     def logs(self, job: str | None = None, *, stream: str = "stdout") -> str:
+        if self.skipped is not None:
+            return ""
         exp_id = self._require_id()
 
         async def collect() -> bytes:
@@ -147,10 +168,14 @@ class Experiment:
         return _sync(collect()).decode(errors="replace")  # type: ignore[no-any-return]
 
     def cancel(self, job: str | None = None) -> list[str]:
+        if self.skipped is not None:
+            return []
         return _sync(self.engine.cancel(self._require_id(), job))  # type: ignore[no-any-return]
 
     @property
     def record(self) -> ExperimentRecord:
+        if self.skipped is not None:
+            return self.skipped
         return self.engine.store.load(self._require_id())
 
     @classmethod
@@ -196,10 +221,18 @@ def run(
     exp.add(task, name=name)
     if dryrun:
         return exp.dryrun()
+    if launch_guard.in_task_import():
+        return exp._skip("run.run()")
     record = exp.run(detach=detach)
     if not detach and record.state is not JobState.SUCCEEDED:
         raise RunFailedError(record)
     return record
+
+
+_SKIP = 'was called while a job imported this script (no `if __name__ == "__main__":` guard)'
+
+#: Opt in to launching from inside a job (see core.launch_guard; still depth-bounded).
+allow_nested_launch = launch_guard.allow_nested_launch
 
 
 def _title_for(task: Any) -> str:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from core import registry
+from core import launch_window, registry, stale_files
 from core.executors import ExecutorProfile, profile_from_dict
 from core.protocol import Backend, Handle
 from core.states import TERMINAL_STATES, StatusReport
@@ -53,6 +53,7 @@ class Monitor:
         self._subscribers: list[asyncio.Queue[MonitorEvent]] = []
         self.last_poll: dict[tuple[str, str], float] = {}
         self.poll_calls = 0
+        self._adopter = launch_window.Adopter()  # jobs whose launcher died unrecorded
 
     def subscribe(self) -> asyncio.Queue[MonitorEvent]:
         queue: asyncio.Queue[MonitorEvent] = asyncio.Queue()
@@ -76,6 +77,9 @@ class Monitor:
             self._profiles[key] = profile
         return profile
 
+    def _job_backend(self, exp_id: str) -> Callable[[str], Backend]:
+        return lambda job: self._backend_for(self._profile(exp_id, job))
+
     def live_experiments(self) -> list[str]:
         """Ids whose aggregate state is not terminal (from the index)."""
         terminal = {state.value for state in TERMINAL_STATES}
@@ -91,6 +95,9 @@ class Monitor:
                 record = self.store.load(exp_id)
             except (DamagedManifestError, ExperimentNotFound):
                 continue
+            if await self._adopter.sweep(self.store, record, self._job_backend(exp_id)):
+                record = self.store.load(exp_id)
+            stale_files.sweep_experiment_once(self.store.exp_dir(exp_id))
             for job in record.jobs:
                 if job.handle is None or job.state.is_terminal:
                     continue

@@ -72,6 +72,10 @@ class JobSpec:
     archive_sha256: str | None = None
     #: Called with (bytes_done, bytes_total) while the archive is uploaded.
     progress: Callable[[int, int], None] | None = None
+    #: Do not start the job until ``release(handle)`` (an optional backend method) is called.
+    #: The engine holds every job and releases it only once its handle is recorded, so a
+    #: launcher killed in between leaves no job running that the store does not know.
+    held: bool = False
 
 
 @dataclass
@@ -133,4 +137,8 @@ class Backend(Protocol):
 #:
 #: ``local_log_path(handle, stream) -> str | None``: a file on this machine that the job
 #: writes ``stream`` to as it runs, so a viewer reads it in place instead of copying it.
-OPTIONAL_CAPABILITIES = ("local_log_path",)
+#: ``release(handle)``: start a job that was submitted with ``JobSpec.held`` (the engine
+#: releases it once its handle is recorded, so no job runs that the store does not know).
+#: ``find(run_tag, job_dir) -> Handle | None``: a submitted job by its run tag (a launcher
+#: that died before recording the handle).
+OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find")

@@ -20,6 +20,53 @@ EXIT_TASK_FAILED = 1
 EXIT_USAGE = 2
 
 
+def import_task_modules(data: dict[str, object]) -> None:
+    """Import every module the task refers to, with launches off (core.launch_guard).
+
+    Why first and apart from the build: a task defined in the user's launch script makes the
+    job import that script, and a script without an ``if __name__ == "__main__":`` guard
+    would launch itself again from its top level. Only the import is guarded; the task's own
+    run (and a Config's build, which *is* its run) may launch if the job opted in.
+    """
+    from core import launch_guard
+    from core.serialize import import_ref
+
+    modules = data.get("modules")
+    modules_map = modules if isinstance(modules, dict) else {}
+    for module, qualname in sorted(_refs(data.get("task"))):
+        where = modules_map.get(module) or module
+        with launch_guard.importing_task(f"the task module {where}"):
+            import_ref(module, qualname, modules_map)
+
+
+def _refs(node: object) -> set[tuple[str, str]]:
+    """Every (module, qualname) reference in a task document node, read the way
+    :func:`core.serialize.build_task` reads nodes (an explicit stack: no recursion limit)."""
+    found: set[tuple[str, str]] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        refs = {"config": "fn", "partial": "fn", "enum": "cls", "dataclass": "cls"}
+        ref = item if kind == "ref" else item.get(refs.get(str(kind), ""))
+        if isinstance(ref, dict):
+            module, qualname = ref.get("module"), ref.get("qualname")
+            if isinstance(module, str) and isinstance(qualname, str):
+                found.add((module, qualname))
+        children = {"config": "args", "partial": "args", "dataclass": "fields", "dict": "items"}
+        inner = item.get(children.get(str(kind), ""))
+        if isinstance(inner, dict):
+            stack.extend(inner.values())
+        elif kind == "tuple" and isinstance(item.get("items"), list):
+            stack.extend(item["items"])
+    return found
+
+
 def run_task(data: dict[str, object]) -> object:
     """Build and run one task document; returns what the task returned."""
     from core.serialize import build_task
@@ -29,6 +76,7 @@ def run_task(data: dict[str, object]) -> object:
         raise ValueError("core.runner runs Config/Partial tasks; run Scripts with Script.argv()")
     if kind not in ("config", "partial"):
         raise ValueError(f"task document has unknown kind {kind!r}")
+    import_task_modules(data)
     built = build_task(data)
     if kind == "partial":
         return built()

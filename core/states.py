@@ -35,7 +35,12 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 
 @dataclass(frozen=True)
 class StatusReport:
-    """What a backend observed about one job at one moment."""
+    """What a backend observed about one job at one moment.
+
+    ``started_at``/``ended_at`` are when the job itself started and ended, as the backend
+    recorded them (the supervisor's result file, the scheduler's accounting), not when
+    someone looked: a job seen ended 8 s late still ended when it did. None when unknown.
+    """
 
     state: JobState
     source: str
@@ -43,6 +48,14 @@ class StatusReport:
     exit_code: int | None = None
     reason: str | None = None
     restarts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def end_time(self) -> float:
+        """When an ended job ended: its own end time, never later than it was seen."""
+        if self.ended_at is None:
+            return self.observed_at
+        return min(self.ended_at, self.observed_at)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +65,8 @@ class StatusReport:
             "exit_code": self.exit_code,
             "reason": self.reason,
             "restarts": self.restarts,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
 
     @classmethod
@@ -63,7 +78,17 @@ class StatusReport:
             exit_code=data.get("exit_code"),  # type: ignore[arg-type]
             reason=data.get("reason"),  # type: ignore[arg-type]
             restarts=int(data.get("restarts") or 0),  # type: ignore[call-overload]
+            started_at=_time(data.get("started_at")),
+            ended_at=_time(data.get("ended_at")),
         )
+
+
+def _time(value: object) -> float | None:
+    """A stored timestamp, or None for anything that is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if number == number and abs(number) < 1e11 else None
 
 
 _ACTIVE_ORDER = (

@@ -289,7 +289,10 @@ def main() -> int:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    os.environ["NEMORUN_TUI_WORKSPACE_HELPER"] = "1"
+    from core.launch_guard import IMPORT_ONLY_ENV
+
+    # A workspace that calls run.run(...) at import (no __main__ guard) launches nothing here.
+    os.environ[IMPORT_ONLY_ENV] = "1"
     for line in sys.stdin:
         try:
             request = json.loads(line)

@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Experiment": "core.experiment",
     "run": "core.experiment",
     "RunFailedError": "core.experiment",
+    "allow_nested_launch": "core.experiment",
     "LocalExecutor": "core.executors",
     "SlurmExecutor": "core.executors",
     "SSHTunnel": "core.executors",

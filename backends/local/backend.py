@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from backends.local import supervisor as sv
+from core import launch_guard
 from core.executors import ExecutorProfile, LocalExecutor
 from core.follow import follow_file
 from core.fsutil import file_lock, makedirs_exact
@@ -140,7 +141,7 @@ class LocalBackend:
             )
         _check_env(job.env, "env")
         _check_env(job.secret_env, "secret env")
-        return {
+        spec: dict[str, Any] = {
             "schema": sv.SCHEMA,
             "experiment_id": job.experiment_id,
             "job_name": job.job_name,
@@ -153,6 +154,15 @@ class LocalBackend:
             "cancel_grace_seconds": self._grace_for(job),
             "task_file": job.task_file,
         }
+        if job.held:
+            # Start only after release() (see core.launch_window), and never if this launcher
+            # dies first. A dry run names no launcher (there is none yet).
+            spec["hold"] = {
+                "launcher": None if dry else sv.identity(os.getpid()),
+                "boot_id": sv.boot_id(),
+                "timeout_seconds": sv.HOLD_TIMEOUT_SECONDS,
+            }
+        return spec
 
     def _reap(self) -> None:
         """Collect exited supervisors we started, so they do not linger as zombies."""
@@ -239,6 +249,7 @@ class LocalBackend:
     def _spawn_supervisor(self, job: JobSpec, root: Path) -> int:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"  # Python jobs stream their logs (a job may override)
+        env.update(launch_guard.job_env())  # a JobSpec not built by the engine: still marked
         env.update(job.env)
         env.update(job.secret_env)  # only in memory and the process environment, never on disk
         log_fd = os.open(
@@ -268,6 +279,32 @@ class LocalBackend:
         self._spawned.add(pid)
         return pid
 
+    # ------------------------------------------------------------------ hold / find
+
+    async def release(self, handle: Handle) -> None:
+        """Let a held job start: its handle is recorded (see :mod:`core.launch_window`)."""
+        run_dir = self._run_dir(handle)
+        await asyncio.to_thread(
+            sv.write_json,
+            os.path.join(run_dir, sv.RELEASED),
+            {"released_at": time.time(), "by_pid": os.getpid()},
+            durable=False,
+            exclusive=True,
+        )
+
+    async def find(self, run_tag: str, job_dir: str) -> Handle | None:
+        """The handle of the job submitted under ``run_tag`` into ``job_dir``, if there is one
+        (a launcher that died before recording it); None when nothing was started there."""
+        run_dir = os.path.abspath(job_dir)
+        try:
+            spec = sv.read_json(os.path.join(run_dir, sv.SPEC)) or {}
+        except (ValueError, OSError):
+            return None
+        started = any(os.path.exists(os.path.join(run_dir, f)) for f in (sv.PIDS, sv.RESULT))
+        if spec.get("run_tag") != run_tag or not started:
+            return None
+        return Handle(self.name, "local", run_dir)
+
     # ------------------------------------------------------------------ poll
 
     async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
@@ -292,6 +329,8 @@ class LocalBackend:
                 source=status.source,
                 exit_code=status.exit_code,
                 reason=status.reason,
+                started_at=status.started_at,
+                ended_at=status.ended_at,
             )
         return reports
 

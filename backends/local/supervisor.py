@@ -17,6 +17,7 @@ Files in a run directory (the job dir the engine gave us):
 ``spec.json``         what to run: argv, workdir, non-secret env, dependencies, grace (launcher)
 ``pid.json``          supervisor and child pid + start time + boot id, and the phase
 ``cancel-requested``  marker written by ``cancel`` before any signal is sent
+``released``          written by the launcher once it recorded the job (held jobs only)
 ``result.json``       exit code, state, times, reason; written once, atomically, durably
 ``logs/stdout.log``   the child's stdout (the child writes directly, O_APPEND)
 ``logs/stderr.log``   the child's stderr
@@ -43,12 +44,15 @@ SPEC = "spec.json"
 PIDS = "pid.json"
 RESULT = "result.json"
 CANCEL = "cancel-requested"
+RELEASED = "released"
 LOGS = "logs"
 STREAMS = {"stdout": "stdout.log", "stderr": "stderr.log"}
 SUPERVISOR_LOG = "supervisor.log"
 
 #: How often a waiting supervisor re-reads its dependencies' state.
 DEPENDENCY_POLL_SECONDS = 0.05
+#: How long a held job waits for its launcher's release before giving up (not running).
+HOLD_TIMEOUT_SECONDS = 120.0
 #: After the job's main process ended, how long leftovers in its group get after SIGTERM.
 LEFTOVER_GRACE_SECONDS = 2.0
 
@@ -270,30 +274,53 @@ def group_members(pgid: int) -> list[int]:
 class RunStatus:
     """One observation of a run directory (the backend turns it into a StatusReport)."""
 
-    __slots__ = ("exit_code", "reason", "source", "state")
+    __slots__ = ("ended_at", "exit_code", "reason", "source", "started_at", "state")
 
     def __init__(
-        self, state: str, source: str, exit_code: int | None = None, reason: str | None = None
+        self,
+        state: str,
+        source: str,
+        exit_code: int | None = None,
+        reason: str | None = None,
+        *,
+        started_at: float | None = None,
+        ended_at: float | None = None,
     ) -> None:
         self.state = state
         self.source = source
         self.exit_code = exit_code
         self.reason = reason
+        #: When the job's process started and ended (result.json / pid.json), if known.
+        self.started_at = started_at
+        self.ended_at = ended_at
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"RunStatus({self.state}, {self.source}, {self.exit_code}, {self.reason!r})"
+
+
+def _timestamp(value: Any) -> float | None:
+    """A time read from our own files, or None if it is not a plausible Unix time."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 < value < 1e11 else None
 
 
 def _status_from_result(result: dict[str, Any]) -> RunStatus:
     state = result.get("state")
     exit_code = result.get("exit_code")
     reason = result.get("reason")
+    times = {
+        "started_at": _timestamp(result.get("started_at")),
+        "ended_at": _timestamp(result.get("ended_at")),
+    }
     if state not in TERMINAL:
         return RunStatus(UNKNOWN, "local:result.json", None, f"damaged result.json: {state!r}")
     if state == SUCCEEDED and exit_code != 0:
         # Never report success without a recorded exit code 0.
-        return RunStatus(FAILED, "local:result.json", exit_code, "success recorded without exit 0")
-    return RunStatus(state, "local:result.json", exit_code, reason)
+        return RunStatus(
+            FAILED, "local:result.json", exit_code, "success recorded without exit 0", **times
+        )
+    return RunStatus(state, "local:result.json", exit_code, reason, **times)
 
 
 def _load_result(run_dir: str) -> dict[str, Any] | None:
@@ -324,8 +351,10 @@ def read_status(run_dir: str) -> RunStatus:
         phase = pids.get("phase")
         if phase == "waiting":
             return RunStatus(PENDING, "local:proc", None, pids.get("reason"))
+        if phase == "held":
+            return RunStatus(SUBMITTED, "local:proc", None, pids.get("reason"))
         if phase in ("running", "finishing"):
-            return RunStatus(RUNNING, "local:proc")
+            return RunStatus(RUNNING, "local:proc", started_at=_timestamp(pids.get("started_at")))
         return RunStatus(SUBMITTED, "local:proc", None, "starting")
     # The supervisor is gone; it may have written its result just now.
     result = _load_result(run_dir)
@@ -333,7 +362,11 @@ def read_status(run_dir: str) -> RunStatus:
         return _status_from_result(result)
     if is_alive(pids.get("child"), recorded_boot):
         return RunStatus(
-            RUNNING, "local:proc", None, "supervisor gone: the exit code will not be recorded"
+            RUNNING,
+            "local:proc",
+            None,
+            "supervisor gone: the exit code will not be recorded",
+            started_at=_timestamp(pids.get("started_at")),
         )
     if os.path.exists(os.path.join(run_dir, CANCEL)):
         return RunStatus(
@@ -445,6 +478,40 @@ def _wait_for_dependencies(
     return None
 
 
+def _wait_for_release(
+    run_dir: str, spec: dict[str, Any], pids: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A held job starts only once its launcher recorded it (``released`` exists).
+
+    Why: a launcher killed between submitting and recording would otherwise leave a job
+    running that its store does not know. If the launcher is gone (or silent for the hold's
+    timeout) first, the job is not run and the result says why.
+    """
+    hold = spec.get("hold")
+    if not isinstance(hold, dict):
+        return None
+    released = os.path.join(run_dir, RELEASED)
+    launcher = hold.get("launcher")
+    deadline = time.monotonic() + float(hold.get("timeout_seconds") or HOLD_TIMEOUT_SECONDS)
+    pids.update(phase="held", reason="waiting for the launcher to record the job")
+    write_json(os.path.join(run_dir, PIDS), pids, durable=False)
+    interval = 0.002
+    while not os.path.exists(released):
+        if _cancel_requested(run_dir):
+            return _outcome(CANCELLED, None, "cancelled before it started")
+        if not is_alive(launcher, hold.get("boot_id")) and not os.path.exists(released):
+            return _outcome(
+                FAILED,
+                None,
+                "not run: the launcher ended before it recorded this job; launch it again",
+            )
+        if time.monotonic() > deadline:
+            return _outcome(FAILED, None, "not run: the launcher did not confirm the job in time")
+        time.sleep(interval)
+        interval = min(interval * 2, 0.05)
+    return None
+
+
 def _open_log(run_dir: str, stream: str) -> int:
     path = os.path.join(run_dir, LOGS, STREAMS[stream])
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -511,7 +578,7 @@ def _wait_for(child: int) -> int:
 
 def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, Any]:
     """Wait for dependencies, run the job, and say how it ended (the result without times)."""
-    blocked = _wait_for_dependencies(run_dir, spec, pids)
+    blocked = _wait_for_release(run_dir, spec, pids) or _wait_for_dependencies(run_dir, spec, pids)
     if blocked is not None:
         return blocked
     if _cancel_requested(run_dir):
@@ -560,6 +627,7 @@ def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, 
         print(f"cannot update {PIDS}: {exc}", file=sys.stderr)
 
     status = _wait_for(child)
+    ended_at = time.time()  # the job's end, before leftovers are cleaned and files written
     signal.setitimer(signal.ITIMER_REAL, 0)
     code = os.waitstatus_to_exitcode(status)
     pids["phase"] = "finishing"
@@ -583,6 +651,7 @@ def _run(run_dir: str, spec: dict[str, Any], pids: dict[str, Any]) -> dict[str, 
         outcome = _outcome(FAILED, exit_code, how)
     if leftovers:
         outcome["note"] = "processes left in the job's group were terminated"
+    outcome["ended_at"] = ended_at
     return outcome
 
 
@@ -618,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor error: {exc!r}", file=sys.stderr)
         if _S.child is not None:  # nobody would supervise it any more: stop it
             _signal_job(_S.child, signal.SIGKILL)
-    outcome.update(schema=SCHEMA, supervisor_started_at=started, ended_at=time.time())
+    outcome.setdefault("ended_at", time.time())  # a job that never ran ends now
+    outcome.update(schema=SCHEMA, supervisor_started_at=started)
     outcome["started_at"] = pids.get("started_at")
     outcome["cancel_requested"] = _cancel_requested(run_dir)
     write_json(os.path.join(run_dir, RESULT), outcome, durable=True, exclusive=True)

@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 
 #: Scheduler query commands (rate limited); sbatch/scancel are user actions and are not.
 QUERY_COMMANDS = ("squeue", "sacct")
-#: ISO times whatever the user's SLURM_TIME_FORMAT: parse_sacct compares Submit as text.
-SACCT_ENV = {"SLURM_TIME_FORMAT": "standard"}
+#: ISO times whatever the user's SLURM_TIME_FORMAT (parse_sacct compares Submit as text), in
+#: UTC whatever the cluster's time zone (Start/End become Unix times: parse.parse_time).
+SACCT_ENV = {"SLURM_TIME_FORMAT": "standard", "TZ": "UTC"}
 _TRANSIENT_SBATCH = (
     "Socket timed out",
     "Unable to contact slurm controller",
@@ -357,6 +358,39 @@ class SlurmBackend:
         )
         return ids[-1] if ids else None
 
+    # ------------------------------------------------------------------ hold / find
+    async def release(self, handle: Handle) -> None:
+        """``scontrol release`` a job submitted held, now that its handle is recorded.
+
+        Retried on transient errors: a job left held would wait forever (it shows PENDING
+        with Slurm's reason JobHeldUser, and ``cancel`` still stops it).
+        """
+        if not parse.is_job_id(handle.job_id):
+            raise BackendError(f"not a Slurm job id: {handle.job_id}")
+        last = ""
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(1.0 * attempt)
+            try:
+                rc, _, err = await self._run(["scontrol", "release", handle.job_id], timeout=60)
+            except TransportError as exc:
+                last = str(exc)
+                continue
+            if rc == 0 or "already finished" in err:
+                return  # (ended or cancelled meanwhile: nothing to release)
+            last = err or f"exit {rc}"
+            if not any(marker in err for marker in _TRANSIENT_SBATCH):
+                break
+        raise BackendError(f"cannot release Slurm job {handle.job_id}: {last}")
+
+    async def find(self, run_tag: str, job_dir: str) -> Handle | None:
+        """The job submitted under ``run_tag`` (a launcher that died before recording it)."""
+        job_id = await self.lookup_tag(run_tag)
+        if job_id is None:
+            return None
+        self._names[job_id] = run_tag
+        return self._handle(job_id)
+
     # ------------------------------------------------------------------ poll
     async def poll(self, handles: Sequence[Handle]) -> dict[Handle, StatusReport]:
         """A report for every handle; ended jobs are answered from memory (no call)."""
@@ -408,7 +442,8 @@ class SlurmBackend:
         now = time.time()
         ids = sorted({h.job_id for h in handles}, key=parse.task_sort_key)
         rc, out, err = await self._run(
-            ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids), "-O", parse.SQUEUE_FORMAT]
+            ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(ids), "-O", parse.SQUEUE_FORMAT],
+            env=SACCT_ENV,
         )
         if rc != 0 and "Invalid job id" not in err:
             raise BackendError(f"squeue failed on {self.target}: {err or f'exit {rc}'}")
@@ -529,6 +564,8 @@ class SlurmBackend:
                 exit_code=report.exit_code,
                 reason=report.reason,
                 restarts=report.restarts,
+                started_at=report.started_at,
+                ended_at=report.ended_at,
             )
         reason = f"neither squeue nor sacct knows job {h.job_id}"
         if sacct_error:

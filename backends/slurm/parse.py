@@ -25,13 +25,18 @@ SQUEUE_FIELDS = (
     "Reason",
     "RestartCnt",
     "exit_code",
+    "StartTime",
+    "EndTime",
     "WorkDir",
 )
 SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS)
 #: sacct -P fields ('|' separated), WorkDir last for the same reason. Submit and JobName tell
 #: apart different jobs that share an id (ids restart when slurmctld loses its state or wraps
 #: at MaxJobId, while the accounting database keeps the old ones): see :func:`parse_sacct`.
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "Reason", "Submit", "JobName", "WorkDir")
+#: Start and End are when the job really started and ended (shown and stored as such).
+SACCT_FIELDS = (
+    "JobID", "State", "ExitCode", "Reason", "Submit", "Start", "End", "JobName", "WorkDir",
+)  # fmt: skip
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 
 _STATE_MAP: dict[str, JobState] = {
@@ -83,6 +88,8 @@ class Row:
     workdir: str | None
     restarts: int = 0
     source: str = "squeue"
+    started_at: float | None = None
+    ended_at: float | None = None
 
     @property
     def state(self) -> JobState:
@@ -92,6 +99,23 @@ class Row:
 def _clean_reason(value: str) -> str | None:
     value = value.strip()
     return None if value in _NO_REASON else value
+
+
+def parse_time(raw: str) -> float | None:
+    """A Slurm time (``SLURM_TIME_FORMAT=standard``, printed in UTC: see SACCT_ENV) as a Unix
+    time; None for ``Unknown``, ``None``, ``N/A`` or anything unreadable."""
+    from datetime import UTC, datetime
+
+    text = raw.strip()
+    if not text[:1].isdigit():
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def decode_wait_status(raw: str) -> int | None:
@@ -124,7 +148,9 @@ def parse_squeue(text: str) -> list[Row]:
         parts = line.split("|", len(SQUEUE_FIELDS) - 1)
         if len(parts) < len(SQUEUE_FIELDS):
             continue
-        job_array_id, array_job, task, state, reason, restarts, exit_raw, workdir = parts
+        job_array_id, array_job, task, state, reason, restarts, exit_raw, start, end, workdir = (
+            parts
+        )
         workdir = workdir[:-1] if workdir.endswith("|") else workdir
         task = task.strip()
         is_task = task not in ("N/A", "")
@@ -144,6 +170,9 @@ def parse_squeue(text: str) -> list[Row]:
                 workdir=workdir.strip() or None,
                 restarts=restart_count,
                 source="squeue",
+                # squeue's times of a pending or running job are forecasts: keep real ones.
+                started_at=parse_time(start) if mapped is not JobState.PENDING else None,
+                ended_at=parse_time(end) if mapped.is_terminal else None,
             )
         )
     return rows
@@ -174,6 +203,8 @@ class _SacctRecord(NamedTuple):
     workdir: str
     submit: str
     name: str
+    start: str
+    end: str
 
 
 def parse_sacct(text: str, names: Mapping[str, str] | None = None) -> list[Row]:
@@ -192,10 +223,10 @@ def parse_sacct(text: str, names: Mapping[str, str] | None = None) -> list[Row]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = line.split("|", 5)
-        if len(parts) < 6:
+        parts = line.split("|", 7)
+        if len(parts) < 8:
             continue
-        job_id, state, exit_raw, reason, submit, rest = parts
+        job_id, state, exit_raw, reason, submit, start, end, rest = parts
         name, _, workdir = rest.partition("|")  # our names never hold '|'; a WorkDir may
         workdir = workdir[:-1] if workdir.endswith("|") else workdir
         job_id = job_id.strip()
@@ -209,7 +240,9 @@ def parse_sacct(text: str, names: Mapping[str, str] | None = None) -> list[Row]:
         base = array_job or job_id
         submit = submit.strip() if submit.strip()[:1].isdigit() else ""  # "Unknown" sorts first
         records.append(
-            _SacctRecord(base, array_job, keys, state, exit_raw, reason, workdir, submit, name)
+            _SacctRecord(
+                base, array_job, keys, state, exit_raw, reason, workdir, submit, name, start, end
+            )
         )
         if base not in newest or submit >= newest[base][0]:
             newest[base] = (submit, name)
@@ -232,6 +265,8 @@ def parse_sacct(text: str, names: Mapping[str, str] | None = None) -> list[Row]:
                 workdir=rec.workdir.strip() or None,
                 restarts=runs[key] - 1,
                 source="sacct",
+                started_at=parse_time(rec.start) if mapped is not JobState.PENDING else None,
+                ended_at=parse_time(rec.end) if mapped.is_terminal else None,
             )
     return list(latest.values())
 
@@ -279,6 +314,8 @@ def report_from_row(
         exit_code=code,
         reason=reason,
         restarts=row.restarts,
+        started_at=row.started_at,
+        ended_at=row.ended_at if state.is_terminal else None,
     )
 
 
@@ -315,6 +352,10 @@ class ArraySummary:
             state, exit_code = JobState.UNKNOWN, None
         else:
             state, exit_code = JobState.PENDING, None
+        starts = [r.started_at for r in reports if r.started_at is not None]
+        ends = [r.ended_at for r in reports if r.ended_at is not None]
+        # An array ended when its last task did (and only if every task's end is known).
+        ended_at = max(ends) if state.is_terminal and len(ends) == len(reports) else None
         pending = [r.reason for r in reports if r.state is JobState.PENDING and r.reason]
         reason = f"{len(reports)} tasks: {summary}"
         if pending:
@@ -326,6 +367,8 @@ class ArraySummary:
             exit_code=exit_code,
             reason=reason,
             restarts=sum(r.restarts for r in reports),
+            started_at=min(starts) if starts else None,
+            ended_at=ended_at,
         )
 
 

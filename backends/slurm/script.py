@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from core import launch_guard
 from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
 from core.protocol import BackendError, JobSpec
 
@@ -167,6 +168,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
             lines.append(f"#SBATCH --{name}={directive_value(name, value)}")
 
     env = {
+        **launch_guard.job_env(),  # the job's depth, also for a JobSpec not built by the engine
         **executor.env_vars,
         **job.env,
         "NEMORUN_EXPERIMENT_ID": job.experiment_id,
@@ -196,6 +198,8 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
 
     script_path = posixpath.join(job_dir, f"sbatch-{path_part(job.run_tag)}.sh")
     sbatch = ["sbatch", "--parsable", "--export=ALL"]
+    if job.held:
+        sbatch.append("--hold")  # released once the handle is recorded (core.launch_window)
     deps = [h.job_id for h in job.dependencies]
     if deps:
         sbatch.append(f"--dependency={executor.dependency_type}:{':'.join(deps)}")

@@ -313,7 +313,7 @@ class Store:
                 job.state, job.reason = report.state, report.reason
                 job.exit_code, job.restarts = report.exit_code, report.restarts
                 if report.state.is_terminal:
-                    job.ended_at = report.observed_at
+                    job.ended_at = report.end_time()  # when it ended, not when seen
                 if old != report.state:
                     changes.append(StateChange(exp_id, name, old, report.state, report))
             return dirty

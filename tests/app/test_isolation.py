@@ -219,3 +219,28 @@ async def test_the_app_says_so_and_recovers_when_the_engine_thread_dies(
         )
         assert app.bridge.restarts == 1
         await wait_for(pilot, lambda: _state(app, later) == "SUCCEEDED", 30, "monitor works")
+
+
+async def test_a_workspace_that_launches_at_import_launches_nothing_from_the_app(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """No ``if __name__ == "__main__":`` guard: importing it (in the helper) must not launch."""
+    home = tmp_path / "store"
+    launched = tmp_path / "launched"
+    extra = f"run.run(run.Script(inline='touch {launched}'), home={str(home)!r})"
+    ws, marker = _workspace(tmp_path, extra)
+    app = make_app(home, workspace=str(ws), poll_seconds=0.2, listing_seconds=0.3)
+    from nemorun_tui.widgets.compose_pane import ComposeSource
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.runs_table.loaded, what="listing")
+        await pilot.press("2")
+        pane = app.compose_pane
+        await wait_for(pilot, lambda: pane.workspace is not None, 20, "workspace")
+        pane.start(ComposeSource(recipe="hello"))
+        await wait_for(pilot, lambda: pane.built is not None, 20, "plan")
+        await pilot.pause(0.5)
+    assert not launched.exists()
+    assert not (home / "experiments").exists() or not any((home / "experiments").iterdir())
+    assert _importers(marker)  # it was imported (in the helper)
+    _assert_not_imported_here(ws, marker)

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -627,3 +628,56 @@ def test_the_supervisor_imports_only_a_little() -> None:
     }
     assert "json" in modules and "signal" in modules  # the parse found the imports
     assert not modules & {"typing", "subprocess", "asyncio", "core", "backends"}, modules
+
+
+async def test_every_job_carries_the_depth_marker(
+    backend: LocalBackend, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JobSpec built without the engine still marks its job one level deeper."""
+    monkeypatch.setenv("NEMORUN_TUI_DEPTH", "1")  # as if this launcher were itself a job
+    handle = await backend.submit(make_spec(["sh", "-c", 'echo "$NEMORUN_TUI_DEPTH"']))
+    assert (await wait_terminal(backend, handle)).state is JobState.SUCCEEDED
+    assert await output(backend, handle) == b"2\n"
+
+
+async def test_a_held_job_starts_only_once_released(
+    backend: LocalBackend, make_spec: MakeSpec, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    spec = make_spec(["touch", str(marker)])
+    spec.held = True
+    handle = await backend.submit(spec)
+    await asyncio.sleep(0.5)
+    report = (await backend.poll([handle]))[handle]
+    assert report.state is JobState.SUBMITTED and "launcher" in (report.reason or "")
+    assert not marker.exists()
+    assert await backend.find(spec.run_tag, spec.job_dir) == handle
+    assert await backend.find("another-tag", spec.job_dir) is None
+    await backend.release(handle)
+    done = await wait_terminal(backend, handle)
+    assert done.state is JobState.SUCCEEDED and marker.exists()
+    # The report carries the job's own times (from result.json), not the poll's.
+    assert done.started_at is not None and done.ended_at is not None
+    assert done.started_at <= done.ended_at <= done.observed_at
+
+
+async def test_a_held_job_whose_launcher_died_is_not_run(
+    backend: LocalBackend, make_spec: MakeSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold names its launcher; here a process that has already exited."""
+    marker = tmp_path / "ran"
+    spec = make_spec(["touch", str(marker)])
+    spec.held = True
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    real_identity = sv.identity
+
+    def identity(pid: int) -> dict[str, object] | None:
+        return {"pid": dead.pid, "start": 0} if pid == os.getpid() else real_identity(pid)
+
+    monkeypatch.setattr(sv, "identity", identity)
+    handle = await backend.submit(spec)
+    monkeypatch.undo()
+    done = await wait_terminal(backend, handle)
+    assert done.state is JobState.FAILED and "not run" in (done.reason or "")
+    assert not marker.exists()

@@ -67,7 +67,7 @@ class FakeCluster(Transport):
                 line.split("=", 1)[1] for line in script.splitlines() if "--job-name=" in line
             )
             self.names[tag] = job
-            self.squeue[job] = f"{job}|{job}|N/A|PENDING|Priority|0|0|/jobs|"
+            self.squeue[job] = f"{job}|{job}|N/A|PENDING|Priority|0|0|||/jobs|"
             if self.sbatch_hook is not None:
                 hook, self.sbatch_hook = self.sbatch_hook, None
                 hook()  # may raise: the job exists anyway (an ambiguous failure)
@@ -160,12 +160,12 @@ def spec(ex: SlurmExecutor, name: str = "train", **kw: object) -> JobSpec:
 
 def test_squeue_rows_states_reasons_and_exit_codes() -> None:
     text = (
-        "12|12|N/A|PENDING|Priority|0|0|/j/a|\n"
-        "13|13|N/A|FAILED|NonZeroExitCode|1|768|/j/b|\n"
-        "14_2|14|2|RUNNING|None|0|0|/j/c|\n"
-        "15|15|N/A|COMPLETED|None|0|0|/j/d|\n"
-        "16|16|N/A|CANCELLED|DependencyNeverSatisfied|0|0|/j/e|\n"
-        "17|17|N/A|BRAND_NEW_STATE|None|0|0|/j/f|\n"
+        "12|12|N/A|PENDING|Priority|0|0|||/j/a|\n"
+        "13|13|N/A|FAILED|NonZeroExitCode|1|768|||/j/b|\n"
+        "14_2|14|2|RUNNING|None|0|0|||/j/c|\n"
+        "15|15|N/A|COMPLETED|None|0|0|||/j/d|\n"
+        "16|16|N/A|CANCELLED|DependencyNeverSatisfied|0|0|||/j/e|\n"
+        "17|17|N/A|BRAND_NEW_STATE|None|0|0|||/j/f|\n"
     )
     rows = parse.group_by_key(parse.parse_squeue(text))
     reports = {k: parse.report_from_row(r) for k, r in rows.items()}
@@ -184,14 +184,14 @@ def test_squeue_rows_states_reasons_and_exit_codes() -> None:
 
 def test_sacct_rows_arrays_requeues_and_steps() -> None:
     text = (
-        f"20|FAILED|2:0|None|{T0}|a|/w\n"
-        f"20.batch|FAILED|2:0||{T0}|batch|\n"
-        f"21_0|COMPLETED|0:0|None|{T0}|b|/w\n"
-        f"21_[1-3,5]|PENDING|0:0|Resources|{T0}|b|/w\n"
-        f"22|REQUEUED|0:0|None|{T0}|c|/w\n"
-        f"22|RUNNING|0:0|None|{T1}|c|/w\n"
-        f"23|CANCELLED by 0|0:15|None|{T0}|d|/w|with|pipes\n"
-        f"24|TIMEOUT|0:0|TimeLimit|Unknown|e|/w\n"
+        f"20|FAILED|2:0|None|{T0}|||a|/w\n"
+        f"20.batch|FAILED|2:0||{T0}|||batch|\n"
+        f"21_0|COMPLETED|0:0|None|{T0}|||b|/w\n"
+        f"21_[1-3,5]|PENDING|0:0|Resources|{T0}|||b|/w\n"
+        f"22|REQUEUED|0:0|None|{T0}|||c|/w\n"
+        f"22|RUNNING|0:0|None|{T1}|||c|/w\n"
+        f"23|CANCELLED by 0|0:15|None|{T0}|||d|/w|with|pipes\n"
+        f"24|TIMEOUT|0:0|TimeLimit|Unknown|||e|/w\n"
     )
     rows = parse.group_by_key(parse.parse_sacct(text))
     assert set(rows) == {"20", "21_0", "21_1", "21_2", "21_3", "21_5", "22", "23", "24"}
@@ -213,11 +213,11 @@ def test_sacct_ignores_older_jobs_that_had_the_same_id() -> None:
     the newest job named under each id counts, and they are not restarts of it.
     """
     text = (
-        f"50_0|COMPLETED|0:0|None|{T0}|nrt-old-sweep1|/old\n"
-        f"50_1|FAILED|5:0|None|{T0}|nrt-old-sweep1|/old\n"
-        f"50|FAILED|3:0|None|{T1}|nrt-new-bad1|/new\n"
-        f"60|COMPLETED|0:0|None|{T1}|nrt-old-x1|/old\n"
-        f"60|FAILED|1:0|None|{T0}|nrt-older-y1|/older\n"
+        f"50_0|COMPLETED|0:0|None|{T0}|||nrt-old-sweep1|/old\n"
+        f"50_1|FAILED|5:0|None|{T0}|||nrt-old-sweep1|/old\n"
+        f"50|FAILED|3:0|None|{T1}|||nrt-new-bad1|/new\n"
+        f"60|COMPLETED|0:0|None|{T1}|||nrt-old-x1|/old\n"
+        f"60|FAILED|1:0|None|{T0}|||nrt-older-y1|/older\n"
     )
     rows = parse.group_by_key(parse.parse_sacct(text))
     assert set(rows) == {"50", "60"}
@@ -373,9 +373,9 @@ def test_registry_builds_the_backend_and_local_use_does_not_import_asyncssh() ->
 async def test_scheduler_commands_per_poll_are_constant(n: int) -> None:
     cluster = FakeCluster()
     for i in range(n):
-        cluster.squeue[str(1000 + i)] = f"{1000 + i}|{1000 + i}|N/A|RUNNING|None|0|0|/w|"
+        cluster.squeue[str(1000 + i)] = f"{1000 + i}|{1000 + i}|N/A|RUNNING|None|0|0|||/w|"
     gone = "999"
-    cluster.sacct[gone] = f"{gone}|COMPLETED|0:0|None|{T0}|gone|/w"
+    cluster.sacct[gone] = f"{gone}|COMPLETED|0:0|None|{T0}|||gone|/w"
     b = SlurmBackend(executor(), transport=cluster)
     handles = [Handle("slurm", "local", str(1000 + i)) for i in range(n)]
     handles.append(Handle("slurm", "local", gone))
@@ -394,7 +394,7 @@ async def test_scheduler_commands_per_poll_are_constant(n: int) -> None:
 async def test_concurrent_polls_are_coalesced() -> None:
     cluster = FakeCluster()
     for i in range(20):
-        cluster.squeue[str(i + 1)] = f"{i + 1}|{i + 1}|N/A|RUNNING|None|0|0|/w|"
+        cluster.squeue[str(i + 1)] = f"{i + 1}|{i + 1}|N/A|RUNNING|None|0|0|||/w|"
     b = SlurmBackend(executor(), transport=cluster)
     handles = [Handle("slurm", "local", str(i + 1)) for i in range(20)]
     results = await asyncio.gather(*[b.poll([h]) for h in handles])
@@ -410,20 +410,20 @@ async def test_unknown_is_unknown_and_vanished_jobs_keep_their_last_state_briefl
     assert report.state is JobState.UNKNOWN and report.exit_code is None
     assert b"no such" in (report.reason or "").encode() or "neither" in (report.reason or "")
 
-    cluster.squeue["7"] = "7|7|N/A|RUNNING|None|0|0|/w|"
+    cluster.squeue["7"] = "7|7|N/A|RUNNING|None|0|0|||/w|"
     h = Handle("slurm", "local", "7")
     assert (await b.poll([h]))[h].state is JobState.RUNNING
     del cluster.squeue["7"]  # left squeue, accounting not written yet
     report = (await b.poll([h]))[h]
     assert report.state is JobState.RUNNING and "last seen" in report.source
-    cluster.sacct["7"] = f"7|FAILED|9:0|NonZeroExitCode|{T0}|seven|/w"
+    cluster.sacct["7"] = f"7|FAILED|9:0|NonZeroExitCode|{T0}|||seven|/w"
     report = (await b.poll([h]))[h]
     assert (report.state, report.exit_code, report.source) == (JobState.FAILED, 9, "sacct")
 
 
 async def test_exit_code_file_is_preferred() -> None:
     cluster = FakeCluster()
-    cluster.squeue["8"] = "8|8|N/A|FAILED|NonZeroExitCode|0|256|/w|"
+    cluster.squeue["8"] = "8|8|N/A|FAILED|NonZeroExitCode|0|256|||/w|"
     cluster.files["/w/exitcode-8"] = b"77\n"
     b = SlurmBackend(executor(), transport=cluster)
     h = Handle("slurm", "local", "8")
@@ -564,16 +564,16 @@ async def test_array_is_not_final_while_tasks_are_unaccounted_for() -> None:
     del cluster.squeue[h.job_id]
     for t in ("1", "2"):
         key = f"{h.job_id}_{t}"
-        cluster.squeue[key] = f"{key}|{h.job_id}|{t}|COMPLETED|None|0|0|/jobs|"
+        cluster.squeue[key] = f"{key}|{h.job_id}|{t}|COMPLETED|None|0|0|||/jobs|"
     cluster.fail = {"sacct"}
     report = (await b.poll([h]))[h]
     assert not report.state.is_terminal, report
     # once sacct answers with every task, the array's outcome is known (task 0 failed)
     cluster.fail = set()
     tag = next(name for name, job in cluster.names.items() if job == h.job_id)
-    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|{T0}|{tag}|/jobs"
+    cluster.sacct[f"{h.job_id}_0"] = f"{h.job_id}_0|FAILED|1:0|None|{T0}|||{tag}|/jobs"
     for t in ("1", "2"):
-        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|{T0}|{tag}|/jobs"
+        cluster.sacct[f"{h.job_id}_{t}"] = f"{h.job_id}_{t}|COMPLETED|0:0|None|{T0}|||{tag}|/jobs"
     report = (await b.poll([h]))[h]
     assert report.state is JobState.FAILED, report
 
@@ -588,12 +588,63 @@ async def test_sacct_answers_for_the_job_we_submitted_even_when_a_newer_one_reus
     tag = next(name for name, job in cluster.names.items() if job == h.job_id)
     del cluster.squeue[h.job_id]
     cluster.sacct[h.job_id] = (
-        f"{h.job_id}|FAILED|3:0|None|{T0}|{tag}|/jobs\n"
-        f"{h.job_id}|COMPLETED|0:0|None|{T1}|someone-elses-job|/elsewhere"
+        f"{h.job_id}|FAILED|3:0|None|{T0}|||{tag}|/jobs\n"
+        f"{h.job_id}|COMPLETED|0:0|None|{T1}|||someone-elses-job|/elsewhere"
     )
     report = (await b.poll([h]))[h]
     assert (report.state, report.exit_code) == (JobState.FAILED, 3), report
     sacct_env = next(
         e for c, e in zip(cluster.commands, cluster.envs, strict=True) if c[0] == "sacct"
     )
-    assert sacct_env == {"SLURM_TIME_FORMAT": "standard"}
+    assert sacct_env == {"SLURM_TIME_FORMAT": "standard", "TZ": "UTC"}
+
+
+def test_times_come_from_the_scheduler_and_forecasts_are_ignored() -> None:
+    """sacct Start/End (and squeue's, once a job ended) become the report's times; squeue's
+    forecast End of a running job and Start of a pending one are not times that happened."""
+    end_ts = parse.parse_time("2026-11-25T20:11:13")
+    assert end_ts == 1795637473.0  # read as UTC (the backend asks Slurm for UTC)
+    assert parse.parse_time("Unknown") is None and parse.parse_time("") is None
+    assert parse.parse_time("None") is None and parse.parse_time("2026-99-99T00:00:00") is None
+    rows = parse.group_by_key(
+        parse.parse_sacct(
+            "30|COMPLETED|0:0|None|2026-11-25T20:11:10|2026-11-25T20:11:12|2026-11-25T20:11:13"
+            "|a|/w\n"
+            "31|RUNNING|0:0|None|2026-11-25T20:11:10|2026-11-25T20:11:12|Unknown|b|/w\n"
+        )
+    )
+    done = parse.report_from_row(rows["30"], now=end_ts + 8)
+    assert (done.started_at, done.ended_at) == (end_ts - 1, end_ts)
+    assert done.end_time() == end_ts  # not the 8 s later moment it was seen
+    running = parse.report_from_row(rows["31"], now=end_ts + 8)
+    assert running.started_at == end_ts - 1 and running.ended_at is None
+    squeue = parse.group_by_key(
+        parse.parse_squeue(
+            "40|40|N/A|RUNNING|None|0|0|2026-11-25T20:11:12|2026-11-25T21:11:12|/w|\n"
+            "41|41|N/A|PENDING|Priority|0|0|2026-11-25T22:00:00|2026-11-25T23:00:00|/w|\n"
+            "42|42|N/A|COMPLETED|None|0|0|2026-11-25T20:11:12|2026-11-25T20:11:13|/w|\n"
+        )
+    )
+    assert squeue["40"].started_at == end_ts - 1 and squeue["40"].ended_at is None
+    assert squeue["41"].started_at is None and squeue["41"].ended_at is None
+    assert squeue["42"].ended_at == end_ts
+    tasks = parse.ArraySummary(
+        {
+            "5_0": parse.report_from_row(rows["30"], now=end_ts + 8),
+            "5_1": parse.StatusReport(
+                JobState.SUCCEEDED, "sacct", end_ts + 8, 0, started_at=end_ts, ended_at=end_ts + 2
+            ),
+        }
+    ).aggregate()
+    assert (tasks.started_at, tasks.ended_at) == (end_ts - 1, end_ts + 2)
+
+
+def test_every_rendered_script_exports_the_job_depth() -> None:
+    """Even a JobSpec built without the engine gets the depth marker (core.launch_guard)."""
+    ex = executor()
+    bare = render(ex, spec(ex))
+    assert "export NEMORUN_TUI_DEPTH=1\n" in bare.script
+    engine_built = render(ex, spec(ex, env={"NEMORUN_TUI_DEPTH": "2"}))
+    assert "export NEMORUN_TUI_DEPTH=2\n" in engine_built.script
+    held = render(ex, spec(ex, held=True))
+    assert "--hold" in held.sbatch_argv and "--hold" not in bare.sbatch_argv

@@ -27,6 +27,10 @@ from core.executors import ExecutorProfile, LocalExecutor
 from core.protocol import Backend, Handle, JobSpec
 from core.states import JobState
 
+#: The experiment id of every contract job, unique per test process: the Slurm teardown cancels
+#: every job of this experiment, which must never hit another run of the suite on the cluster.
+CONTRACT_EXPERIMENT = f"contract-{os.getpid()}"
+
 
 @dataclass
 class ContractTarget:
@@ -81,7 +85,7 @@ def spec_factory(
     ) -> JobSpec:
         n = next(counter)
         return JobSpec(
-            experiment_id="contract",
+            experiment_id=CONTRACT_EXPERIMENT,
             job_name=name,
             run_tag=f"contract-{name}-{n}",
             argv=list(argv),
@@ -188,7 +192,7 @@ def _slurm_target(over_ssh: bool) -> ContractFactory:
             )
         finally:
             with contextlib.suppress(Exception):
-                await backend.cancel_experiment("contract")
+                await backend.cancel_experiment(CONTRACT_EXPERIMENT)
             await backend.close()
 
     return factory
