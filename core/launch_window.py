@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,9 @@ def crash_point(name: str) -> None:
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
     elif wanted == f"{name}:stop":
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # Aimed at this thread, so the stop is taken on the way back from this very call
+        # (a process-wide kill let another thread take it while this one ran on a little).
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
 
 
 def run_tag(exp_id: str, job_name: str) -> str:
