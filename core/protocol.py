@@ -133,4 +133,10 @@ class Backend(Protocol):
 #:
 #: ``local_log_path(handle, stream) -> str | None``: a file on this machine that the job
 #: writes ``stream`` to as it runs, so a viewer reads it in place instead of copying it.
-OPTIONAL_CAPABILITIES = ("local_log_path",)
+#:
+#: ``async wait_changed(handles, timeout: float) -> None``: return soon after any of these
+#: (live) jobs may have changed state, at once if one has already ended, else after
+#: ``timeout`` seconds. It reports nothing (the caller polls next) and may return early
+#: for no reason. ``Engine.wait`` uses it between polls instead of sleeping, so a job's end
+#: is seen when it happens (the local backend watches its job dirs for file events).
+OPTIONAL_CAPABILITIES = ("local_log_path", "wait_changed")
