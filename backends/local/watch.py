@@ -43,6 +43,9 @@ class DirWatch:
     """
 
     def __init__(self, dirs: Sequence[str]) -> None:
+        missing = [d for d in dirs if not os.path.isdir(d)]
+        if missing:  # a watch on nothing would never fire: say so instead
+            raise WatchUnavailable(f"no such folder: {missing[0]}")
         try:
             from watchfiles._rust_notify import RustNotify
         except ImportError as exc:  # pragma: no cover - watchfiles is a dependency
