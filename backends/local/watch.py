@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,44 @@ DEBOUNCE_MS = 20
 #: How often the notifier's waiting thread looks at what it collected (ms); the latency of
 #: a wait is about one to two steps.
 STEP_MS = 5
+
+
+def _rust_notify() -> Any:
+    """watchfiles' notifier module, loaded without running ``watchfiles/__init__.py``.
+
+    The package's own ``__init__`` imports its async and process-restart helpers (anyio,
+    multiprocessing): about 5-10 ms a launch pays for nothing here. The compiled module is
+    loaded from the package folder under its usual name, so a later ``import watchfiles``
+    finds and shares it; any surprise falls back to the ordinary import.
+    """
+    name = "watchfiles._rust_notify"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        import importlib.machinery
+        import importlib.util
+
+        package = importlib.util.find_spec("watchfiles")  # finds, does not import
+        folders = list(package.submodule_search_locations or []) if package else []
+        for folder in folders:
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "_rust_notify" + suffix)
+                if os.path.isfile(path):
+                    spec = importlib.util.spec_from_file_location(name, path)
+                    if spec is None or spec.loader is None:
+                        continue
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                    sys.modules[name] = module
+                    return module
+    except Exception:  # any oddity: the ordinary import below decides
+        sys.modules.pop(name, None)
+    try:
+        import watchfiles._rust_notify as module
+    except ImportError as exc:  # pragma: no cover - watchfiles is a dependency
+        raise WatchUnavailable(f"watchfiles is not installed: {exc}") from exc
+    return module
 
 
 class WatchUnavailable(Exception):
@@ -46,10 +85,7 @@ class DirWatch:
         missing = [d for d in dirs if not os.path.isdir(d)]
         if missing:  # a watch on nothing would never fire: say so instead
             raise WatchUnavailable(f"no such folder: {missing[0]}")
-        try:
-            from watchfiles._rust_notify import RustNotify
-        except ImportError as exc:  # pragma: no cover - watchfiles is a dependency
-            raise WatchUnavailable(f"watchfiles is not installed: {exc}") from exc
+        RustNotify = _rust_notify().RustNotify
         try:
             # (paths, debug, force_polling, poll_delay_ms, recursive, ignore_permission_denied)
             self._notify: Any = RustNotify([str(d) for d in dirs], False, False, 50, False, True)

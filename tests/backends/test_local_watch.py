@@ -79,3 +79,23 @@ async def test_one_wait_at_a_time(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError):
             await watch.changed(0.2)
         await asyncio.wait_for(first, TIMEOUT)
+
+
+def test_the_notifier_loads_without_the_watchfiles_package_and_is_shared() -> None:
+    """In a fresh interpreter: no anyio/multiprocessing for a wait, one module for both."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from backends.local.watch import _rust_notify\n"
+        "m = _rust_notify()\n"
+        "print('anyio' in sys.modules, 'multiprocessing' in sys.modules)\n"
+        "import watchfiles\n"
+        "print(sys.modules['watchfiles._rust_notify'] is m, callable(watchfiles.watch))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    ).stdout.split()
+    assert out == ["False", "False", "True", "True"]
