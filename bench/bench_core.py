@@ -63,7 +63,7 @@ def main() -> None:
         figure(
             'nemorun-tui run --script "echo hi" (end to end)',
             time_command([cli, "run", "--script", "echo hi"], runs=7, env=env),
-            budget=0.35,
+            budget=0.3,
         )
         figure(
             "one-task Partial end to end (run noop)",

@@ -478,7 +478,13 @@ class Engine:
         *,
         max_interval: float = 1.0,
     ) -> ExperimentRecord:
-        """Poll until every job has ended; the interval starts small and backs off."""
+        """Poll until every job has ended.
+
+        Between polls it waits on the backends' change notices (``wait_changed``, see
+        :data:`core.protocol.OPTIONAL_CAPABILITIES`) when every live job's backend has
+        them, so a job's end is seen when it happens; otherwise it sleeps, starting small
+        and backing off to ``max_interval``.
+        """
         interval = 0.02
         while True:
             for change in await self.refresh([exp_id]):
@@ -489,8 +495,30 @@ class Engine:
             record = self.store.load(exp_id)
             if all(j.state.is_terminal for j in record.jobs):
                 return record
-            await asyncio.sleep(interval)
-            interval = min(max_interval, interval * 1.5)
+            if not await self._wait_changed(record, max_interval):
+                await asyncio.sleep(interval)
+                interval = min(max_interval, interval * 1.5)
+
+    async def _wait_changed(self, record: ExperimentRecord, timeout: float) -> bool:
+        """Wait on ``wait_changed`` of the live jobs' backends; False (at once) if one lacks it."""
+        groups: dict[int, tuple[Any, list[Handle]]] = {}
+        for job in record.jobs:
+            if job.state.is_terminal:
+                continue
+            backend = self.backend_for(record.id, job.name) if job.handle else None
+            if getattr(backend, "wait_changed", None) is None:
+                return False
+            groups.setdefault(id(backend), (backend, []))[1].append(job.handle)
+        waits = [asyncio.ensure_future(b.wait_changed(hs, timeout)) for b, hs in groups.values()]
+        if not waits:
+            return False
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        # A backend whose notices failed falls back to sleeping, never to a busy loop.
+        return all(t.exception() is None for t in done)
 
     # -- acting on recorded experiments -----------------------------------------------------
     def executor_of(self, exp_id: str, job: str) -> ExecutorProfile:

@@ -24,13 +24,15 @@ async def follow_file(
     done: Callable[[], Awaitable[bool]] | None = None,
     interval: float = 0.25,
     max_interval: float = MAX_FOLLOW_INTERVAL,
+    wait: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield a file's bytes from ``offset`` using ``read_at(pos)`` (None = file missing).
 
     Without ``follow`` a missing file raises ``FileNotFoundError``. With ``follow`` a missing
     file is waited for (a pending job has no log yet). ``done()`` is checked only after a read
     came back empty and, once true, the file is drained, so bytes written between that empty
-    read and ``done()`` turning true are still delivered.
+    read and ``done()`` turning true are still delivered. ``wait(seconds)`` replaces the sleep
+    between empty reads (e.g. woken early by file events); it may return at any time.
     """
     pos = offset
     delay = interval
@@ -57,5 +59,5 @@ async def follow_file(
                     return
                 pos += len(chunk)
                 yield chunk
-        await asyncio.sleep(delay)
+        await (wait(delay) if wait is not None else asyncio.sleep(delay))
         delay = min(delay * 1.5, max(max_interval, interval))

@@ -141,4 +141,9 @@ class Backend(Protocol):
 #: releases it once its handle is recorded, so no job runs that the store does not know).
 #: ``find(run_tag, job_dir) -> Handle | None``: a submitted job by its run tag (a launcher
 #: that died before recording the handle).
-OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find")
+#: ``async wait_changed(handles, timeout: float) -> None``: return soon after any of these
+#: (live) jobs may have changed state, at once if one has already ended, else after
+#: ``timeout`` seconds. It reports nothing (the caller polls next) and may return early
+#: for no reason. ``Engine.wait`` uses it between polls instead of sleeping, so a job's end
+#: is seen when it happens (the local backend watches its job dirs for file events).
+OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed")

@@ -38,6 +38,7 @@ common case: a log line without colours costs one ``search``).
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 
 #: The body of a string sequence: up to its terminator, a CAN/SUB, or the end of the line.
@@ -67,14 +68,14 @@ def _pattern(*, keep_sgr: bool, keep_cr: bool, unicode: bool) -> str:
     return "|".join(parts)
 
 
+@functools.cache
 def _compile(keep_sgr: bool, keep_cr: bool) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+    """Compiled on first need (a few ms each): most text has nothing to remove."""
     text = re.compile(_pattern(keep_sgr=keep_sgr, keep_cr=keep_cr, unicode=True))
     ascii_only = re.compile(_pattern(keep_sgr=keep_sgr, keep_cr=keep_cr, unicode=False).encode())
     return text, ascii_only
 
 
-#: (keep_sgr, keep_cr) -> (pattern for str, pattern for ASCII-only bytes)
-_PATTERNS = {(s, r): _compile(s, r) for s in (True, False) for r in (True, False)}
 #: Anything that might need removing; text without it is returned as it is.
 _SUSPECT = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
 _SUSPECT_ASCII = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
@@ -91,7 +92,7 @@ def sanitize_terminal(text: str, *, keep_sgr: bool = True, keep_cr: bool = False
     """
     if _SUSPECT.search(text) is None:
         return text
-    return _PATTERNS[keep_sgr, keep_cr][0].sub("", text)
+    return _compile(keep_sgr, keep_cr)[0].sub("", text)
 
 
 def sanitize_bytes(data: bytes, *, keep_sgr: bool = True, keep_cr: bool = False) -> bytes:
@@ -103,7 +104,7 @@ def sanitize_bytes(data: bytes, *, keep_sgr: bool = True, keep_cr: bool = False)
     if data.isascii():
         if _SUSPECT_ASCII.search(data) is None:
             return data
-        return _PATTERNS[keep_sgr, keep_cr][1].sub(b"", data)
+        return _compile(keep_sgr, keep_cr)[1].sub(b"", data)
     return sanitize_terminal(decode_output(data), keep_sgr=keep_sgr, keep_cr=keep_cr).encode()
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from backends.local import supervisor as sv
+from backends.local.watch import DirWatch, WatchUnavailable
+from backends.local.watch import names as watch_names
 from core import launch_guard
 from core.executors import ExecutorProfile, LocalExecutor
 from core.follow import follow_file
@@ -43,6 +45,10 @@ KILL_WAIT_SECONDS = 2.0
 LOG_CHUNK = 64 * 1024
 FOLLOW_INTERVAL_SECONDS = 0.05
 FOLLOW_IDLE_INTERVAL_SECONDS = 0.1
+#: Without file events, how long :meth:`LocalBackend.wait_changed` waits at most.
+WAIT_FALLBACK_SECONDS = 0.05
+#: The run-directory files whose change may mean a new state.
+_STATE_FILES = frozenset({sv.RESULT, sv.PIDS, sv.CANCEL})
 #: Shown instead of a secret value anywhere the user or the store can see it.
 REDACTED = "***"
 
@@ -334,6 +340,53 @@ class LocalBackend:
             )
         return reports
 
+    # ------------------------------------------------------------------ wait
+
+    async def wait_changed(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Return as soon as one of these jobs may have changed state, or after ``timeout``.
+
+        Optional capability (see :data:`core.protocol.OPTIONAL_CAPABILITIES`): the engine
+        waits here instead of sleeping between polls, so a job's end is noticed when its
+        supervisor writes ``result.json`` rather than at the next poll. It returns at once
+        when a job has already ended (the caller passes live jobs), and on a change of
+        ``result.json``, ``pid.json`` (the phase) or the cancel marker. Where file events
+        are not available it waits a short poll interval instead. It reports nothing: the
+        caller polls afterwards, which is the only reading of the files.
+        """
+        dirs = sorted(
+            {
+                h.job_id
+                for h in handles
+                if h.backend == self.name and os.path.isabs(h.job_id) and os.path.isdir(h.job_id)
+            }
+        )
+        if not dirs:
+            await asyncio.sleep(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            watch = DirWatch(dirs)
+        except WatchUnavailable:
+            await asyncio.sleep(min(timeout, WAIT_FALLBACK_SECONDS))
+            return
+        with watch:
+            # The watch exists: whatever happens from now on is an event. What happened
+            # before it is in the files, so look once (a job that ended before the watch).
+            if self._any_ended(dirs):
+                return
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    changed = await watch.changed(left)
+                except WatchUnavailable:
+                    await asyncio.sleep(min(left, WAIT_FALLBACK_SECONDS))
+                    return
+                if not changed or watch_names(changed) & _STATE_FILES:
+                    return
+
+    @staticmethod
+    def _any_ended(dirs: Sequence[str]) -> bool:
+        return any(os.path.exists(os.path.join(d, sv.RESULT)) for d in dirs)
+
     # ------------------------------------------------------------------ cancel
 
     async def cancel(self, handle: Handle) -> None:
@@ -474,6 +527,21 @@ class LocalBackend:
         async def ended() -> bool:
             return self._ended(run_dir)
 
+        # With file events, a write or the job's end wakes the follower at once; the
+        # intervals stay the upper bound (and the only clock without events).
+        watch = _follow_watch(run_dir) if follow else None
+
+        async def wake(timeout: float) -> None:
+            nonlocal watch
+            if watch is not None:
+                try:
+                    await watch.changed(timeout)
+                    return
+                except WatchUnavailable:
+                    watch.close()
+                    watch = None
+            await asyncio.sleep(timeout)
+
         try:
             async for chunk in follow_file(
                 reader.read_at,
@@ -482,10 +550,13 @@ class LocalBackend:
                 done=ended,
                 interval=FOLLOW_INTERVAL_SECONDS,
                 max_interval=FOLLOW_IDLE_INTERVAL_SECONDS,
+                wait=wake,
             ):
                 yield chunk
         finally:
             reader.close()
+            if watch is not None:
+                watch.close()
 
     @staticmethod
     def _ended(run_dir: str) -> bool:
@@ -517,6 +588,14 @@ class _LogFile:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _follow_watch(run_dir: str) -> DirWatch | None:
+    """File events for a followed log (its folder, and the run dir for the job's end)."""
+    try:
+        return DirWatch([run_dir, os.path.join(run_dir, sv.LOGS)])
+    except WatchUnavailable:
+        return None
 
 
 def _extract_code(job: JobSpec, dest: Path) -> str:

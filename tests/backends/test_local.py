@@ -681,3 +681,127 @@ async def test_a_held_job_whose_launcher_died_is_not_run(
     done = await wait_terminal(backend, handle)
     assert done.state is JobState.FAILED and "not run" in (done.reason or "")
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- wait_changed
+
+
+async def wait_changed_until_terminal(
+    backend: LocalBackend, handle: Handle, *, timeout: float = 60.0
+) -> StatusReport:
+    """Wait on the capability only (no sleeps); its own timeout is far beyond TIMEOUT, so
+    returning within TIMEOUT means a file event woke it, not the timeout."""
+
+    async def go() -> StatusReport:
+        for _ in range(20):  # spurious returns are allowed, endless ones are not
+            report = (await backend.poll([handle]))[handle]
+            if report.state.is_terminal:
+                return report
+            await backend.wait_changed([handle], timeout)
+        raise AssertionError(f"{handle} not terminal after 20 wake-ups")
+
+    return await asyncio.wait_for(go(), TIMEOUT)
+
+
+async def test_wait_changed_returns_when_the_job_ends(
+    backend: LocalBackend, make_spec: MakeSpec, workdir: Path
+) -> None:
+    handle = await backend.submit(
+        make_spec(["sh", "-c", "while [ ! -e go ]; do sleep 0.01; done; echo done"])
+    )
+    await wait_state(backend, handle, JobState.RUNNING)
+    waiting = asyncio.create_task(backend.wait_changed([handle], 60.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # a running job with nothing new does not wake it
+    (workdir / "go").touch()
+    await asyncio.wait_for(waiting, TIMEOUT)
+    report = await wait_changed_until_terminal(backend, handle)
+    assert report.state is JobState.SUCCEEDED and report.exit_code == 0
+    assert await output(backend, handle) == b"done\n"
+
+
+async def test_wait_changed_returns_at_once_for_a_job_that_already_ended(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    handle = await backend.submit(make_spec(["true"]))
+    await wait_terminal(backend, handle)
+    await asyncio.wait_for(backend.wait_changed([handle], 60.0), TIMEOUT)
+
+
+async def test_wait_changed_sees_a_failure_and_a_cancel(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    failing = await backend.submit(make_spec(["sh", "-c", "sleep 0.2; exit 3"], "fails"))
+    report = await wait_changed_until_terminal(backend, failing)
+    assert report.state is JobState.FAILED and report.exit_code == 3
+    sleeper = await backend.submit(make_spec(["sleep", "30"], "sleeps"))
+    await wait_state(backend, sleeper, JobState.RUNNING)
+    waiting = asyncio.create_task(wait_changed_until_terminal(backend, sleeper))
+    await backend.cancel(sleeper)
+    assert (await waiting).state is JobState.CANCELLED
+
+
+async def test_wait_changed_without_file_events_still_returns(
+    backend: LocalBackend, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No inotify watches left (or no watchfiles): a short wait, never the whole timeout."""
+    from backends.local import backend as local_backend
+    from backends.local.watch import WatchUnavailable
+
+    def unavailable(*_: object) -> None:
+        raise WatchUnavailable("no inotify watches left")
+
+    monkeypatch.setattr(local_backend, "DirWatch", unavailable)
+    monkeypatch.setattr(local_backend, "_follow_watch", lambda run_dir: None)
+    handle = await backend.submit(make_spec(["sh", "-c", "sleep 0.2; echo slow"]))
+    report = await wait_changed_until_terminal(backend, handle)
+    assert report.state is JobState.SUCCEEDED
+    followed = b"".join([c async for c in backend.logs(handle, follow=True)])
+    assert followed == b"slow\n"
+
+
+async def test_wait_changed_ignores_foreign_and_missing_handles(backend: LocalBackend) -> None:
+    """Nothing to watch: it waits its (short) timeout and returns, it does not raise."""
+    await asyncio.wait_for(
+        backend.wait_changed(
+            [Handle("slurm", "c1", "123"), Handle("local", "local", "/nonexistent/job")], 0.05
+        ),
+        TIMEOUT,
+    )
+
+
+async def test_a_followed_log_ends_with_the_job_and_misses_nothing(
+    backend: LocalBackend, make_spec: MakeSpec, workdir: Path
+) -> None:
+    script = "for i in 1 2 3; do echo line $i; sleep 0.05; done; printf tail"
+    handle = await backend.submit(make_spec(["sh", "-c", script]))
+    followed = await asyncio.wait_for(_collect(backend.logs(handle, follow=True)), TIMEOUT)
+    assert followed == b"line 1\nline 2\nline 3\ntail"
+    assert (await backend.poll([handle]))[handle].state is JobState.SUCCEEDED
+
+
+async def _collect(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in chunks])
+
+
+async def test_engine_wait_uses_the_local_backend_s_file_events(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through Engine.wait with a backoff cap (max_interval) far beyond the
+    test's bound: only the capability can make it return in time."""
+    from core.config import Script
+    from core.engine import Engine, Plan
+    from core.store import Store
+
+    monkeypatch.chdir(workdir)
+    engine = Engine(Store(tmp_path / "home"))
+    plan = Plan(title="events")
+    plan.add(Script(inline="sleep 0.2; echo hi"), LocalExecutor(), name="job")
+    record = await engine.launch(plan)
+    seen: list[JobState] = []
+    done = await asyncio.wait_for(
+        engine.wait(record.id, lambda change: seen.append(change.new), max_interval=60.0),
+        TIMEOUT,
+    )
+    assert done.job("job").state is JobState.SUCCEEDED
+    assert seen[-1] is JobState.SUCCEEDED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,3 +270,102 @@ async def test_an_unexpected_submit_error_is_recorded_not_left_unsubmitted(engin
     a, b = record.jobs
     assert a.state is JobState.FAILED and "unexpected" in (a.reason or "")
     assert b.state is JobState.CANCELLED
+
+
+# -- waiting: the optional wait_changed capability, and the sleep fallback ---------------
+
+
+class NoticingBackend(FakeBackend):
+    """A fake with the optional ``wait_changed``: it wakes when the test says a job changed."""
+
+    name: ClassVar[str] = "noticing"
+    waits: ClassVar[list[tuple[list[Handle], float]]] = []
+    changed: ClassVar[asyncio.Event | None] = None
+    broken: ClassVar[bool] = False
+
+    async def wait_changed(self, handles: Sequence[Handle], timeout: float) -> None:
+        self.waits.append((list(handles), timeout))
+        if self.broken:
+            raise OSError("no inotify watches left")
+        assert self.changed is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.changed.wait(), timeout)
+        self.changed.clear()
+
+
+@register_profile
+@dataclass
+class NoticingExecutor(FakeExecutor):
+    backend: ClassVar[str] = "noticing"
+
+
+@pytest.fixture
+def noticing(engine: Engine) -> type[NoticingBackend]:
+    NoticingBackend.waits = []
+    NoticingBackend.changed = asyncio.Event()
+    NoticingBackend.broken = False
+    registry.register_backend("noticing", NoticingBackend)
+    return NoticingBackend
+
+
+def finish(handle: Handle | None, state: JobState = JobState.SUCCEEDED) -> None:
+    assert handle is not None
+    FakeBackend.states[handle.job_id] = StatusReport(state, source="fake", exit_code=0)
+
+
+async def test_wait_without_the_capability_polls_until_the_end(engine: Engine) -> None:
+    record = await engine.launch(plan_of("a", "b"))
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, finish, record.jobs[0].handle)
+    loop.call_later(0.2, finish, record.jobs[1].handle, JobState.FAILED)
+    done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.05), 20)
+    assert [j.state for j in done.jobs] == [JobState.SUCCEEDED, JobState.FAILED]
+    assert len(FakeBackend.poll_calls) >= 3  # it kept polling while waiting
+
+
+async def test_wait_sleeps_on_the_backend_s_notices_and_ends_when_told(
+    engine: Engine, noticing: type[NoticingBackend]
+) -> None:
+    plan = Plan(title="t")
+    plan.add(Script(inline="echo a"), NoticingExecutor(), name="a")
+    record = await engine.launch(plan)
+    handle = record.jobs[0].handle
+
+    def change() -> None:
+        finish(handle)
+        assert noticing.changed is not None
+        noticing.changed.set()
+
+    asyncio.get_running_loop().call_later(0.1, change)
+    # The notice, not the (60 s) timeout, ends the wait: the test's bound is 20 s.
+    done = await asyncio.wait_for(engine.wait(record.id, max_interval=60.0), 20)
+    assert done.jobs[0].state is JobState.SUCCEEDED
+    assert noticing.waits and all(w == ([handle], 60.0) for w in noticing.waits)
+
+
+async def test_a_job_without_the_capability_keeps_the_sleeps(
+    engine: Engine, noticing: type[NoticingBackend]
+) -> None:
+    """One live job on a backend without notices: waiting on the other's would miss it."""
+    plan = Plan(title="t")
+    plan.add(Script(inline="echo a"), NoticingExecutor(), name="a")
+    plan.add(Script(inline="echo b"), FakeExecutor(), name="b")
+    record = await engine.launch(plan)
+    asyncio.get_running_loop().call_later(0.1, finish, record.jobs[0].handle)
+    asyncio.get_running_loop().call_later(0.1, finish, record.jobs[1].handle)
+    done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.05), 20)
+    assert [j.state for j in done.jobs] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert noticing.waits == []
+
+
+async def test_failing_notices_fall_back_to_sleeping(
+    engine: Engine, noticing: type[NoticingBackend]
+) -> None:
+    noticing.broken = True
+    plan = Plan(title="t")
+    plan.add(Script(inline="echo a"), NoticingExecutor(), name="a")
+    record = await engine.launch(plan)
+    asyncio.get_running_loop().call_later(0.2, finish, record.jobs[0].handle)
+    done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.05), 20)
+    assert done.jobs[0].state is JobState.SUCCEEDED
+    assert noticing.waits  # it was asked, failed, and the engine slept instead
