@@ -1,1 +1,1 @@
-"""Executor backends, one module or package each; found through ``core.registry``."""
+"""Executor backends, one module or package each; found through ``core.engine.registry``."""

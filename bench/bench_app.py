@@ -122,8 +122,8 @@ def app_env(home: Path) -> dict[str, str]:
 
 def build_big_store(n: int = N_EXPERIMENTS) -> tuple[Path, str]:
     """A store with ``n`` finished experiments (built once, then reused); returns newest id."""
-    from core.protocol import Handle
-    from core.states import JobState
+    from core.engine.protocol import Handle
+    from core.engine.states import JobState
     from core.store import ExperimentRecord, JobRecord, Store
 
     home = CACHE / f"store-{n}"

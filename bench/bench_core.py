@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import BIN, CACHE, figure, time_command
 
-from core.states import JobState
+from core.engine.states import JobState
 from core.store import ExperimentRecord, JobRecord, Store
 
 WORKSPACE = Path(__file__).with_name("bench_workspace.py")
@@ -51,7 +51,9 @@ def main() -> None:
     cli = str(BIN / "nemorun-tui")
     figure(
         "import core (core, engine, store, monitor)",
-        time_command([py, "-c", "import core, core.engine, core.store, core.monitor"], runs=7),
+        time_command(
+            [py, "-c", "import core, core.engine, core.store, core.engine.monitor"], runs=7
+        ),
         budget=0.15,
     )
     figure(

@@ -125,8 +125,8 @@ def _store_with_log(name: str, log: Path) -> tuple[Path, str]:
     """A store with one finished local job whose stdout is ``log`` (a symlink)."""
     import shutil
 
-    from core.protocol import Handle
-    from core.states import JobState
+    from core.engine.protocol import Handle
+    from core.engine.states import JobState
     from core.store import ExperimentRecord, JobRecord, Store
 
     home = CACHE / f"store-{name}"

@@ -148,8 +148,8 @@ def pack_in_child(repo: Path, out: Path, mode: str = "warn") -> dict:
 
 
 async def _uploads(archive: Path, sha256: str, remote: Path) -> dict:
-    from core.local_transport import LocalTransport
     from core.packaging import upload_archive
+    from core.transport.local import LocalTransport
 
     transport = LocalTransport()
     sent: list[int] = []

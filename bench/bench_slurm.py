@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # ci_services: where the CI services ke
 from ci_services import slurm_available, sshd_available, sshd_service  # noqa: E402
 
 from backends.slurm import SlurmBackend  # noqa: E402
-from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel  # noqa: E402
-from core.protocol import Handle, JobSpec  # noqa: E402
-from core.states import JobState  # noqa: E402
+from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel  # noqa: E402
+from core.engine.protocol import Handle, JobSpec  # noqa: E402
+from core.engine.states import JobState  # noqa: E402
 
 PY = sys.executable
 

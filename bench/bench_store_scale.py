@@ -25,8 +25,8 @@ STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "SUCCEEDED")
 
 def build(n: int) -> Path:
     """A store of ``n`` experiments with 2 jobs each (built once, then reused)."""
-    from core.protocol import Handle
-    from core.states import JobState
+    from core.engine.protocol import Handle
+    from core.engine.states import JobState
     from core.store import ExperimentRecord, JobRecord, Store
     from core.store.records import dump_manifest
 

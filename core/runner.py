@@ -21,14 +21,14 @@ EXIT_USAGE = 2
 
 
 def import_task_modules(data: dict[str, object]) -> None:
-    """Import every module the task refers to, with launches off (core.launch_guard).
+    """Import every module the task refers to, with launches off (core.engine.launch_guard).
 
     Why first and apart from the build: a task defined in the user's launch script makes the
     job import that script, and a script without an ``if __name__ == "__main__":`` guard
     would launch itself again from its top level. Only the import is guarded; the task's own
     run (and a Config's build, which *is* its run) may launch if the job opted in.
     """
-    from core import launch_guard
+    from core.engine import launch_guard
     from core.serialize import import_ref
 
     modules = data.get("modules")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.executors import ExecutorProfile, LocalExecutor, UnknownProfileError, profile_class
+from core.engine.executors import ExecutorProfile, LocalExecutor, UnknownProfileError, profile_class
 from core.paths import (
     CONFIG_ENV as CONFIG_ENV,
 )

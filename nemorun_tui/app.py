@@ -35,7 +35,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer
 
-from core.loop_thread import LoopThread
+from core.engine.loop_thread import LoopThread
 from nemorun_tui.messages import (
     CancelRequested,
     EngineEvent,
@@ -82,7 +82,7 @@ class LaunchPresenter:
         self.meters: dict[str, Any] = {}
 
     def __call__(self, event: Any) -> None:
-        from core import launch_events as ev
+        from core.engine import launch_events as ev
 
         if isinstance(event, ev.Uploading):
             meter = self.meters.get(event.job)
@@ -220,7 +220,7 @@ class NemorunApp(App[int]):
         self.workspace = workspace
         self.clock = clock
         self.bridge = EngineBridge(engine)
-        from core.workspace_helper import WorkspaceHelper
+        from core.engine.workspace_helper import WorkspaceHelper
 
         #: Imports the workspace in its own process (used on the engine loop only).
         self.workspace_helper = WorkspaceHelper()
@@ -371,7 +371,7 @@ class NemorunApp(App[int]):
     def on_mount(self) -> None:
         """Start the listing and monitor chains and the 1 Hz ticker (the engine runs)."""
         self.runs_table.focus()
-        from core.prompts import set_prompt_handler
+        from core.transport.prompts import set_prompt_handler
         from nemorun_tui.screens.prompt import make_prompt_handler
 
         # SSH 2FA/password questions come to a modal here, not to the hidden terminal.
@@ -389,7 +389,7 @@ class NemorunApp(App[int]):
 
     async def on_unmount(self) -> None:
         """Stop polling and the engine thread."""
-        from core.prompts import set_prompt_handler
+        from core.transport.prompts import set_prompt_handler
 
         set_prompt_handler(None)
         for chain in (self._listing, self._monitor):
@@ -403,7 +403,7 @@ class NemorunApp(App[int]):
     def _engine_restarted(self) -> None:
         """On the fresh engine loop after the old one died: rebuild what was bound to it,
         and say so (the app never freezes silently on a dead engine)."""
-        from core.workspace_helper import WorkspaceHelper
+        from core.engine.workspace_helper import WorkspaceHelper
 
         self.engine.loop_restarted()
         self.workspace_helper = WorkspaceHelper(python=self.workspace_helper.python)
@@ -487,7 +487,7 @@ class NemorunApp(App[int]):
 
     @on(EngineEvent)
     def _engine_event(self, message: EngineEvent) -> None:
-        from core.monitor import PollError
+        from core.engine.monitor import PollError
         from core.store import StateChange
 
         event = message.event
@@ -785,7 +785,7 @@ class NemorunApp(App[int]):
         with ``uncommitted="refuse"``) stops there with nothing written, and a warning (the
         dirty tree is not packaged) must be confirmed here before the engine goes on.
         """
-        from core.launch_events import NotLaunched
+        from core.engine.launch_events import NotLaunched
 
         ui_loop = asyncio.get_running_loop()
 
@@ -821,7 +821,7 @@ class NemorunApp(App[int]):
 
     @on(LaunchProgress)
     async def _launch_progress(self, message: LaunchProgress) -> None:
-        from core import launch_events as ev
+        from core.engine import launch_events as ev
 
         event = message.event
         if isinstance(event, ev.Recorded):

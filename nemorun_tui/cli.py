@@ -205,8 +205,8 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 def _user_error_code(exc: Exception) -> int | None:
     """Known error types → exit code; unknown ones re-raise (a bug deserves a traceback)."""
     from core.engine import LaunchError
-    from core.protocol import BackendError
-    from core.registry import UnknownBackendError
+    from core.engine.protocol import BackendError
+    from core.engine.registry import UnknownBackendError
     from core.settings import SettingsError
     from core.store import StoreError, StoreWriteError
     from core.transport import TransportError
@@ -364,14 +364,14 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
 
 
 class _LaunchPrinter:
-    """Presents one launch's events (:mod:`core.launch_events`) as progress lines on stderr."""
+    """Presents one launch's events (:mod:`core.engine.launch_events`) as stderr lines."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.meters: dict[str, Any] = {}
 
     def __call__(self, event: Any) -> None:
-        from core import launch_events as ev
+        from core.engine import launch_events as ev
 
         if isinstance(event, ev.PackagingWarning):
             _progress(f"warning: {event.text}")  # shown even with -q: it changes what runs
@@ -415,7 +415,7 @@ async def _launch_and_wait(
     except asyncio.CancelledError:
         raise
     finally:
-        from core import registry
+        from core.engine import registry
 
         await registry.close_all()
     return _report_outcome(record, quiet)
@@ -511,7 +511,7 @@ class _JobOutput:
 
 
 def _report_outcome(record: ExperimentRecord, quiet: bool) -> int:
-    from core.states import JobState
+    from core.engine.states import JobState
 
     ok = all(j.state is JobState.SUCCEEDED for j in record.jobs)
     if not quiet:
@@ -618,7 +618,7 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
                 f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
                 f"{(f'{dur:.1f}s' if dur is not None else '-'):>8}  {cell('; '.join(extra))}"
             )
-    from core.states import JobState
+    from core.engine.states import JobState
 
     if record.state in (JobState.FAILED, JobState.CANCELLED):
         return EXIT_FAILED
@@ -626,7 +626,7 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _refresh_and_close(engine: Engine, exp_id: str) -> None:
-    from core import registry
+    from core.engine import registry
 
     try:
         await engine.refresh([exp_id])
@@ -642,7 +642,7 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
     stream = "stderr" if args.stderr else "stdout"
 
     async def copy() -> None:
-        from core import registry
+        from core.engine import registry
 
         out = _JobOutput(args.raw)
         try:
@@ -662,7 +662,7 @@ def _cmd_cancel(args: argparse.Namespace, engine: Engine) -> int:
     exp_id = engine.store.resolve(args.exp)
 
     async def go() -> list[str]:
-        from core import registry
+        from core.engine import registry
 
         try:
             return await engine.cancel(exp_id, args.job)

@@ -65,7 +65,7 @@ class Launched(Message):
 
 
 class LaunchProgress(Message):
-    """An event of one launch (:mod:`core.launch_events`), forwarded from the engine thread."""
+    """An event of one launch (:mod:`core.engine.launch_events`), from the engine thread."""
 
     def __init__(self, event: Any) -> None:
         super().__init__()

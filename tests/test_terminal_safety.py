@@ -38,8 +38,8 @@ from hostile_strings import (
     forbidden_found,
 )
 
-from core.protocol import Handle
-from core.states import JobState
+from core.engine.protocol import Handle
+from core.engine.states import JobState
 from core.store import ExperimentRecord, JobRecord, Store
 
 BIN = Path(sys.executable).parent / "nemorun-tui"

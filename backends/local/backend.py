@@ -27,12 +27,12 @@ from typing import Any, ClassVar
 from backends.local import supervisor as sv
 from backends.local.watch import DirWatch, WatchUnavailable
 from backends.local.watch import names as watch_names
-from core import launch_guard
-from core.executors import ExecutorProfile, LocalExecutor
-from core.follow import follow_file
+from core.engine import launch_guard
+from core.engine.executors import ExecutorProfile, LocalExecutor
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.engine.states import JobState, StatusReport
 from core.fsutil import file_lock, makedirs_exact
-from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
-from core.states import JobState, StatusReport
+from core.transport.follow import follow_file
 
 #: Path of the supervisor script; started by path with ``-I -S`` (see the supervisor's doc).
 SUPERVISOR_SCRIPT = str(Path(sv.__file__).resolve())
@@ -161,7 +161,7 @@ class LocalBackend:
             "task_file": job.task_file,
         }
         if job.held:
-            # Start only after release() (see core.launch_window), and never if this launcher
+            # Start only after release() (see core.engine.launch_window), and never if this launcher
             # dies first. A dry run names no launcher (there is none yet).
             spec["hold"] = {
                 "launcher": None if dry else sv.identity(os.getpid()),
@@ -288,7 +288,7 @@ class LocalBackend:
     # ------------------------------------------------------------------ hold / find
 
     async def release(self, handle: Handle) -> None:
-        """Let a held job start: its handle is recorded (see :mod:`core.launch_window`)."""
+        """Let a held job start: its handle is recorded (see :mod:`core.engine.launch_window`)."""
         run_dir = self._run_dir(handle)
         await asyncio.to_thread(
             sv.write_json,
@@ -345,7 +345,7 @@ class LocalBackend:
     async def wait_changed(self, handles: Sequence[Handle], timeout: float) -> None:
         """Return as soon as one of these jobs may have changed state, or after ``timeout``.
 
-        Optional capability (see :data:`core.protocol.OPTIONAL_CAPABILITIES`): the engine
+        Optional capability (see :data:`core.engine.protocol.OPTIONAL_CAPABILITIES`): the engine
         waits here instead of sleeping between polls, so a job's end is noticed when its
         supervisor writes ``result.json`` rather than at the next poll. It returns at once
         when a job has already ended (the caller passes live jobs), and on a change of

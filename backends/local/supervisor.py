@@ -59,7 +59,7 @@ LEFTOVER_GRACE_SECONDS = 2.0
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
-# States, as the strings of core.states.JobState (not imported: stdlib only here).
+# States, as the strings of core.engine.states.JobState (not imported: stdlib only here).
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 CANCELLED = "CANCELLED"

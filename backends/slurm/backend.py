@@ -36,10 +36,10 @@ from backends.slurm.script import (
     package_cache_dir,
     render,
 )
-from core.executors import ExecutorProfile, LocalTunnel, SlurmExecutor, SSHTunnel
-from core.loop_local import LoopLocal
-from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
-from core.states import JobState, StatusReport
+from core.engine.executors import ExecutorProfile, LocalTunnel, SlurmExecutor, SSHTunnel
+from core.engine.loop_local import LoopLocal
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.engine.states import JobState, StatusReport
 from core.transport import Transport, TransportError
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class SlurmBackend:
         if self._transport is None:
             tunnel = self.executor.tunnel
             if isinstance(tunnel, SSHTunnel):
-                from core.ssh_transport import transport_for
+                from core.transport.ssh import transport_for
 
                 self._transport = transport_for(
                     tunnel.host,
@@ -161,7 +161,7 @@ class SlurmBackend:
                     known_hosts=tunnel.known_hosts,
                 )
             else:
-                from core.local_transport import local_transport
+                from core.transport.local import local_transport
 
                 self._transport = local_transport()
         return self._transport

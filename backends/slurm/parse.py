@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from core.states import JobState, StatusReport
+from core.engine.states import JobState, StatusReport
 
 #: squeue -O fields, '|' after each; WorkDir last because a path could contain anything.
 SQUEUE_FIELDS = (

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from core import launch_guard
-from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
-from core.protocol import BackendError, JobSpec
+from core.engine import launch_guard
+from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+from core.engine.protocol import BackendError, JobSpec
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_@%+=:,./~\-\[\]]+$")
 _OPTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -199,7 +199,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
     script_path = posixpath.join(job_dir, f"sbatch-{path_part(job.run_tag)}.sh")
     sbatch = ["sbatch", "--parsable", "--export=ALL"]
     if job.held:
-        sbatch.append("--hold")  # released once the handle is recorded (core.launch_window)
+        sbatch.append("--hold")  # released once the handle is recorded (core.engine.launch_window)
     deps = [h.job_id for h in job.dependencies]
     if deps:
         sbatch.append(f"--dependency={executor.dependency_type}:{':'.join(deps)}")

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.engine.states import StatusReport
 from core.fsutil import (
     UnreadableFile,
     append_line,
@@ -39,7 +40,6 @@ from core.fsutil import (
     fsync_dir,
     read_regular,
 )
-from core.states import StatusReport
 from core.store.index import (
     INDEX_FILE,
     MANIFEST,

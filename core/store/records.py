@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.protocol import Handle
-from core.states import JobState, StatusReport, aggregate_state
+from core.engine.protocol import Handle
+from core.engine.states import JobState, StatusReport, aggregate_state
 
 SCHEMA_VERSION = 1
 #: Names become folder names: at most one path component of this many bytes.

@@ -65,7 +65,7 @@ class AuthPromptScreen(ModalScreen[list[str] | None]):
 
 
 def make_prompt_handler(app: App[Any]) -> Any:
-    """A ``core.prompts`` handler that asks through ``app`` from any thread's event loop."""
+    """A ``core.transport.prompts`` handler asking through ``app`` from any thread's loop."""
 
     async def handler(
         name: str, instructions: str, prompts: list[tuple[str, bool]]

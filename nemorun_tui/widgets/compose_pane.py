@@ -69,7 +69,7 @@ async def build_plan(
     """Build the plan for ``source`` (on the engine loop; raises the refusal as an error).
 
     Whatever needs the user's code (building the recipe, applying overrides to a stored
-    task) runs in the workspace helper process (:mod:`core.workspace_helper`); this process
+    task) runs in the workspace helper process (:mod:`core.engine.workspace_helper`); this process
     only ever holds the stored documents and their views.
     """
     from core.engine import Plan

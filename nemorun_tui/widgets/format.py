@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.states import TERMINAL_STATES as CORE_TERMINAL_STATES
+from core.engine.states import TERMINAL_STATES as CORE_TERMINAL_STATES
 from core.textsafe import escape_cell, sanitize_terminal
 
 

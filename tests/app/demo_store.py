@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from core.executors import LocalExecutor
-from core.protocol import Handle
-from core.states import JobState
+from core.engine.executors import LocalExecutor
+from core.engine.protocol import Handle
+from core.engine.states import JobState
 from core.store import ExperimentRecord, JobRecord, Store
 
 #: "Now" for the app's clock: 2025-06-01 12:00:00 UTC.

@@ -10,7 +10,7 @@ from typing import Any
 
 from app_helpers import wait_for, wait_for_screen
 
-from core.prompts import prompt_handler
+from core.transport.prompts import prompt_handler
 from nemorun_tui.screens.prompt import AuthPromptScreen
 
 

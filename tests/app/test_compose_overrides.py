@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.engine import Engine
-from core.workspace_helper import WorkspaceCallError, WorkspaceHelper
+from core.engine.workspace_helper import WorkspaceCallError, WorkspaceHelper
 from nemorun_tui.cli import DEMO_WORKSPACE
 from nemorun_tui.widgets.compose_pane import ComposeSource, build_plan
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalExecutor
+from core.engine.executors import LocalExecutor
 from core.packaging import GitArchivePackager
 from core.store import Store
 from nemorun_tui.widgets.detail_pane import load_detail

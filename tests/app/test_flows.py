@@ -16,8 +16,8 @@ from app_helpers import wait_for, wait_for_screen
 from textual.widgets import OptionList, Static
 
 from core.engine import Engine, Plan
+from core.engine.states import JobState
 from core.settings import Settings, UISettings
-from core.states import JobState
 from core.store import Store
 from nemorun_tui.screens.confirm import ConfirmScreen
 
@@ -323,8 +323,8 @@ class SlowBackend:
 @pytest.fixture
 def slow_backend() -> Iterator[type[SlowBackend]]:
     """Register the slow backend and its profile type for this test only."""
-    from core import executors, registry
-    from core.executors import ExecutorProfile
+    from core.engine import executors, registry
+    from core.engine.executors import ExecutorProfile
 
     @dataclass
     class SlowExecutor(ExecutorProfile):
@@ -347,11 +347,11 @@ def _add_slow_experiment(home: Path) -> None:
     """A RUNNING job on the "slow" backend (its profile type must be registered)."""
     import json
 
-    from core.protocol import Handle
+    from core.engine.protocol import Handle
     from core.store import ExperimentRecord, JobRecord
 
     store = Store(home)
-    from core.executors import profile_types
+    from core.engine.executors import profile_types
 
     executor = profile_types()["slow"](profile_name="slow")
     store.create(
@@ -433,7 +433,7 @@ class BrokenBackend(SlowBackend):
 async def test_a_failing_backend_is_a_notification_not_a_traceback(
     make_app: Callable[..., Any], demo_home: Path, slow_backend: type[SlowBackend]
 ) -> None:
-    from core import registry
+    from core.engine import registry
 
     registry.register_backend("slow", BrokenBackend)
     BrokenBackend.polls = 0
@@ -460,7 +460,7 @@ async def test_a_dirty_tree_is_confirmed_before_launch_and_provenance_recorded(
     import subprocess
 
     from core.config import Script
-    from core.executors import LocalExecutor
+    from core.engine.executors import LocalExecutor
     from core.packaging import GitArchivePackager
 
     repo = tmp_path / "repo"

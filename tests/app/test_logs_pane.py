@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 from app_helpers import wait_for
 
-from core.protocol import Handle
-from core.states import JobState
+from core.engine.protocol import Handle
+from core.engine.states import JobState
 from core.store import ExperimentRecord, JobRecord, Store
 
 SIZE = (120, 30)
@@ -147,8 +147,8 @@ class StreamingBackend:
 
 @pytest.fixture
 def streaming_backend() -> Iterator[type[StreamingBackend]]:
-    from core import executors, registry
-    from core.executors import ExecutorProfile
+    from core.engine import executors, registry
+    from core.engine.executors import ExecutorProfile
 
     @dataclass
     class StreamyExecutor(ExecutorProfile):
@@ -167,7 +167,7 @@ def streaming_backend() -> Iterator[type[StreamingBackend]]:
 
 
 def _remote_store(home: Path) -> Store:
-    from core.executors import profile_types
+    from core.engine.executors import profile_types
 
     store = Store(home)
     executor = profile_types()["streamy"](profile_name="remote")

@@ -17,7 +17,7 @@ import pytest
 from app_helpers import wait_for
 from store_damage import DAMAGES, JOB
 
-from core.states import JobState
+from core.engine.states import JobState
 from core.store import ExperimentRecord, JobRecord, Store
 
 

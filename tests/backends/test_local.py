@@ -22,10 +22,10 @@ import pytest
 
 from backends.local import LocalBackend
 from backends.local import supervisor as sv
-from core.executors import LocalExecutor
-from core.protocol import Backend, BackendError, Handle, JobSpec
-from core.registry import get_backend
-from core.states import JobState, StatusReport
+from core.engine.executors import LocalExecutor
+from core.engine.protocol import Backend, BackendError, Handle, JobSpec
+from core.engine.registry import get_backend
+from core.engine.states import JobState, StatusReport
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0
@@ -119,8 +119,8 @@ def proc_alive(pid: int) -> bool:
 LAUNCHER = """
 import asyncio, json, sys
 from backends.local import LocalBackend
-from core.executors import LocalExecutor
-from core.protocol import JobSpec
+from core.engine.executors import LocalExecutor
+from core.engine.protocol import JobSpec
 
 async def main():
     jobs = json.loads(sys.argv[1])

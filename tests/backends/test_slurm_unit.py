@@ -18,9 +18,9 @@ import pytest
 
 from backends.slurm import RateLimiter, SlurmBackend, parse
 from backends.slurm.script import directive_value, render
-from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel, profile_from_dict
-from core.protocol import BackendError, Handle, JobSpec
-from core.states import JobState
+from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel, profile_from_dict
+from core.engine.protocol import BackendError, Handle, JobSpec
+from core.engine.states import JobState
 from core.transport import CommandResult, Transport, TransportError
 
 # ----------------------------------------------------------------------------- fake cluster
@@ -355,7 +355,7 @@ def test_executor_profiles_roundtrip_and_targets() -> None:
 def test_registry_builds_the_backend_and_local_use_does_not_import_asyncssh() -> None:
     code = (
         "import sys\n"
-        "from core.executors import SlurmExecutor\n"
+        "from core.engine.executors import SlurmExecutor\n"
         "from core import registry\n"
         "b = registry.get_backend(SlurmExecutor())\n"
         "assert type(b).__name__ == 'SlurmBackend'\n"
@@ -640,7 +640,7 @@ def test_times_come_from_the_scheduler_and_forecasts_are_ignored() -> None:
 
 
 def test_every_rendered_script_exports_the_job_depth() -> None:
-    """Even a JobSpec built without the engine gets the depth marker (core.launch_guard)."""
+    """Even a JobSpec built without the engine gets the depth marker (core.engine.launch_guard)."""
     ex = executor()
     bare = render(ex, spec(ex))
     assert "export NEMORUN_TUI_DEPTH=1\n" in bare.script

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from services import require_service
 
-from core.executors import ExecutorProfile, LocalExecutor
-from core.protocol import Backend, Handle, JobSpec
-from core.states import JobState
+from core.engine.executors import ExecutorProfile, LocalExecutor
+from core.engine.protocol import Backend, Handle, JobSpec
+from core.engine.states import JobState
 
 #: The experiment id of every contract job, unique per test process: the Slurm teardown cancels
 #: every job of this experiment, which must never hit another run of the suite on the cluster.
@@ -166,7 +166,7 @@ def _slurm_target(over_ssh: bool) -> ContractFactory:
         from ci_services import slurm_available, sshd_available, sshd_service
 
         from backends.slurm import SlurmBackend
-        from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+        from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel
 
         require_service(*slurm_available())
         tunnel: LocalTunnel | SSHTunnel = LocalTunnel()

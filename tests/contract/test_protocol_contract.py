@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from core.local_transport import MAX_FOLLOW_INTERVAL
-from core.protocol import BackendError, DryRun, Handle
-from core.states import JobState, StatusReport
+from core.engine.protocol import BackendError, DryRun, Handle
+from core.engine.states import JobState, StatusReport
+from core.transport.local import MAX_FOLLOW_INTERVAL
 
 if TYPE_CHECKING:
     from .conftest import ContractTarget

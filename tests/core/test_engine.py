@@ -11,13 +11,12 @@ from typing import ClassVar
 
 import pytest
 
-from core import registry
 from core.config import Script
-from core.engine import Engine, LaunchError, Plan
-from core.executors import ExecutorProfile, register_profile
-from core.monitor import PollError
-from core.protocol import BackendError, DryRun, Handle, JobSpec
-from core.states import JobState, StatusReport
+from core.engine import Engine, LaunchError, Plan, registry
+from core.engine.executors import ExecutorProfile, register_profile
+from core.engine.monitor import PollError
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec
+from core.engine.states import JobState, StatusReport
 from core.store import Store
 
 

@@ -9,14 +9,14 @@ import pytest
 
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalExecutor
+from core.engine.executors import LocalExecutor
+from core.engine.states import JobState
 from core.packaging import (
     GitArchivePackager,
     Provenance,
     UncommittedChangesError,
     diff_provenance,
 )
-from core.states import JobState
 from core.store import Store
 
 

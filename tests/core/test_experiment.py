@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nemorun_tui as run
-from core.states import JobState
+from core.engine.states import JobState
 
 
 def greet(name: str = "world") -> None:

@@ -19,9 +19,8 @@ from launch_scripts import (
 )
 
 import nemorun_tui as run
-from core import launch_guard
-from core.engine import Engine, LaunchError, Plan
-from core.executors import LocalExecutor
+from core.engine import Engine, LaunchError, Plan, launch_guard
+from core.engine.executors import LocalExecutor
 from core.store import Store
 
 pytestmark = pytest.mark.slow

@@ -22,9 +22,8 @@ from ci_services import slurm_available
 from launch_scripts import kill_processes_under
 from services import require_service
 
-from core import launch_window
-from core.engine import Engine
-from core.states import JobState
+from core.engine import Engine, launch_window
+from core.engine.states import JobState
 from core.store import Store
 
 pytestmark = pytest.mark.slow

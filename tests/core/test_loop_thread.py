@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core.loop_thread import LoopThread, LoopThreadError
+from core.engine.loop_thread import LoopThread, LoopThreadError
 
 
 def test_every_call_runs_on_the_same_loop_and_thread() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.executors import LocalExecutor, profile_from_dict
+from core.engine.executors import LocalExecutor, profile_from_dict
 from core.settings import SettingsError, load_settings, resolve_home, resolve_secret_env
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core import stale_files
 from core.config import Script
-from core.engine import Engine, Plan
-from core.executors import LocalExecutor
+from core.engine import Engine, Plan, stale_files
+from core.engine.executors import LocalExecutor
 from core.store import Store
 
 OLD = time.time() - 2 * stale_files.STALE_SECONDS

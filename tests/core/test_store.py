@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.protocol import Handle
-from core.states import JobState, StatusReport
+from core.engine.protocol import Handle
+from core.engine.states import JobState, StatusReport
 from core.store import (
     AmbiguousExperiment,
     DamagedManifestError,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from store_damage import DAMAGES, JOB
 
-from core.protocol import Handle
-from core.states import JobState
+from core.engine.protocol import Handle
+from core.engine.states import JobState
 from core.store import (
     DamagedFileError,
     DamagedManifestError,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.states import JobState, StatusReport
+from core.engine.states import JobState, StatusReport
 from core.store import ExperimentRecord, ExperimentSummary, JobRecord, Store
 from core.store import index as index_module
 

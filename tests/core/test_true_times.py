@@ -19,8 +19,8 @@ from services import require_service
 from backends.slurm import parse
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalExecutor, LocalTunnel, SlurmExecutor
-from core.states import JobState
+from core.engine.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.states import JobState
 from core.store import Store
 
 LATE = 3.0  # seconds between the job's end and the first look at it

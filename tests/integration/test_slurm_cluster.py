@@ -27,9 +27,9 @@ from ci_services import slurm_available, sshd_available, sshd_service
 from services import require_service
 
 from backends.slurm import SlurmBackend
-from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
-from core.protocol import Handle, JobSpec
-from core.states import JobState, StatusReport
+from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+from core.engine.protocol import Handle, JobSpec
+from core.engine.states import JobState, StatusReport
 from core.transport import CommandResult, Transport, TransportError
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

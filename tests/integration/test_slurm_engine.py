@@ -15,10 +15,10 @@ from services import require_service
 
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalTunnel, SlurmExecutor, SSHTunnel
-from core.launch_events import Uploading
+from core.engine.executors import LocalTunnel, SlurmExecutor, SSHTunnel
+from core.engine.launch_events import Uploading
+from core.engine.states import JobState
 from core.packaging import GitArchivePackager
-from core.states import JobState
 from core.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -85,6 +85,6 @@ async def test_packaged_code_runs_on_slurm_and_relaunch_uploads_nothing(
     assert second.state is JobState.SUCCEEDED
     assert second.parent == first.id
     assert max((d for d, _ in uploaded), default=0) == 0  # unchanged code: nothing sent
-    from core import registry
+    from core.engine import registry
 
     await registry.close_all()

@@ -39,9 +39,7 @@ async def test_unguarded_script_submits_one_slurm_job_per_launch(tmp_path: Path)
     require_service(ok, why)
     token = f"selfl{uuid.uuid4().hex[:8]}"
     jobs = tmp_path / "cluster-jobs"
-    executor = (
-        f"run.SlurmExecutor(tunnel=run.LocalTunnel(job_dir={str(jobs)!r}), poll_rate=5.0)"
-    )
+    executor = f"run.SlurmExecutor(tunnel=run.LocalTunnel(job_dir={str(jobs)!r}), poll_rate=5.0)"
     script = unguarded_script(tmp_path, executor, token)
     try:
         result = run_bounded(script, timeout=150)

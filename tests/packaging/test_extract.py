@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from backends.local.backend import LocalBackend
-from core.executors import LocalExecutor
+from core.engine.executors import LocalExecutor
+from core.engine.protocol import BackendError, JobSpec
 from core.packaging import PackagingError, PatternPackager, extract_archive
 from core.packaging.extract import (
     EXTRACTED_MARKER,
@@ -33,7 +34,6 @@ from core.packaging.extract import (
     extract_local,
     tar_extract_argv,
 )
-from core.protocol import BackendError, JobSpec
 
 # ------------------------------------------------------------------------------- crafting
 
@@ -422,7 +422,7 @@ async def test_relaunch_of_a_tampered_cache_entry_fails_the_job_and_writes_nothi
 
     from core.config import Script
     from core.engine import Engine, Plan
-    from core.states import JobState
+    from core.engine.states import JobState
     from core.store import Store
 
     src = area["root"] / "src"

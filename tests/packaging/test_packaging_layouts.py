@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.executors import LocalExecutor, profile_from_dict
+from core.engine.executors import LocalExecutor, profile_from_dict
 from core.packaging import (
     GitArchivePackager,
     HybridPackager,

@@ -40,7 +40,7 @@ def _sshd_config() -> Path:
 
 @pytest.fixture
 async def ssh():
-    ssh_transport = pytest.importorskip("core.ssh_transport")
+    ssh_transport = pytest.importorskip("core.transport.ssh")
     transport = ssh_transport.SSHTransport("nemorun-ci", ssh_config=str(_sshd_config()))
     puts: list[str] = []
     real_put = transport.put

@@ -150,7 +150,7 @@ async def test_remote_sha256_missing_file_is_none(tmp_path: Path, h) -> None:
 
 async def test_real_local_transport(packed, tmp_path: Path) -> None:
     """The engine's LocalTransport (a Slurm login node) behaves like the test transport."""
-    local_transport = pytest.importorskip("core.local_transport")
+    local_transport = pytest.importorskip("core.transport.local")
     transport = local_transport.LocalTransport()
     cache = tmp_path / "remote"
     first = await upload_archive(transport, packed.archive, packed.sha256, str(cache))

@@ -23,12 +23,12 @@ from services import require_service
 from backends.slurm import SlurmBackend
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.protocol import JobSpec
 from core.fsutil import makedirs_exact
-from core.local_transport import LocalTransport
 from core.packaging import GitArchivePackager
-from core.protocol import JobSpec
 from core.store import Store
+from core.transport.local import LocalTransport
 
 UMASKS = [0o000, 0o022]
 
@@ -90,7 +90,7 @@ async def test_local_transport_creates_every_level_exactly(tmp_path: Path, mask:
 async def test_ssh_transport_creates_private_levels(tmp_path: Path) -> None:
     ok, why = sshd_available()
     require_service(ok, why)
-    from core.ssh_transport import SSHTransport
+    from core.transport.ssh import SSHTransport
 
     s = sshd_service()
     transport = SSHTransport(s.alias, ssh_config=s.ssh_config)

@@ -26,13 +26,13 @@ from services import require_service
 from backends.slurm import SlurmBackend
 from core.config import Script
 from core.engine import Engine, Plan
-from core.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.protocol import BackendError, JobSpec
+from core.engine.states import JobState
 from core.packaging import GitArchivePackager, PackagingError, PatternPackager, list_archive
 from core.packaging import pattern as pattern_mod
 from core.packaging.base import UnsafeEntryError
 from core.packaging.pattern import match_files
-from core.protocol import BackendError, JobSpec
-from core.states import JobState
 from core.store import Store
 
 # ------------------------------------------------------------------ the pattern packager
@@ -190,7 +190,7 @@ async def test_inside_link_runs_the_same_locally_and_on_slurm(tmp_path: Path, h)
         assert record.state is JobState.SUCCEEDED, record.jobs[0].reason
         outputs[name] = b"".join([c async for c in engine.logs(record.id)])
     assert outputs["local"] == outputs["slurm"] == b"through the link\nis-a-link\n"
-    from core import registry
+    from core.engine import registry
 
     await registry.close_all()
 

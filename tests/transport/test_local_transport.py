@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.local_transport import LocalTransport, local_transport
 from core.transport import TransportError
+from core.transport.local import LocalTransport, local_transport
 
 
 async def test_run_passes_argv_verbatim_and_collects_output() -> None:

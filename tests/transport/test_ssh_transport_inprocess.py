@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from core.ssh_transport import SSHTransport, set_prompt_handler
 from core.transport import TransportError
+from core.transport.ssh import SSHTransport, set_prompt_handler
 
 if TYPE_CHECKING:
     from .conftest import InProcessServer

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from ci_services import SSHDService
 
-from core.ssh_transport import SSHTransport, transport_for
 from core.transport import TransportError
+from core.transport.ssh import SSHTransport, transport_for
 
 pytestmark = pytest.mark.sshd
 

@@ -1,6 +1,6 @@
 """A minimal third-party backend: runs each job as a detached process under ``sh``.
 
-It knows nemorun-tui only through the public protocol (``core.protocol``) and its own profile
+It knows nemorun-tui only through the public protocol (``core.engine.protocol``) and its own profile
 type; nothing in nemorun-tui names it. Jobs write ``exit`` (their exit code) next to their
 logs, so any later process can poll them.
 """
@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from core.executors import ExecutorProfile
-from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
-from core.states import JobState, StatusReport
+from core.engine.executors import ExecutorProfile
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.engine.states import JobState, StatusReport
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """How the engine and backends reach a machine: run commands, move files, tail logs.
 
 ``LocalTransport`` (subprocess + filesystem) serves a Slurm login node; ``SSHTransport``
-(asyncssh, in ``core.ssh_transport``) serves a laptop. Backends receive a :class:`Transport`
+(asyncssh, in ``core.transport.ssh``) serves a laptop. Backends receive a :class:`Transport`
 and never care which. Commands are argument lists, never shell strings: the SSH transport
 quotes every element with :func:`shlex.quote` before it crosses the wire.
 """

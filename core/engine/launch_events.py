@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.protocol import Handle
-    from core.states import JobState
+    from core.engine.protocol import Handle
+    from core.engine.states import JobState
     from core.store import ExperimentRecord
 
 

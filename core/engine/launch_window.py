@@ -23,12 +23,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from core.states import JobState
+from core.engine.states import JobState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from core.protocol import Handle
+    from core.engine.protocol import Handle
     from core.store import ExperimentRecord, Store
 
 #: Tests set this to a crash point's name to have the process SIGKILL itself there.

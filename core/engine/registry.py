@@ -12,8 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.executors import ExecutorProfile
-    from core.protocol import Backend
+    from core.engine.executors import ExecutorProfile
+    from core.engine.protocol import Backend
 
 #: Only backends that exist; others come from installed packages (entry points).
 BUILTIN_BACKENDS: dict[str, str] = {

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
-from core.states import StatusReport
+from core.engine.states import StatusReport
 
 if TYPE_CHECKING:
-    from core.executors import ExecutorProfile
+    from core.engine.executors import ExecutorProfile
 
 LogStream = Literal["stdout", "stderr"]
 

@@ -139,7 +139,7 @@ class LoopThread:
             return
 
         async def shutdown() -> None:
-            from core import registry
+            from core.engine import registry
 
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(registry.close_all(), timeout)

@@ -39,11 +39,12 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from core.local_transport import CHUNK_SIZE, follow_file, local_transport
-from core.loop_local import LoopLocal
-from core.prompts import PromptHandler, prompt_handler
-from core.prompts import set_prompt_handler as set_prompt_handler  # re-exported
+from core.engine.loop_local import LoopLocal
 from core.transport import CommandResult, Transport, TransportError
+from core.transport.follow import follow_file
+from core.transport.local import CHUNK_SIZE, local_transport
+from core.transport.prompts import PromptHandler, prompt_handler
+from core.transport.prompts import set_prompt_handler as set_prompt_handler  # re-exported
 
 T = TypeVar("T")
 

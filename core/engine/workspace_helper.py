@@ -3,7 +3,7 @@
 A workspace module may do anything when imported: print, hang, call ``sys.exit``, crash the
 interpreter, or launch jobs. Compose still has to list its recipes, build configs from them
 and apply overrides, which all need the real callables. So the app asks this helper:
-``python -m core.workspace_helper`` reads one JSON request per line on stdin and answers one
+``python -m core.engine.workspace_helper`` reads one JSON request per line on stdin and answers one
 JSON line on a private copy of stdout (the user code's own prints go to stderr). Tasks come
 back as stored documents plus their view (:class:`core.serialize.StoredTask`), which is all
 the app needs to show and launch them.
@@ -150,7 +150,7 @@ class WorkspaceHelper:
         proc = await asyncio.create_subprocess_exec(
             self.python,
             "-m",
-            "core.workspace_helper",
+            "core.engine.workspace_helper",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -289,7 +289,7 @@ def main() -> int:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    from core.launch_guard import IMPORT_ONLY_ENV
+    from core.engine.launch_guard import IMPORT_ONLY_ENV
 
     # A workspace that calls run.run(...) at import (no __main__ guard) launches nothing here.
     os.environ[IMPORT_ONLY_ENV] = "1"

@@ -17,10 +17,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from core import launch_window, registry, stale_files
-from core.executors import ExecutorProfile, profile_from_dict
-from core.protocol import Backend, Handle
-from core.states import TERMINAL_STATES, StatusReport
+from core.engine import launch_window, registry, stale_files
+from core.engine.executors import ExecutorProfile, profile_from_dict
+from core.engine.protocol import Backend, Handle
+from core.engine.states import TERMINAL_STATES, StatusReport
 from core.store import DamagedManifestError, ExperimentNotFound, StateChange, Store
 
 EXECUTOR_FILE = "executor.json"

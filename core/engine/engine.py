@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import launch_guard, launch_window, registry, stale_files
-from core.executors import ExecutorProfile, profile_from_dict
-from core.launch_events import (
+from core.engine import launch_guard, launch_window, registry, stale_files
+from core.engine.executors import ExecutorProfile, profile_from_dict
+from core.engine.launch_events import (
     LaunchEvent,
     NotLaunched,
     OnLaunchEvent,
@@ -31,9 +31,9 @@ from core.launch_events import (
     Submitted,
     Uploading,
 )
-from core.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec, LogStream
+from core.engine.states import JobState, StatusReport
 from core.settings import Settings, load_settings, resolve_home, resolve_secret_env
-from core.states import JobState, StatusReport
 from core.store import (
     DamagedFileError,
     ExperimentRecord,
@@ -44,7 +44,7 @@ from core.store import (
 )
 
 if TYPE_CHECKING:
-    from core.monitor import Monitor
+    from core.engine.monitor import Monitor
 
 TASK_FILE = "task.json"
 #: The task as Detail shows it (flattened, signature defaults included), computed where the
@@ -214,7 +214,7 @@ class Engine:
     @property
     def monitor(self) -> Monitor:
         if self._monitor is None:
-            from core.monitor import Monitor
+            from core.engine.monitor import Monitor
 
             self._monitor = Monitor(self.store)
         return self._monitor
@@ -323,7 +323,7 @@ class Engine:
         from core.serialize import StoredTask
 
         if (problem := launch_guard.launch_problem()) is not None:
-            raise LaunchError(problem)  # a job launching again (see core.launch_guard)
+            raise LaunchError(problem)  # a job launching again (see core.engine.launch_guard)
         stale_files.sweep_before_launch(self.store.home)  # what crashed launches left
         self.validate(plan)
         deps = plan.effective_dependencies()
@@ -372,7 +372,7 @@ class Engine:
         """The one launch path: validate, package, record (intent first), submit in order.
 
         Every front end calls this. ``on_event`` receives this launch's progress
-        (:mod:`core.launch_events`), so overlapping launches never share state. When
+        (:mod:`core.engine.launch_events`), so overlapping launches never share state. When
         packaging warns (a dirty tree is not packaged) and ``confirm`` is given, it is asked
         before anything is written; declining raises :class:`NotLaunched`.
         """
@@ -417,7 +417,7 @@ class Engine:
             planned = dataclasses.replace(job, dependencies=deps[job.name])
             progress = _upload_progress(emit, job.name)
             spec = self.job_spec(exp_id, planned, handles, workdir, progress)
-            spec.held = True  # released once the handle is recorded (core.launch_window)
+            spec.held = True  # released once the handle is recorded (core.engine.launch_window)
             spec.env.update(launch_guard.job_env())  # its depth; last, so not overridable
             try:
                 handle = await registry.get_backend(job.executor).submit(spec)
@@ -481,7 +481,7 @@ class Engine:
         """Poll until every job has ended.
 
         Between polls it waits on the backends' change notices (``wait_changed``, see
-        :data:`core.protocol.OPTIONAL_CAPABILITIES`) when every live job's backend has
+        :data:`core.engine.protocol.OPTIONAL_CAPABILITIES`) when every live job's backend has
         them, so a job's end is seen when it happens; otherwise it sleeps, starting small
         and backing off to ``max_interval``.
         """

@@ -1,7 +1,7 @@
 """The transport of a Slurm login node: subprocesses and the local filesystem.
 
 Its tails, like the SSH transport's and the local backend's logs, go through
-:func:`core.follow.follow_file`, the one resumable follow loop.
+:func:`core.transport.follow.follow_file`, the one resumable follow loop.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-from core.follow import MAX_FOLLOW_INTERVAL as MAX_FOLLOW_INTERVAL
-from core.follow import follow_file
 from core.fsutil import atomic_write, makedirs_exact
 from core.transport import CommandResult, Transport, TransportError
+from core.transport.follow import MAX_FOLLOW_INTERVAL as MAX_FOLLOW_INTERVAL
+from core.transport.follow import follow_file
 
 #: Largest chunk one read returns; big enough for fast catch-up, small enough for the UI.
 CHUNK_SIZE = 256 * 1024

@@ -97,7 +97,7 @@ def profile_class(backend: str) -> type[ExecutorProfile]:
     cls = _PROFILE_TYPES.get(backend)
     if cls is not None:
         return cls
-    from core import registry
+    from core.engine import registry
 
     try:
         backend_cls = registry.backend_class(backend)
@@ -135,7 +135,7 @@ def profile_types() -> dict[str, type[ExecutorProfile]]:
 # --------------------------------------------------------------------------- Slurm
 # Appended for the Slurm backend. Tunnels say *how* the cluster is reached (NeMo Run's names):
 # ``LocalTunnel`` on the login node itself, ``SSHTunnel`` from a laptop. They are plain data;
-# the transports live in core.local_transport / core.ssh_transport and load on first use.
+# the transports live in core.transport.local / core.transport.ssh and load on first use.
 
 
 @dataclass

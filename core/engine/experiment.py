@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core import launch_guard
-from core.engine import Engine, Plan, task_name
-from core.executors import ExecutorProfile
-from core.protocol import DryRun
-from core.states import JobState
+from core.engine import Engine, Plan, launch_guard, task_name
+from core.engine.executors import ExecutorProfile
+from core.engine.protocol import DryRun
+from core.engine.states import JobState
 from core.store import ExperimentRecord, ExperimentSummary
 
 
@@ -46,7 +45,7 @@ def _sync(coro: Any) -> Any:
     once and reused by ``run()``, ``status()`` and ``logs()``. Works from a notebook too: the
     caller's own event loop (if any) is merely blocked while the call runs.
     """
-    from core.loop_thread import shared_loop
+    from core.engine.loop_thread import shared_loop
 
     return shared_loop().run_sync(coro)
 
@@ -71,7 +70,7 @@ class Experiment:
         self.plan = Plan(title=title, tags=list(tags))
         self.id: str | None = None
         #: Set when run() was skipped because a job is importing this script (see
-        #: core.launch_guard): status(), logs(), wait() and cancel() then do nothing.
+        #: core.engine.launch_guard): status(), logs(), wait() and cancel() then do nothing.
         self.skipped: ExperimentRecord | None = None
 
     @property
@@ -231,7 +230,7 @@ def run(
 
 _SKIP = 'was called while a job imported this script (no `if __name__ == "__main__":` guard)'
 
-#: Opt in to launching from inside a job (see core.launch_guard; still depth-bounded).
+#: Opt in to launching from inside a job (see core.engine.launch_guard; still depth-bounded).
 allow_nested_launch = launch_guard.allow_nested_launch
 
 
