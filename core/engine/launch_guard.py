@@ -136,7 +136,7 @@ def launch_problem() -> str | None:
 
 def _caller() -> tuple[str, int]:
     """The first frame outside this project's own packages: where the user called run()."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ours = tuple(os.path.join(root, pkg) + os.sep for pkg in ("core", "nemorun_tui"))
     frame = sys._getframe(1)
     while frame is not None:
@@ -170,7 +170,7 @@ def skipped_record(plan: Plan, reason: str) -> ExperimentRecord:
     Returned instead of raising, so the rest of a script's top-level code (printing the
     record, reading its state) keeps working while the job imports it.
     """
-    from core.engine import _kind
+    from core.engine.engine import _kind
     from core.store import ExperimentRecord, JobRecord
 
     jobs = [
