@@ -1006,11 +1006,11 @@ def _short_node(node: Any, defs: dict[int, Any], depth: int) -> str:
         items = [_short_node(i, defs, depth + 1) for i in node.get("items") or []]
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     if kind == "dict":
-        items = node.get("items") or {}
+        pairs = node.get("items") or {}
         return (
             "{"
             + ", ".join(
-                f"{k!r}: {_short_node(v, defs, depth + 1)}" for k, v in sorted(items.items())
+                f"{k!r}: {_short_node(v, defs, depth + 1)}" for k, v in sorted(pairs.items())
             )
             + "}"
         )
