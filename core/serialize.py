@@ -530,7 +530,7 @@ def load_task(data: Mapping[str, Any]) -> Task:
 
     loader = _Loader(document.get("modules") or {}, make, _script_from)
     loader.collect(document["task"])
-    return loader.load(document["task"])  # type: ignore[no-any-return]
+    return loader.load(document["task"])  # type: ignore[no-any-return]  # as the document says
 
 
 def loads(text: str) -> Task:
@@ -929,7 +929,7 @@ def _collect_ids(node: Any, into: dict[int, Any], depth: int) -> None:
 
 def _resolve(node: Any, definitions: dict[int, Any]) -> Any:
     if isinstance(node, dict) and node.get("type") == "shared":
-        found = definitions.get(node.get("id"))  # type: ignore[arg-type]
+        found = definitions.get(node.get("id"))  # type: ignore[arg-type]  # no id: not found
         if found is None:
             raise SerializeError("shared reference to an unknown id")
         return found
