@@ -218,19 +218,19 @@ class ComposePane(Vertical):
                     yield Static("", id="dryrun")
 
     @property
-    def tree(self) -> ConfigTree:
+    def config_tree(self) -> ConfigTree:
         """The config tree."""
         return self.query_one(ConfigTree)
 
     def on_mount(self) -> None:
         """Load the workspace and profiles on the engine thread."""
-        self.tree.show_root = False
+        self.config_tree.show_root = False
         self._load_workspace()
 
     def focus_default(self) -> None:
         """Focus the tree when a plan is shown, else the recipe list."""
         if self.built is not None or self.source.recipe or self.source.parent:
-            self.tree.focus()
+            self.config_tree.focus()
         else:
             self.query_one("#recipes", OptionList).focus()
 
@@ -280,7 +280,7 @@ class ComposePane(Vertical):
         if event.option.id is None:
             return
         self.start(ComposeSource(recipe=event.option.id))
-        self.tree.focus()
+        self.config_tree.focus()
 
     @on(Select.Changed, "#profile")
     def _profile_changed(self, event: Select.Changed) -> None:
@@ -296,7 +296,7 @@ class ComposePane(Vertical):
         self.built = None
         self._hide_error()
         self._close_editor()
-        self.tree.clear()
+        self.config_tree.clear()
         recipes = self.query_one("#recipes", OptionList)
         if source.recipe is not None:
             with contextlib.suppress(Exception):  # the list may not be loaded yet
@@ -375,7 +375,7 @@ class ComposePane(Vertical):
         self._editing = None
         self._free_override = False
         if self.built is not None:
-            self.tree.focus()
+            self.config_tree.focus()
 
     @on(ConfigTree.ResetField)
     def _reset_field(self, event: ConfigTree.ResetField) -> None:
@@ -472,7 +472,7 @@ class ComposePane(Vertical):
         self._fill_tree(built)
 
     def _fill_tree(self, built: BuiltPlan) -> None:
-        tree = self.tree
+        tree = self.config_tree
         cursor = tree.cursor_node.data if tree.cursor_node is not None else None
         tree.clear()
         edited = {override_path(o) for o in self.source.overrides}

@@ -58,7 +58,8 @@ def live_duration(summary: Any, now: float) -> float | None:
     end = summary.ended_at if summary.ended_at is not None else None
     if end is None and summary.state not in LIVE_STATES:
         return None
-    return max(0.0, (end if end is not None else now) - summary.created_at)
+    seconds: float = max(0.0, (end if end is not None else now) - summary.created_at)
+    return seconds
 
 
 def coarse_live(seconds: float | None) -> str:
@@ -286,7 +287,7 @@ class RunsTable(ScrollView, can_focus=True):
         return (s.id,)
 
     def _recompute_order(self) -> None:
-        rows = self._rows.values()
+        rows: Iterable[Any] = self._rows.values()
         if self._filter:
             rows = [s for s in rows if matches_filter(s, self._filter)]
         self._order = [s.id for s in sorted(rows, key=self._sort_value, reverse=self.sort_reverse)]

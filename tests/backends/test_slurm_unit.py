@@ -356,7 +356,7 @@ def test_registry_builds_the_backend_and_local_use_does_not_import_asyncssh() ->
     code = (
         "import sys\n"
         "from core.engine.executors import SlurmExecutor\n"
-        "from core import registry\n"
+        "from core.engine import registry\n"
         "b = registry.get_backend(SlurmExecutor())\n"
         "assert type(b).__name__ == 'SlurmBackend'\n"
         "assert registry.get_backend(SlurmExecutor()) is b\n"
