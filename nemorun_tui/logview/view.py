@@ -87,6 +87,11 @@ class LogView(Widget, can_focus=True):
             super().__init__()
             self.view = view
 
+        @property
+        def control(self) -> LogView:
+            """The view that changed (for ``@on(LogView.StatusChanged, "#id")`` selectors)."""
+            return self.view
+
     class _WindowReady(Message):
         """The reader published a window (posted from the reader thread)."""
 

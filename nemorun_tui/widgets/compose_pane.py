@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
@@ -32,6 +32,7 @@ from nemorun_tui.widgets.format import block, cell
 
 if TYPE_CHECKING:
     from core.engine import Plan
+    from nemorun_tui.app import NemorunApp
 
 _ENUM_DISPLAY = re.compile(r"^[A-Za-z_]\w*\.([A-Za-z_]\w*)$")
 
@@ -218,6 +219,11 @@ class ComposePane(Vertical):
                     yield Static("", id="dryrun")
 
     @property
+    def nemorun(self) -> NemorunApp:
+        """The app, typed: this pane only ever runs inside NemorunApp."""
+        return cast("NemorunApp", self.app)
+
+    @property
     def config_tree(self) -> ConfigTree:
         """The config tree."""
         return self.query_one(ConfigTree)
@@ -241,7 +247,7 @@ class ComposePane(Vertical):
     # -- workspace ------------------------------------------------------------------------
     @work(group="compose-workspace", exclusive=True, exit_on_error=False)
     async def _load_workspace(self) -> None:
-        app: Any = self.app
+        app = self.nemorun
         ref = app.workspace
 
         profiles = app.engine.settings.profile_names()
@@ -415,7 +421,7 @@ class ComposePane(Vertical):
 
     @work(group="compose-build", exclusive=True, exit_on_error=False)
     async def _build(self, overrides: list[str], from_editor: bool) -> None:
-        app: Any = self.app
+        app = self.nemorun
         candidate = ComposeSource(
             recipe=self.source.recipe,
             parent=self.source.parent,
@@ -508,7 +514,7 @@ class ComposePane(Vertical):
 
     @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
     async def _preview(self, plan: Plan) -> None:
-        app: Any = self.app
+        app = self.nemorun
         box = self.query_one("#dryrun", Static)
         try:
             results = await app.bridge.call(app.engine.dryrun(plan))

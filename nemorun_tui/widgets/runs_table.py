@@ -170,6 +170,11 @@ class RunsTable(ScrollView, can_focus=True):
             self.table = table
             self.exp_id = exp_id
 
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
+
     class Selected(Message):
         """Enter (or a double click) on an experiment."""
 
@@ -178,12 +183,22 @@ class RunsTable(ScrollView, can_focus=True):
             self.table = table
             self.exp_id = exp_id
 
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
+
     class Sorted(Message):
         """The sort column or direction changed."""
 
         def __init__(self, table: RunsTable) -> None:
             super().__init__()
             self.table = table
+
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
 
     def __init__(
         self,
