@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -340,18 +340,18 @@ class NemorunApp(App[int]):
 
     @property
     def compose_pane(self) -> ComposePane:
-        """The Compose pane."""
-        return self.main.query_one("#compose")  # type: ignore[return-value]
+        """The Compose pane (its class is imported only when the pane is mounted)."""
+        return cast("ComposePane", self.main.query_one("#compose"))
 
     @property
     def logs_pane(self) -> LogsPane:
         """The Logs pane."""
-        return self.main.query_one("#logs")  # type: ignore[return-value]
+        return cast("LogsPane", self.main.query_one("#logs"))
 
     @property
     def detail_pane(self) -> DetailPane:
         """The Detail pane."""
-        return self.main.query_one("#detail")  # type: ignore[return-value]
+        return cast("DetailPane", self.main.query_one("#detail"))
 
     @property
     def runs_pane(self) -> RunsPane:
