@@ -21,12 +21,14 @@ run: setup
 test: setup
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(PY) -m pytest -q -rs
 
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 bench: setup
 	@$(PY) -m compileall -q core backends nemorun_tui >/dev/null  # PYTHONDONTWRITEBYTECODE may be set
@@ -36,4 +38,4 @@ screenshots: setup
 	$(PY) scripts/screenshots.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import fiddle as fdl
 
-    class Config(fdl.Config):  # type: ignore[type-arg]
+    class Config(fdl.Config):
         """A fiddle ``Config``: building it calls the callable with the configured args."""
 
-    class Partial(fdl.Partial):  # type: ignore[type-arg]
+    class Partial(fdl.Partial):
         """A fiddle ``Partial``: building it gives a ``functools.partial`` (a callable)."""
 
 
@@ -44,10 +44,10 @@ def _define_fiddle_types() -> None:
     """
     import fiddle as fdl
 
-    class Config(fdl.Config):  # type: ignore[type-arg]
+    class Config(fdl.Config):
         """A fiddle ``Config``: building it calls the callable with the configured args."""
 
-    class Partial(fdl.Partial):  # type: ignore[type-arg]
+    class Partial(fdl.Partial):
         """A fiddle ``Partial``: building it gives a ``functools.partial`` (a callable)."""
 
     for cls in (Config, Partial):

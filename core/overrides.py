@@ -411,7 +411,7 @@ def _cached_hints(fn: Any) -> dict[str, Any]:
 def _resolve_hints(fn: Any) -> dict[str, Any]:
     target = fn
     if isinstance(fn, type) and not dataclasses.is_dataclass(fn):
-        target = fn.__init__
+        target = fn.__init__  # type: ignore[misc]  # the hints wanted are the class's __init__'s
     try:
         return typing.get_type_hints(target)
     except Exception:
@@ -709,8 +709,8 @@ class _Checker:
             if not isinstance(value, set | frozenset | list | tuple):
                 raise self.fail(where, ann, value)
             item_ann = args[0] if args else _MISSING
-            checked = _a_set([self.check(item, item_ann, where) for item in value], where)
-            return frozenset(checked) if base is frozenset else checked
+            members = _a_set([self.check(item, item_ann, where) for item in value], where)
+            return frozenset(members) if base is frozenset else members
         return _MISSING
 
     def _instance(self, value: Any, ann: type, where: str) -> Any:

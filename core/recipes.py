@@ -123,7 +123,7 @@ class Recipe:
                     f"recipe `{self.name}` returned {type(result).__name__}, "
                     "expected a Config, Partial or Script"
                 ) from None
-        return result  # type: ignore[no-any-return]
+        return result  # type: ignore[no-any-return]  # a factory's result, checked above
 
     def describe(self) -> str:
         """A few lines for ``--help``-like listings: name, help, signature and source."""

@@ -530,7 +530,7 @@ def load_task(data: Mapping[str, Any]) -> Task:
 
     loader = _Loader(document.get("modules") or {}, make, _script_from)
     loader.collect(document["task"])
-    return loader.load(document["task"])  # type: ignore[no-any-return]
+    return loader.load(document["task"])  # type: ignore[no-any-return]  # as the document says
 
 
 def loads(text: str) -> Task:
@@ -929,7 +929,7 @@ def _collect_ids(node: Any, into: dict[int, Any], depth: int) -> None:
 
 def _resolve(node: Any, definitions: dict[int, Any]) -> Any:
     if isinstance(node, dict) and node.get("type") == "shared":
-        found = definitions.get(node.get("id"))  # type: ignore[arg-type]
+        found = definitions.get(node.get("id"))  # type: ignore[arg-type]  # no id: not found
         if found is None:
             raise SerializeError("shared reference to an unknown id")
         return found
@@ -1006,11 +1006,11 @@ def _short_node(node: Any, defs: dict[int, Any], depth: int) -> str:
         items = [_short_node(i, defs, depth + 1) for i in node.get("items") or []]
         return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
     if kind == "dict":
-        items = node.get("items") or {}
+        pairs = node.get("items") or {}
         return (
             "{"
             + ", ".join(
-                f"{k!r}: {_short_node(v, defs, depth + 1)}" for k, v in sorted(items.items())
+                f"{k!r}: {_short_node(v, defs, depth + 1)}" for k, v in sorted(pairs.items())
             )
             + "}"
         )

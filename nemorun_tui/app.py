@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from textual.command import Provider
 
     from core.engine import Engine
+    from core.engine.protocol import LogStream
     from nemorun_tui.widgets.compose_pane import ComposePane
     from nemorun_tui.widgets.detail_pane import DetailPane
     from nemorun_tui.widgets.logs_pane import LogsPane
@@ -339,18 +340,18 @@ class NemorunApp(App[int]):
 
     @property
     def compose_pane(self) -> ComposePane:
-        """The Compose pane."""
-        return self.main.query_one("#compose")  # type: ignore[return-value]
+        """The Compose pane (its class is imported only when the pane is mounted)."""
+        return cast("ComposePane", self.main.query_one("#compose"))
 
     @property
     def logs_pane(self) -> LogsPane:
         """The Logs pane."""
-        return self.main.query_one("#logs")  # type: ignore[return-value]
+        return cast("LogsPane", self.main.query_one("#logs"))
 
     @property
     def detail_pane(self) -> DetailPane:
         """The Detail pane."""
-        return self.main.query_one("#detail")  # type: ignore[return-value]
+        return cast("DetailPane", self.main.query_one("#detail"))
 
     @property
     def runs_pane(self) -> RunsPane:
@@ -589,7 +590,8 @@ class NemorunApp(App[int]):
             return self.runs_table.cursor_id
         getter = getattr(self.main.query_one(f"#{pane}"), "current_exp_id", None)
         if callable(getter):
-            return getter()
+            exp_id: str | None = getter()
+            return exp_id
         return self.runs_table.cursor_id
 
     def _need_run(self) -> str | None:
@@ -685,7 +687,7 @@ class NemorunApp(App[int]):
         self._resolve_logs(message.exp_id, message.job, message.stream)
 
     @work(group="open-logs", exit_on_error=False)
-    async def _resolve_logs(self, exp_id: str, job: str | None, stream: str) -> None:
+    async def _resolve_logs(self, exp_id: str, job: str | None, stream: LogStream) -> None:
         await self.panes()
         try:
             record = await self.bridge.run(self.engine.store.load, exp_id)
@@ -734,7 +736,7 @@ class NemorunApp(App[int]):
         if future is not None and not future.done():
             future.cancel()
 
-    def _start_spool(self, exp_id: str, job: str, stream: str, path: Path) -> None:
+    def _start_spool(self, exp_id: str, job: str, stream: LogStream, path: Path) -> None:
         """Have the engine copy a log stream into the file the log view follows."""
         key = (exp_id, job, stream)
         if key in self._spools and not self._spools[key].done():

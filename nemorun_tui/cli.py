@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from core.engine import Engine, Plan
+    from core.engine.protocol import LogStream
     from core.store import ExperimentRecord, StateChange, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -639,7 +640,7 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
     import asyncio
 
     exp_id = engine.store.resolve(args.exp)
-    stream = "stderr" if args.stderr else "stdout"
+    stream: LogStream = "stderr" if args.stderr else "stdout"
 
     async def copy() -> None:
         from core.engine import registry

@@ -7,9 +7,14 @@ flow of the app readable in one place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
+
+    from core.engine.protocol import LogStream
 
 
 class OpenDetail(Message):
@@ -23,11 +28,24 @@ class OpenDetail(Message):
 class OpenLogs(Message):
     """Open (or focus) a log tab for a job; ``job=None`` means the experiment's first job."""
 
-    def __init__(self, exp_id: str, job: str | None = None, stream: str = "stdout") -> None:
+    def __init__(
+        self,
+        exp_id: str,
+        job: str | None = None,
+        stream: LogStream = "stdout",
+        *,
+        sender: Widget | None = None,
+    ) -> None:
         super().__init__()
         self.exp_id = exp_id
         self.job = job
-        self.stream = stream
+        self.stream: LogStream = stream
+        self.sender = sender
+
+    @property
+    def control(self) -> Widget | None:
+        """The widget that asked (so ``@on(OpenLogs, "#detail")`` can pick by sender)."""
+        return self.sender
 
 
 class RelaunchRequested(Message):

@@ -463,7 +463,7 @@ class LocalBackend:
         """SIGKILL the supervisor and the job's group, each only if it is still ours."""
         pids = self._pids(run_dir)
         boot = pids.get("boot_id")
-        supervisor = pids.get("supervisor")
+        supervisor = pids.get("supervisor") or {}  # (an empty record is never alive)
         supervisor_alive = sv.is_alive(supervisor, boot)
         pgid = pids.get("pgid")
         if isinstance(pgid, int) and (supervisor_alive or sv.is_alive(pids.get("child"), boot)):

@@ -37,7 +37,7 @@ import time
 
 TYPE_CHECKING = False  # typing costs ~3 ms of start-up; annotations are strings here anyway
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeGuard
 
 SCHEMA = 1
 SPEC = "spec.json"
@@ -177,7 +177,7 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
     """(state, pgrp, start time in clock ticks) of ``pid`` from /proc, or None if gone."""
     fields = _stat_fields(pid)
     try:
-        return fields[0].decode(), int(fields[2]), int(fields[19])  # type: ignore[index]
+        return fields[0].decode(), int(fields[2]), int(fields[19])  # type: ignore[index]  # None: TypeError, caught
     except (IndexError, TypeError, ValueError):
         return None
 
@@ -194,7 +194,7 @@ def descendants(root: int) -> list[tuple[int, int]]:
             continue
         fields = _stat_fields(int(name))
         try:
-            state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])  # type: ignore[index]
+            state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])  # type: ignore[index]  # None: TypeError, caught
         except (IndexError, TypeError, ValueError):
             continue
         children.setdefault(ppid, []).append((int(name), pgrp, state not in (b"Z", b"X")))
@@ -232,7 +232,7 @@ def identity(pid: int) -> dict[str, Any] | None:
     return {"pid": pid, "start": stat[2]}
 
 
-def is_alive(record: Any, recorded_boot: str | None) -> bool:
+def is_alive(record: Any, recorded_boot: str | None) -> TypeGuard[dict[str, Any]]:
     """True if the process recorded in ``record`` is still that same process and not a zombie.
 
     A pid alone is not enough: pids are reused. The start time (and the boot id) must match.

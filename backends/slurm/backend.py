@@ -22,7 +22,7 @@ import contextlib
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -492,8 +492,8 @@ class SlurmBackend:
                 self._final[h] = report
             self._last[h] = (report, time.monotonic())
 
-    def _note_rows(self, rows: object) -> None:
-        for row in rows:  # type: ignore[attr-defined]
+    def _note_rows(self, rows: Iterable[parse.Row]) -> None:
+        for row in rows:
             if row.workdir:
                 self._dirs.setdefault(row.key, row.workdir)
                 if row.array_job:

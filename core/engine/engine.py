@@ -505,7 +505,9 @@ class Engine:
         for job in record.jobs:
             if job.state.is_terminal:
                 continue
-            backend = self.backend_for(record.id, job.name) if job.handle else None
+            if not job.handle:
+                return False
+            backend = self.backend_for(record.id, job.name)
             if getattr(backend, "wait_changed", None) is None:
                 return False
             groups.setdefault(id(backend), (backend, []))[1].append(job.handle)

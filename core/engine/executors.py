@@ -270,4 +270,5 @@ class SlurmExecutor(ExecutorProfile):
 
     def target(self) -> str:
         """One target per cluster: local login node, or an SSH destination."""
-        return self.tunnel.target()
+        tunnel: LocalTunnel | SSHTunnel = self.tunnel  # a table until __post_init__ converts it
+        return tunnel.target()

@@ -8,15 +8,17 @@ by creation time recorded in the manifest, not by file ctime.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.engine import Engine, Plan, launch_guard, task_name
 from core.engine.executors import ExecutorProfile
-from core.engine.protocol import DryRun
+from core.engine.protocol import DryRun, LogStream
 from core.engine.states import JobState
 from core.store import ExperimentRecord, ExperimentSummary
+
+T = TypeVar("T")
 
 
 class RunFailedError(RuntimeError):
@@ -38,7 +40,7 @@ def _engine(home: str | Path | None) -> Engine:
     return Engine.from_environment(home)
 
 
-def _sync(coro: Any) -> Any:
+def _sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run an engine coroutine to completion on the process's one engine loop.
 
     One loop for every call, so backend connections (one SSH connection per host) are made
@@ -155,21 +157,21 @@ class Experiment:
         record = self.engine.store.load(exp_id)
         return {j.name: j.state for j in record.jobs}
 
-    def logs(self, job: str | None = None, *, stream: str = "stdout") -> str:
+    def logs(self, job: str | None = None, *, stream: LogStream = "stdout") -> str:
         if self.skipped is not None:
             return ""
         exp_id = self._require_id()
 
         async def collect() -> bytes:
-            chunks = [c async for c in self.engine.logs(exp_id, job, stream=stream)]  # type: ignore[arg-type]
+            chunks = [c async for c in self.engine.logs(exp_id, job, stream=stream)]
             return b"".join(chunks)
 
-        return _sync(collect()).decode(errors="replace")  # type: ignore[no-any-return]
+        return _sync(collect()).decode(errors="replace")
 
     def cancel(self, job: str | None = None) -> list[str]:
         if self.skipped is not None:
             return []
-        return _sync(self.engine.cancel(self._require_id(), job))  # type: ignore[no-any-return]
+        return _sync(self.engine.cancel(self._require_id(), job))
 
     @property
     def record(self) -> ExperimentRecord:

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the job runner imports this module: no project imports at run time
+    from types import FrameType
+
     from core.engine import Plan
     from core.store import ExperimentRecord
 
@@ -136,14 +138,15 @@ def launch_problem() -> str | None:
 
 def _caller() -> tuple[str, int]:
     """The first frame outside this project's own packages: where the user called run()."""
+    # This file is <root>/core/engine/launch_guard.py.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ours = tuple(os.path.join(root, pkg) + os.sep for pkg in ("core", "nemorun_tui"))
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not os.path.abspath(filename).startswith(ours):
             return filename, frame.f_lineno
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return "<unknown>", 0
 
 

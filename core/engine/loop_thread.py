@@ -84,6 +84,7 @@ class LoopThread:
                     self.restarts += 1
                     for hook in self.on_restart:
                         self._loop.call_soon_threadsafe(hook)
+            assert self._loop is not None  # set before any thread was started
             return self._loop
 
     def start(self) -> None:

@@ -124,9 +124,9 @@ class Monitor:
                 if report is not None:
                     per_exp[exp_id][job_name] = report
         changes: list[StateChange] = []
-        for exp_id, reports in per_exp.items():
+        for exp_id, job_reports in per_exp.items():
             try:
-                changes.extend(self.store.record_statuses(exp_id, reports))
+                changes.extend(self.store.record_statuses(exp_id, job_reports))
             except (DamagedManifestError, ExperimentNotFound):
                 continue
         for change in changes:

@@ -58,13 +58,13 @@ def backend_class(name: str) -> type[Backend]:
             f"unknown backend {name!r}; known backends: {', '.join(backend_names())}"
         )
     if not isinstance(target, str):
-        return target  # type: ignore[no-any-return]
+        return target  # type: ignore[no-any-return]  # registered: trusted to be a Backend
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise UnknownBackendError(f"backend {name!r} is not available: {exc}") from exc
-    return getattr(module, attr)  # type: ignore[no-any-return]
+    return getattr(module, attr)  # type: ignore[no-any-return]  # the plugin's Backend class
 
 
 def get_backend(profile: ExecutorProfile) -> Backend:

@@ -54,7 +54,7 @@ def _remove(entry: os.DirEntry[str]) -> bool:
 def _sweep_dir(
     folder: Path, patterns: tuple[re.Pattern[str], ...], cutoff: float, *, uid: int | None = None
 ) -> list[str]:
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

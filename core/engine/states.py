@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class JobState(enum.StrEnum):
@@ -70,14 +71,14 @@ class StatusReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> StatusReport:
+    def from_dict(cls, data: dict[str, Any]) -> StatusReport:
         return cls(
             state=JobState(str(data["state"])),
             source=str(data.get("source", "")),
-            observed_at=float(data.get("observed_at") or 0.0),  # type: ignore[arg-type]
-            exit_code=data.get("exit_code"),  # type: ignore[arg-type]
-            reason=data.get("reason"),  # type: ignore[arg-type]
-            restarts=int(data.get("restarts") or 0),  # type: ignore[call-overload]
+            observed_at=float(data.get("observed_at") or 0.0),
+            exit_code=data.get("exit_code"),
+            reason=data.get("reason"),
+            restarts=int(data.get("restarts") or 0),
             started_at=_time(data.get("started_at")),
             ended_at=_time(data.get("ended_at")),
         )

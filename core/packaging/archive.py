@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.fsutil import atomic_write, makedirs_exact
-from core.packaging.pgzip import ParallelGzipWriter
+from core.packaging.pgzip import ByteSink, ParallelGzipWriter
 
 #: Fixed modification time of every entry (1980-01-02T00:00:00Z); see the module docstring.
 ARCHIVE_MTIME = 315_619_200
@@ -149,7 +149,7 @@ def disk_entry(path: Path, arcname: str) -> Entry | None:
 class _HashingWriter(io.RawIOBase):
     """Pass-through writer that hashes and counts what goes by."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
         self.digest = hashlib.sha256()
         self.count = 0
@@ -157,6 +157,8 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
+    # RawIOBase.write takes any Buffer; the bytes-likes tarfile and gzip actually pass are
+    # sized, which len() below needs.
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         self._sink.write(data)
         self.digest.update(data)
@@ -175,7 +177,7 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
         if data:
             self._tick(len(data))
@@ -325,9 +327,9 @@ def write_archive(
     file_count = 0
     try:
         with _private_file(tmp) as raw:
-            outer = _HashingWriter(raw)  # type: ignore[arg-type]
-            with ParallelGzipWriter(outer, GZIP_LEVEL) as gz:  # type: ignore[arg-type]
-                inner = _HashingWriter(gz)  # type: ignore[arg-type]
+            outer = _HashingWriter(raw)
+            with ParallelGzipWriter(outer, GZIP_LEVEL) as gz:
+                inner = _HashingWriter(gz)
                 with tarfile.open(
                     fileobj=inner,
                     mode="w|",
@@ -335,7 +337,7 @@ def write_archive(
                     encoding="utf-8",
                     errors="surrogateescape",
                 ) as tar:
-                    tar.copybufsize = CHUNK  # type: ignore[attr-defined]
+                    tar.copybufsize = CHUNK  # type: ignore[attr-defined]  # real, unlisted in typeshed
                     for entry in ordered:
                         info = _tarinfo(entry)
                         if entry.kind != "file":
@@ -347,7 +349,7 @@ def write_archive(
                             raise ArchiveError(f"no contents for {entry.path!r}")
                         with entry.opener() as (stream, size):
                             info.size = size
-                            tar.addfile(info, _CountingReader(stream, tick))  # type: ignore[arg-type]
+                            tar.addfile(info, _CountingReader(stream, tick))
                         file_count += 1
             raw.flush()
             os.fsync(raw.fileno())
@@ -360,7 +362,7 @@ def write_archive(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    info = ArchiveInfo(
+    made = ArchiveInfo(
         path=final,
         sha256=sha,
         content_sha256=inner.digest.hexdigest(),
@@ -369,8 +371,8 @@ def write_archive(
     )
     if key is not None:
         with contextlib.suppress(OSError):  # only an optimisation
-            _remember(dest_dir, key, info)
-    return info
+            _remember(dest_dir, key, made)
+    return made
 
 
 def list_archive(path: Path) -> list[str]:

@@ -321,7 +321,9 @@ def _only_zeros_follow(stream: _ForwardReader, tar: tarfile.TarFile) -> bool:
 def _open_stream(hashing: _HashingReader) -> Iterator[tuple[_ForwardReader, tarfile.TarFile]]:
     """tar over a forward-only view of gzip over a hashing reader: every compressed byte
     is read, and hashed, exactly once."""
-    gz = gzip.GzipFile(fileobj=hashing, mode="rb")
+    # GzipFile seeks its fileobj only to rewind, which nothing here does; the reader has no
+    # seek on purpose (see _HashingReader), so it is cast to the file type gzip names.
+    gz = gzip.GzipFile(fileobj=cast(IO[bytes], hashing), mode="rb")
     stream = _ForwardReader(gz)
     with tarfile.open(
         # tarfile uses only read/seek/tell of its fileobj, all of which _ForwardReader has.

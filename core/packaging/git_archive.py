@@ -26,9 +26,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
-from core.packaging.archive import CHUNK, Entry, clean_arcname, disk_entry
+from core.packaging.archive import CHUNK, Entry, Opener, clean_arcname, disk_entry
 from core.packaging.base import (
     Collected,
     Packager,
@@ -187,13 +187,13 @@ def _open_repo(path: Path) -> git.Repo:
     return repo
 
 
-def _blob_opener(repo: git.Repo, sha: str):  # type: ignore[no-untyped-def]
+def _blob_opener(repo: git.Repo, sha: str) -> Opener:
     @contextlib.contextmanager
     def opener() -> Iterator[tuple[BinaryIO, int]]:
         # One persistent `git cat-file --batch` per repository streams every blob.
         _hexsha, _typ, size, stream = repo.git.stream_object_data(sha)
         try:
-            yield stream, size  # type: ignore[misc]
+            yield cast(BinaryIO, stream), size  # it has the read() the archive uses
         finally:
             while stream.read(CHUNK):  # keep the batch process in sync if we stopped early
                 pass

@@ -17,7 +17,7 @@ import collections
 import os
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Protocol
 
 #: Uncompressed bytes per gzip member. Part of the archive format.
 BLOCK = 1 << 20
@@ -29,6 +29,12 @@ def _member(data: bytes, level: int) -> bytes:
     return comp.compress(data) + comp.flush()
 
 
+class ByteSink(Protocol):
+    """Anything bytes can be written to: a file, or another pass-through writer."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> object: ...
+
+
 class ParallelGzipWriter:
     """A write-only file object: bytes in, gzip members out to ``sink`` in input order.
 
@@ -36,7 +42,7 @@ class ParallelGzipWriter:
     ``close()`` flushes the last (short) block; it does not close ``sink``.
     """
 
-    def __init__(self, sink: BinaryIO, level: int, workers: int | None = None) -> None:
+    def __init__(self, sink: ByteSink, level: int, workers: int | None = None) -> None:
         self._sink = sink
         self._level = level
         self._workers = max(1, workers or min(4, os.cpu_count() or 1))

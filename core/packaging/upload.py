@@ -134,6 +134,7 @@ async def upload_archive(
         if progress is not None:
             progress(0, total)
         if progress is not None and _put_accepts_progress(transport):
+            # Transport.put declares no progress=; this one's put was just seen to take it.
             await transport.put(archive, tmp, progress=progress)  # type: ignore[call-arg]
         else:
             await transport.put(archive, tmp)

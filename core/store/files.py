@@ -19,6 +19,7 @@ reported as such and never crashes or hangs a reader. How the index stays true i
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import json
@@ -395,7 +396,7 @@ class Store:
 
     def list_if_changed(
         self, since: str | None
-    ) -> tuple[str | None, list[ExperimentSummary] | None]:
+    ) -> tuple[str | None, builtins.list[ExperimentSummary] | None]:
         """``(generation, rows)`` after the cheap check; rows is None when no row changed
         since the generation ``since`` (a poller then skips materializing every row)."""
 
@@ -411,7 +412,9 @@ class Store:
             return gen, None
         return gen, [ExperimentSummary(*summary_values(r)) for r in rows]
 
-    def rendered_listing(self, kind: str, render: Callable[[list[ExperimentSummary]], str]) -> str:
+    def rendered_listing(
+        self, kind: str, render: Callable[[builtins.list[ExperimentSummary]], str]
+    ) -> str:
         """``render(self.list())``, kept in the index until a row changes.
 
         The rendered text is a derived cache like the index itself, keyed by the rows'
@@ -429,7 +432,7 @@ class Store:
 
     def summaries(
         self, where: str, params: tuple[Any, ...], *, membership_only: bool = False
-    ) -> list[ExperimentSummary]:
+    ) -> builtins.list[ExperimentSummary]:
         """Rows matching an SQL condition on the index (after reconciling it).
 
         ``membership_only`` only checks which experiments exist: enough to look ids and
@@ -513,7 +516,7 @@ class Store:
         """Check every manifest against the index (what a background verification runs)."""
         self.index.guarded(lambda: self.index.sync(full=True))
 
-    def index_rows(self) -> list[Row]:
+    def index_rows(self) -> builtins.list[Row]:
         """The index content without versions (for checking that a rebuild matches)."""
 
         def rows() -> list[Row]:

@@ -100,10 +100,10 @@ def _opt_text(data: Mapping[str, Any], key: str) -> str | None:
 def _time(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"`{key}` must be a number, not {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or not 0.0 <= value <= MAX_TIME:
-        raise ValueError(f"`{key}` is not a plausible time ({value:g})")
-    return value
+    seconds = float(value)
+    if not math.isfinite(seconds) or not 0.0 <= seconds <= MAX_TIME:
+        raise ValueError(f"`{key}` is not a plausible time ({seconds:g})")
+    return seconds
 
 
 def _opt_time(data: Mapping[str, Any], key: str) -> float | None:

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncssh
 
@@ -452,6 +452,7 @@ class SSHTransport(Transport):
         ``TransportError`` because it may or may not have had its effect.
         """
         args = tuple(str(a) for a in argv)
+        stdin: bytes | None
         if env:
             command, stdin = _env_wrapper(args, env, input)
         else:
@@ -532,7 +533,9 @@ class SSHTransport(Transport):
 
         async def op(sftp: asyncssh.SFTPClient) -> bytes:
             async with sftp.open(remote, "rb") as fh:
-                return bytes(await fh.read(-1 if length is None else length, offset))
+                # Opened "rb", so read gives bytes (asyncssh types it str | bytes).
+                data = cast(bytes, await fh.read(-1 if length is None else length, offset))
+                return bytes(data)
 
         return await self._with_sftp(f"read {remote}", op)
 
@@ -615,7 +618,7 @@ class SSHTransport(Transport):
                     handle_generation = generation
                 try:
                     return bytes(await handle.read(CHUNK_SIZE, pos))
-                except (*_CONNECTION_ERRORS, asyncssh.SFTPConnectionLost):
+                except _CONNECTION_ERRORS:  # (SFTPConnectionLost is one of them)
                     handle = None
                     raise
 

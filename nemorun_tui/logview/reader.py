@@ -334,9 +334,9 @@ class LogReader:
             cut = data.rfind(b"\n")
             if cut >= 0 and position + len(data) < index.end:
                 data = data[: cut + 1]
-            match = pattern.search(data)
-            if match is not None:
-                self.found = (index.line_of_offset(position + match.start()), "")
+            hit = pattern.search(data)
+            if hit is not None:
+                self.found = (index.line_of_offset(position + hit.start()), "")
                 return
             position += len(data)
         self.found = (None, "no later match")

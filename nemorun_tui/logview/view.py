@@ -87,6 +87,11 @@ class LogView(Widget, can_focus=True):
             super().__init__()
             self.view = view
 
+        @property
+        def control(self) -> LogView:
+            """The view that changed (for ``@on(LogView.StatusChanged, "#id")`` selectors)."""
+            return self.view
+
     class _WindowReady(Message):
         """The reader published a window (posted from the reader thread)."""
 
@@ -186,7 +191,7 @@ class LogView(Widget, can_focus=True):
             self.paused_at_appended = window.appended
             self.post_message(self.StatusChanged(self))
 
-    def _scroll_to(self, top: int) -> None:
+    def _scroll_top_to(self, top: int) -> None:
         total = self.window.total_rows
         height = max(1, self.size.height)
         self.top = max(0, min(top, max(0, total - height)))
@@ -199,7 +204,7 @@ class LogView(Widget, can_focus=True):
             self._pause()
         elif self.follow:
             return
-        self._scroll_to(self.top + delta)
+        self._scroll_top_to(self.top + delta)
 
     def action_page(self, direction: int) -> None:
         """Scroll by a screenful."""
@@ -208,7 +213,7 @@ class LogView(Widget, can_focus=True):
     def action_top(self) -> None:
         """Jump to the first line (pauses following)."""
         self._pause()
-        self._scroll_to(0)
+        self._scroll_top_to(0)
 
     def action_follow(self) -> None:
         """Resume following the end."""
@@ -287,7 +292,7 @@ class LogView(Widget, can_focus=True):
         if window.filtering:
             self.notify("match is outside the filter; clear the filter to see it", timeout=2)
             return
-        self._scroll_to(max(0, line - height // 3))
+        self._scroll_top_to(max(0, line - height // 3))
 
     # -- copy ---------------------------------------------------------------------------------
     def visible_text(self) -> str:

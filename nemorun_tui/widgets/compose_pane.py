@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
@@ -32,6 +32,7 @@ from nemorun_tui.widgets.format import block, cell
 
 if TYPE_CHECKING:
     from core.engine import Plan
+    from nemorun_tui.app import NemorunApp
 
 _ENUM_DISPLAY = re.compile(r"^[A-Za-z_]\w*\.([A-Za-z_]\w*)$")
 
@@ -218,19 +219,24 @@ class ComposePane(Vertical):
                     yield Static("", id="dryrun")
 
     @property
-    def tree(self) -> ConfigTree:
+    def nemorun(self) -> NemorunApp:
+        """The app, typed: this pane only ever runs inside NemorunApp."""
+        return cast("NemorunApp", self.app)
+
+    @property
+    def config_tree(self) -> ConfigTree:
         """The config tree."""
         return self.query_one(ConfigTree)
 
     def on_mount(self) -> None:
         """Load the workspace and profiles on the engine thread."""
-        self.tree.show_root = False
+        self.config_tree.show_root = False
         self._load_workspace()
 
     def focus_default(self) -> None:
         """Focus the tree when a plan is shown, else the recipe list."""
         if self.built is not None or self.source.recipe or self.source.parent:
-            self.tree.focus()
+            self.config_tree.focus()
         else:
             self.query_one("#recipes", OptionList).focus()
 
@@ -241,7 +247,7 @@ class ComposePane(Vertical):
     # -- workspace ------------------------------------------------------------------------
     @work(group="compose-workspace", exclusive=True, exit_on_error=False)
     async def _load_workspace(self) -> None:
-        app: Any = self.app
+        app = self.nemorun
         ref = app.workspace
 
         profiles = app.engine.settings.profile_names()
@@ -280,7 +286,7 @@ class ComposePane(Vertical):
         if event.option.id is None:
             return
         self.start(ComposeSource(recipe=event.option.id))
-        self.tree.focus()
+        self.config_tree.focus()
 
     @on(Select.Changed, "#profile")
     def _profile_changed(self, event: Select.Changed) -> None:
@@ -296,7 +302,7 @@ class ComposePane(Vertical):
         self.built = None
         self._hide_error()
         self._close_editor()
-        self.tree.clear()
+        self.config_tree.clear()
         recipes = self.query_one("#recipes", OptionList)
         if source.recipe is not None:
             with contextlib.suppress(Exception):  # the list may not be loaded yet
@@ -375,7 +381,7 @@ class ComposePane(Vertical):
         self._editing = None
         self._free_override = False
         if self.built is not None:
-            self.tree.focus()
+            self.config_tree.focus()
 
     @on(ConfigTree.ResetField)
     def _reset_field(self, event: ConfigTree.ResetField) -> None:
@@ -415,7 +421,7 @@ class ComposePane(Vertical):
 
     @work(group="compose-build", exclusive=True, exit_on_error=False)
     async def _build(self, overrides: list[str], from_editor: bool) -> None:
-        app: Any = self.app
+        app = self.nemorun
         candidate = ComposeSource(
             recipe=self.source.recipe,
             parent=self.source.parent,
@@ -472,7 +478,7 @@ class ComposePane(Vertical):
         self._fill_tree(built)
 
     def _fill_tree(self, built: BuiltPlan) -> None:
-        tree = self.tree
+        tree = self.config_tree
         cursor = tree.cursor_node.data if tree.cursor_node is not None else None
         tree.clear()
         edited = {override_path(o) for o in self.source.overrides}
@@ -508,7 +514,7 @@ class ComposePane(Vertical):
 
     @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
     async def _preview(self, plan: Plan) -> None:
-        app: Any = self.app
+        app = self.nemorun
         box = self.query_one("#dryrun", Static)
         try:
             results = await app.bridge.call(app.engine.dryrun(plan))

@@ -260,7 +260,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             return
         for job in self.data.record.jobs:
             if job.handle is not None:
-                self.post_message(OpenLogs(self.data.record.id, job.name))
+                self.post_message(OpenLogs(self.data.record.id, job.name, sender=self))
 
     def tick(self) -> None:
         """Keep the jobs' ages current (re-renders only if their text changed)."""

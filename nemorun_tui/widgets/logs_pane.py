@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -24,6 +24,9 @@ from nemorun_tui.logview.view import LogView
 from nemorun_tui.messages import OpenLogs
 from nemorun_tui.widgets.format import cell, human_bytes
 
+if TYPE_CHECKING:
+    from core.engine.protocol import LogStream
+
 
 @dataclass(frozen=True)
 class LogKey:
@@ -31,7 +34,7 @@ class LogKey:
 
     exp_id: str
     job: str
-    stream: str
+    stream: LogStream
 
     @property
     def label(self) -> str:
@@ -207,8 +210,8 @@ class LogsPane(Vertical):
         key = self.current_key
         if key is None:
             return
-        other = "stderr" if key.stream == "stdout" else "stdout"
-        self.post_message(OpenLogs(key.exp_id, key.job, other))
+        other: LogStream = "stderr" if key.stream == "stdout" else "stdout"
+        self.post_message(OpenLogs(key.exp_id, key.job, other, sender=self))
 
     # -- search and filter ------------------------------------------------------------------
     def start_search(self) -> None:
@@ -321,7 +324,7 @@ class LogsPane(Vertical):
             text = ""
         else:
             window = view.window
-            parts = [key.stream]
+            parts: list[str] = [key.stream]
             lines = (
                 f"{window.line_count:,} lines"
                 if window.complete

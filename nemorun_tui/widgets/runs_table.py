@@ -58,7 +58,8 @@ def live_duration(summary: Any, now: float) -> float | None:
     end = summary.ended_at if summary.ended_at is not None else None
     if end is None and summary.state not in LIVE_STATES:
         return None
-    return max(0.0, (end if end is not None else now) - summary.created_at)
+    seconds: float = max(0.0, (end if end is not None else now) - summary.created_at)
+    return seconds
 
 
 def coarse_live(seconds: float | None) -> str:
@@ -169,6 +170,11 @@ class RunsTable(ScrollView, can_focus=True):
             self.table = table
             self.exp_id = exp_id
 
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
+
     class Selected(Message):
         """Enter (or a double click) on an experiment."""
 
@@ -177,12 +183,22 @@ class RunsTable(ScrollView, can_focus=True):
             self.table = table
             self.exp_id = exp_id
 
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
+
     class Sorted(Message):
         """The sort column or direction changed."""
 
         def __init__(self, table: RunsTable) -> None:
             super().__init__()
             self.table = table
+
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
+            return self.table
 
     def __init__(
         self,
@@ -286,7 +302,7 @@ class RunsTable(ScrollView, can_focus=True):
         return (s.id,)
 
     def _recompute_order(self) -> None:
-        rows = self._rows.values()
+        rows: Iterable[Any] = self._rows.values()
         if self._filter:
             rows = [s for s in rows if matches_filter(s, self._filter)]
         self._order = [s.id for s in sorted(rows, key=self._sort_value, reverse=self.sort_reverse)]

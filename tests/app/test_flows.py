@@ -50,7 +50,7 @@ async def _open_compose_with(pilot: Any, recipe: str) -> Any:
 
 async def _edit_field(pilot: Any, pane: Any, path: str, value: str) -> None:
     """Put the tree cursor on ``path``, press enter, type ``value``, press enter."""
-    tree = pane.tree
+    tree = pane.config_tree
     node = next(
         n for n in _walk(tree.root) if n.data is not None and n.data.path == path and n.data.leaf
     )
