@@ -336,15 +336,6 @@ class Store:
             )
         return changes
 
-    def write_job_file(self, exp_id: str, job: str, name: str, data: bytes | str) -> Path:
-        path = self.job_dir(exp_id, job) / name
-        try:
-            ensure_private_dir(path.parent)
-        except OSError as exc:
-            raise _write_error(exc, path) from None
-        self._write(lambda: atomic_write(path, data), path)
-        return path
-
     def read_job_file(self, exp_id: str, job: str, name: str) -> bytes:
         """A job file's bytes; ``FileNotFoundError`` when absent, :class:`DamagedFileError`
         when it is not a regular file of bounded size."""
@@ -366,20 +357,6 @@ class Store:
                 f"{_short(exp_id)}/{job}/{name} is not valid JSON ({detail})"
             ) from None
 
-    def delete(self, exp_id: str) -> None:
-        """Remove an experiment folder and its index row."""
-        directory = self.exp_dir(exp_id)
-        if not directory.is_dir():
-            raise ExperimentNotFound(f"no experiment `{exp_id}`")
-        trash = self.experiments_dir / f".deleting-{exp_id}"
-        import shutil
-
-        with self._folder_change():
-            os.rename(directory, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-            self.index.remove(exp_id)
-
-    # -- listing -------------------------------------------------------------------------
     def list(self, *, limit: int | None = None) -> list[ExperimentSummary]:
         """Every experiment (or the newest ``limit``), newest first; damaged ones included."""
         sql = "ORDER BY created_at DESC, id DESC"
@@ -429,21 +406,6 @@ class Store:
             )
 
         return str(self.index.guarded(rendering))
-
-    def summaries(
-        self, where: str, params: tuple[Any, ...], *, membership_only: bool = False
-    ) -> builtins.list[ExperimentSummary]:
-        """Rows matching an SQL condition on the index (after reconciling it).
-
-        ``membership_only`` only checks which experiments exist: enough to look ids and
-        titles up, which never change after creation.
-        """
-
-        def query() -> list[Row]:
-            self.index.sync(verify=not membership_only)
-            return self.index.summary_rows(f"WHERE {where}", params)
-
-        return [ExperimentSummary(*summary_values(r)) for r in self.index.guarded(query)]
 
     def resolve(self, ref: str) -> str:
         """An id from an exact id, a unique id prefix, or a title (the latest wins)."""

@@ -6,11 +6,11 @@ Light to import on purpose (``os``, ``sqlite3``, ``zlib``, nothing of the store'
 
 How the index stays true without stat-ing every manifest on every listing:
 
-* Writers keep it exact: every create, update and delete writes its row in the same breath
+* Writers keep it exact: every create and update writes its row in the same breath
   as the manifest (under the experiment's lock).
 * ``experiments/`` itself is watched through one ``stat`` (mtime, inode, link count): any
   folder created, removed or renamed by hand changes it, and the next listing reconciles
-  every folder. Creates and deletes made through the store run under a store-wide lock and
+  every folder. Creates made through the store run under a store-wide lock and
   carry the token forward, so they do not cost a full pass.
 * Hand edits *inside* a folder (a manifest rewritten, truncated, replaced) do not touch
   ``experiments/``. Each listing verifies a rotating slice of :data:`VERIFY_SLICE`
@@ -391,12 +391,6 @@ class Index:
             self.mark_stale()
             return False
 
-    def remove(self, exp_id: str) -> None:
-        try:
-            self.db.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
-        except sqlite3.Error:
-            self.mark_stale()
-
     def mark_stale(self) -> None:
         """A write the index missed: touch ``experiments/`` so the next listing reconciles."""
         self.missed += 1
@@ -404,7 +398,7 @@ class Index:
             os.utime(self.experiments_dir)
 
     def carry_token(self, before: str, after: str) -> None:
-        """After a create/delete made under the store lock: if the index was current at
+        """After a create made under the store lock: if the index was current at
         ``before``, it is current at ``after`` (its own row is written already)."""
         with contextlib.suppress(sqlite3.Error):
             db = self.db
