@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT / "tests" / "app"))
 OUT = ROOT / "screenshots"
 HOME = Path("/tmp/nemorun-tui-screenshot-store")
 SIZE = (150, 42)
+#: The real interpreter, for the app's workspace helper process (main() pins sys.executable
+#: to a fixed path for the dry run on screen).
+REAL_PYTHON = sys.executable
 
 
 async def _wait(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
@@ -113,6 +116,7 @@ async def shoot(name: str, steps: Callable[[Any], Awaitable[None]]) -> str:
     app = NemorunApp(
         engine, workspace=DEMO_WORKSPACE, clock=lambda: NOW, monitor=False, listing_seconds=3600
     )
+    app.workspace_helper.python = REAL_PYTHON
     async with app.run_test(size=SIZE) as pilot:
         await _wait(lambda: app.runs_table.loaded and app.runs_pane.jobs.record is not None)
         await steps(pilot)
