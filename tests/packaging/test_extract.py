@@ -80,11 +80,9 @@ def craft(cache: Path, build: Build, outside: Path, tail: bytes = b"") -> tuple[
     return path, sha
 
 
-def cve_2025_4517(tar: tarfile.TarFile, outside: Path) -> None:
-    """The CVE-2025-4517 shape: 16 nested 247-character directories reached through
-    one-letter symlinks, so ``a/b/…/p`` is short but resolves past PATH_MAX, where
-    ``os.path.realpath`` stops resolving. A link there climbs back to the root, and a link
-    through it escapes one more level; a file is then written through that."""
+def _long_chain(tar: tarfile.TarFile) -> tuple[str, str]:
+    """16 directories of 247 characters, each with a one-letter symlink to it: returns the
+    short chain (``a/b/…/p``) and the real path it resolves to (past PATH_MAX)."""
     comp = "d" * 247
     steps = "abcdefghijklmnop"
     path = ""
@@ -92,8 +90,16 @@ def cve_2025_4517(tar: tarfile.TarFile, outside: Path) -> None:
         _member(tar, os.path.join(path, comp), tarfile.DIRTYPE)
         _member(tar, os.path.join(path, step), tarfile.SYMTYPE, link=comp)
         path = os.path.join(path, comp)
-    chain = "/".join(steps)
-    _member(tar, f"{chain}/l", tarfile.SYMTYPE, link="../" * len(steps))
+    return "/".join(steps), path
+
+
+def cve_2025_4517(tar: tarfile.TarFile, outside: Path) -> None:
+    """The CVE-2025-4517 shape: 16 nested 247-character directories reached through
+    one-letter symlinks, so ``a/b/…/p`` is short but resolves past PATH_MAX, where
+    ``os.path.realpath`` stops resolving. A link there climbs back to the root, and a link
+    through it escapes one more level; a file is then written through that."""
+    chain, _ = _long_chain(tar)
+    _member(tar, f"{chain}/l", tarfile.SYMTYPE, link="../" * len(chain.split("/")))
     _member(tar, "escape", tarfile.SYMTYPE, link=f"{chain}/l/../{outside.name}")
     _member(tar, "escape/pwned", data=b"escaped\n")
 
@@ -101,15 +107,8 @@ def cve_2025_4517(tar: tarfile.TarFile, outside: Path) -> None:
 def cve_2025_4517_untraversed(tar: tarfile.TarFile, outside: Path) -> None:
     """The same chain, with every member at its real path (nothing is placed through a
     symlink): only resolving the link targets against the archive catches it."""
-    comp = "d" * 247
-    steps = "abcdefghijklmnop"
-    path = ""
-    for step in steps:
-        _member(tar, os.path.join(path, comp), tarfile.DIRTYPE)
-        _member(tar, os.path.join(path, step), tarfile.SYMTYPE, link=comp)
-        path = os.path.join(path, comp)
-    chain = "/".join(steps)
-    _member(tar, f"{path}/l", tarfile.SYMTYPE, link="../" * len(steps))
+    chain, path = _long_chain(tar)
+    _member(tar, f"{path}/l", tarfile.SYMTYPE, link="../" * len(chain.split("/")))
     _member(tar, "escape", tarfile.SYMTYPE, link=f"{chain}/l/../{outside.name}")
 
 
