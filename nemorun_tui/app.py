@@ -407,6 +407,7 @@ class NemorunApp(App[int]):
         from core.engine.workspace_helper import WorkspaceHelper
 
         self.engine.loop_restarted()
+        self.workspace_helper.kill_now()  # its pipes belong to the dead loop
         self.workspace_helper = WorkspaceHelper(python=self.workspace_helper.python)
         if self.monitor_enabled:
             self._subscribe_monitor()

@@ -396,7 +396,7 @@ class Engine:
         self, exp_id: str, plan: Plan, *, on_event: OnLaunchEvent | None = None
     ) -> None:
         """Submit the recorded jobs of ``plan`` in order; every outcome lands in the store."""
-        emit = on_event or _ignore
+        emit = _guarded(on_event) if on_event is not None else _ignore
         deps = plan.effective_dependencies()
         workdir = os.getcwd()
         handles: dict[str, Handle] = {}
@@ -429,8 +429,19 @@ class Engine:
                 emit(Submitted(job.name, JobState.FAILED, None, reason))
                 continue
             launch_window.crash_point("after-submit")  # tests only: the launch window
+            try:
+                recorded = self._set_submitted(exp_id, job.name, handle)
+            except Exception as exc:  # e.g. a full disk: never leave a job running untracked
+                with contextlib.suppress(Exception):
+                    await registry.get_backend(job.executor).cancel(handle)
+                reason = f"submitted, but its handle could not be recorded (cancelled): {exc}"
+                with contextlib.suppress(Exception):
+                    self._set_unsubmittable(exp_id, job.name, JobState.FAILED, reason)
+                failed[job.name] = reason
+                emit(Submitted(job.name, JobState.FAILED, None, reason))
+                continue
             handles[job.name] = handle
-            if not self._set_submitted(exp_id, job.name, handle):
+            if not recorded:
                 # A cancel landed while this job was being submitted: honour it now.
                 await registry.get_backend(job.executor).cancel(handle)
                 emit(Submitted(job.name, JobState.CANCELLED, handle, "cancelled while submitting"))
@@ -786,6 +797,16 @@ def _split_overrides(overrides: Sequence[str], job_names: list[str]) -> dict[str
 
 def _ignore(event: LaunchEvent) -> None:
     return None
+
+
+def _guarded(on_event: OnLaunchEvent) -> OnLaunchEvent:
+    """A front end's presenter that raises must not stop the submission of later jobs."""
+
+    def emit(event: LaunchEvent) -> None:
+        with contextlib.suppress(Exception):
+            on_event(event)
+
+    return emit
 
 
 def _upload_progress(emit: OnLaunchEvent, job: str) -> Callable[[int, int], None]:

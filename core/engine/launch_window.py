@@ -203,6 +203,14 @@ class Adopter:
                 handle = await find(backend_for(job.name), store, record.id, job.name)
             except Exception:  # a lookup that fails now is retried later; never fatal here
                 continue
-            if handle is not None:
-                adopted = record_adopted(store, record.id, job.name, handle) or adopted
+            if handle is not None and record_adopted(store, record.id, job.name, handle):
+                adopted = True
+                # Its launcher is gone, so nobody will release it: a held Slurm job would
+                # wait in the queue for ever. Stop it, as a local one ends "not run".
+                try:
+                    await backend_for(job.name).cancel(handle)
+                except Exception as exc:  # tracked anyway; the event says why it still waits
+                    store.append_event(
+                        record.id, {"kind": "cancel-failed", "job": job.name, "error": str(exc)}
+                    )
         return adopted

@@ -144,6 +144,13 @@ class WorkspaceHelper:
                 await self._drain
             self._drain = None
 
+    def kill_now(self) -> None:
+        """Kill the helper process without awaiting anything (its event loop may be dead)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
     # -- plumbing ------------------------------------------------------------------------
     async def _start(self) -> asyncio.subprocess.Process:
         self._stderr = bytearray()
@@ -192,6 +199,11 @@ class WorkspaceHelper:
                 ) from None
             except (BrokenPipeError, ConnectionResetError, ValueError):
                 line = b""
+            except BaseException:
+                # Cancelled while the helper was working on it: its answer would be read by
+                # the next call as its own. A fresh helper answers the next call instead.
+                await self.close()
+                raise
             if not line:
                 code = await _exit_code(proc)
                 await self.close()

@@ -279,8 +279,9 @@ class Index:
         self.path = os.path.join(home, INDEX_FILE)
         self._row_for = row_for
         self._prepare_home = prepare_home
-        self._db: sqlite3.Connection | None = None
-        self._db_thread: int | None = None
+        #: One connection per thread (sqlite connections belong to the thread that opened
+        #: them): the app's engine thread, or a script's main thread and the shared loop.
+        self._local = threading.local()
         self.in_memory = False
         #: Index writes this process missed (see :meth:`mark_stale`).
         self.missed = 0
@@ -290,10 +291,10 @@ class Index:
     def db(self) -> sqlite3.Connection:
         # A sqlite connection belongs to the thread that opened it. If that thread is gone
         # (the app replaced a dead engine thread), the old one is dropped, not closed.
-        if self._db is None or self._db_thread != threading.get_ident():
-            self._db = self._open()
-            self._db_thread = threading.get_ident()
-        return self._db
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._open()
+        return db
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -355,13 +356,15 @@ class Index:
                 os.unlink(f"{self.path}{suffix}")
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        """Close this thread's connection (others close with their thread's objects)."""
+        db = getattr(self._local, "db", None)
+        self._local.db = None
+        if db is not None:
+            db.close()
 
     def forget(self) -> None:
-        """Drop the connection without closing it (its thread is gone)."""
-        self._db = None
+        """Drop every connection without closing them (a thread that owned one is gone)."""
+        self._local = threading.local()
 
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run ``action``; an index that fails in a way its open did not catch is thrown
@@ -378,7 +381,7 @@ class Index:
             if _busy(exc):
                 raise
         self.close()
-        self._db = self._open_memory()
+        self._local.db = self._open_memory()
         return action()
 
     # -- writers keep it exact -------------------------------------------------------------

@@ -140,11 +140,14 @@ def load_detail(engine: Any, exp_id: str) -> DetailData:
             elif isinstance(before, Exception):
                 detail.diff_error = f"parent config unavailable: {before}"
             elif view is not None:
-                if before.with_defaults != view.with_defaults:
-                    # One side has no recorded defaults: compare what both really store.
-                    before = engine.task_view(record.parent, job.name, from_document=True)
-                    view = engine.task_view(exp_id, job.name, from_document=True)
-                detail.diff = serialize.diff_flat(before.flat, view.flat)
+                try:
+                    if before.with_defaults != view.with_defaults:
+                        # One side has no recorded defaults: compare what both really store.
+                        before = engine.task_view(record.parent, job.name, from_document=True)
+                        view = engine.task_view(exp_id, job.name, from_document=True)
+                    detail.diff = serialize.diff_flat(before.flat, view.flat)
+                except Exception as exc:
+                    detail.diff_error = f"parent config unavailable: {exc}"
             detail.code_diff = _code_diff(engine, record.parent, job.name, detail.provenance)
         jobs.append(detail)
     return DetailData(record, events, jobs, parent_error, parent_overrides)
