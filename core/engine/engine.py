@@ -551,24 +551,22 @@ class Engine:
         """The stored task as a live object. Imports user code: never call it in the app."""
         from core.serialize import loads
 
-        raw = self.store.read_job_file(exp_id, job, TASK_FILE)
-        try:
-            return loads(raw.decode())
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-            detail = str(exc)[:160] or type(exc).__name__
-            raise DamagedFileError(f"{exp_id}/{job}/{TASK_FILE} cannot be read: {detail}") from None
+        return self._read_task(exp_id, job, loads)
 
     def stored_task(self, exp_id: str, job: str) -> Any:
         """The stored task as its document (a :class:`core.serialize.StoredTask`), with its
         view when one was recorded. Imports nothing the task names: safe in the app."""
         from core.serialize import StoredTask
 
+        view = self.task_view(exp_id, job, recorded_only=True)
+        return self._read_task(exp_id, job, lambda text: StoredTask.from_text(text, view))
+
+    def _read_task(self, exp_id: str, job: str, parse: Callable[[str], Any]) -> Any:
+        """``parse`` the job's task.json; any damage is one-line :class:`DamagedFileError`."""
         raw = self.store.read_job_file(exp_id, job, TASK_FILE)
         try:
-            return StoredTask.from_text(
-                raw.decode(), self.task_view(exp_id, job, recorded_only=True)
-            )
-        except (ValueError, RecursionError) as exc:  # SerializeError, UnicodeDecodeError
+            return parse(raw.decode())
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             detail = str(exc)[:160] or type(exc).__name__
             raise DamagedFileError(f"{exp_id}/{job}/{TASK_FILE} cannot be read: {detail}") from None
 
