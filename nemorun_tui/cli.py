@@ -520,9 +520,17 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
     import asyncio
 
     if getattr(args, "dryrun", False):
-        for result in asyncio.run(engine.dryrun(plan)):
-            out = f"# backend: {result.backend}\n# {result.summary}\n" + "".join(
-                f"## {name}\n{text.rstrip()}\n" for name, text in result.artifacts.items()
+        previews = engine.preview(plan, preflight=True)
+        results = asyncio.run(engine.dryrun(plan))
+        for preview, result in zip(previews, results, strict=True):
+            out = (
+                f"{preview.text()}\n"
+                f"# what the {result.backend} backend would submit "
+                "(the task file is written at launch)\n"
+                + "".join(f"# {line}\n" for line in result.summary.splitlines())
+                + "".join(
+                    f"## {name}\n{text.rstrip()}\n" for name, text in result.artifacts.items()
+                )
             )
             sys.stdout.write(_for_terminal(out, sys.stdout))
         return EXIT_OK
