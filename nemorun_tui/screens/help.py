@@ -104,6 +104,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(
                 'Keys are remappable in config.toml under [keys], e.g. relaunch = "R".',
                 classes="hint",
+                markup=False,  # "[keys]" is text, not a markup tag
             )
 
     @staticmethod
