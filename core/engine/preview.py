@@ -129,7 +129,7 @@ def _job_preview(job: PlannedJob, deps: list[str], workdir: str, preflight: bool
         executor=executor_label(job.executor.backend, job.executor.profile_name),
         kind=stored.kind,
         function=_function_of(stored.document),
-        fields=dict(view.flat),
+        fields=_redacted_fields(view.flat, set(job.executor.secret_env)),
         explicit=frozenset(view.explicit),
         packaging=packaging,
         env=env,
@@ -156,6 +156,16 @@ _SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "
 def _looks_secret(name: str) -> bool:
     upper = name.upper()
     return any(word in upper for word in _SECRET_WORDS)
+
+
+def _redacted_fields(flat: dict[str, str], secret_names: set[str]) -> dict[str, str]:
+    """Field values, with any field named like a secret (``env.HF_TOKEN``,
+    ``api_key``) shown as ``***``: a preview is shown and pasted around."""
+    out = {}
+    for path, value in flat.items():
+        name = path.rsplit(".", 1)[-1]
+        out[path] = REDACTED if name in secret_names or _looks_secret(name) else value
+    return out
 
 
 def _function_of(document: str) -> str:
