@@ -508,6 +508,12 @@ def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
         if not workdir.is_dir():
             raise UsageError(f"--workdir {args.workdir} is not a directory")
         plan.workdir = str(workdir.resolve())
+    local = all(job.executor.backend == "local" for job in plan.jobs)
+    if local and plan.workdir is not None and not os.path.isdir(plan.workdir):
+        raise UsageError(
+            f"the parent ran in {plan.workdir}, which no longer exists; "
+            "choose another with --workdir DIR"
+        )
     if not args.quiet:
         if plan.workdir != parent_dir:
             _progress(f"workdir: {parent_dir or '(not recorded)'} → {plan.workdir}")
@@ -712,10 +718,11 @@ def _limit(text: str) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from nemorun_tui.cli_filters import ListingFilter
+    filtered = args.state or args.title or args.tag or args.since or args.archived or args.all
+    if args.limit is not None or filtered:  # a slice: render it directly
+        from nemorun_tui.cli_filters import ListingFilter
 
-    wanted = ListingFilter.from_args(args)
-    if args.limit is not None or not wanted.is_default:  # a slice: render it directly
+        wanted = ListingFilter.from_args(args)
         limit = _limit(args.limit) if args.limit is not None else None
         store = _store(args)
         rows = wanted.apply(store.list(archived=wanted.archived))

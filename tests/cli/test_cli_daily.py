@@ -425,3 +425,17 @@ def test_relaunch_runs_in_the_parents_workdir(env: dict[str, str], tmp_path: Pat
     assert moved.returncode == 0, moved.stderr
     assert json.loads(out.read_text())["cwd"] == str(second)
     assert f"workdir: {first} → {second}" in moved.stderr
+
+
+def test_relaunch_when_the_parents_workdir_is_gone(env: dict[str, str], tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    assert cli(env, "run", "--script", "pwd", "-q", cwd=gone).returncode == 0
+    parent = str(rows(env)[0]["id"])
+    gone.rmdir()
+    result = cli(env, "relaunch", parent, cwd=tmp_path)
+    assert result.returncode == 2 and "--workdir" in result.stderr
+    assert len(rows(env)) == 1  # nothing recorded
+    moved = cli(env, "relaunch", parent, "--workdir", str(tmp_path), cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout == f"{tmp_path}\n"
