@@ -862,6 +862,8 @@ def _cmd_status_watch(args: argparse.Namespace, store: Store) -> int:
         interval = -1.0
     if not 0.2 <= interval <= 3600:
         raise UsageError(f"--interval takes seconds from 0.2 to 3600, got {args.interval!r}")
+    if args.json or args.no_refresh:
+        raise UsageError("--watch refreshes and prints text: give it without --json/--no-refresh")
     exp_id = store.resolve(args.exp)
 
     async def watch() -> ExperimentRecord:

@@ -354,6 +354,11 @@ def test_recipes_lists_factories_and_shows_fields(env: dict[str, str]) -> None:
     assert fields["data.extra"]["value"] == "{}" and fields["data.extra"]["explicit"] is False
     unknown = cli(env, "recipes", "trian")
     assert unknown.returncode == 2 and "did you mean `train`" in unknown.stderr
+    factory = cli(env, "recipes", "tiny_trainr")
+    assert factory.returncode == 2 and "(factories: tiny_trainer)" in factory.stderr
+    assert "the factory `tiny_trainer`?" in factory.stderr
+    shown = cli(env, "recipes", "tiny_trainer")
+    assert shown.returncode == 0 and "max_steps" in shown.stdout and "1" in shown.stdout
 
 
 def test_bad_factory_name_lists_the_known_ones(env: dict[str, str]) -> None:
