@@ -392,7 +392,7 @@ class KubernetesBackend:
         if self.cache.job(name) is None and name not in self._cancelled:
             raise BackendError(f"no Kubernetes Job {name} in namespace {self.namespace}")
         which = "Stderr" if stream == "stderr" else "Stdout"
-        consumed = 0  # bytes of the log read so far (from byte 0), delivered or skipped
+        consumed = 0  # the log's bytes before this position were delivered (or skipped)
         while True:
             pod = self._pod_for(name, rank)
             ended = self._report(handle).state.is_terminal
@@ -405,11 +405,14 @@ class KubernetesBackend:
             finished = status.pod_finished(pod)
             dropped = False
             try:
+                pos = 0  # this connection reads from byte 0 again
                 async for chunk in self._read(pod_name, which, follow and not finished):
-                    start = max(offset - consumed, 0)
-                    consumed += len(chunk)
-                    if start < len(chunk):
-                        yield chunk[start:]
+                    end = pos + len(chunk)
+                    start = max(offset, consumed)
+                    if end > start:
+                        yield chunk[max(0, start - pos) :]
+                        consumed = end
+                    pos = end
             except _Dropped:
                 dropped = True
             if not follow or (finished and not dropped):
@@ -442,7 +445,7 @@ class KubernetesBackend:
                 container=manifest.CONTAINER,
                 follow=follow,
                 stream=which,
-                _request_timeout=(5, None) if follow else (5, 60),
+                _request_timeout=(5, 300) if follow else (5, 60),
             )
         except NotFound:
             return
