@@ -583,7 +583,7 @@ class Controller:
             return
         container = pod["spec"]["containers"][0]
         limits = (container.get("resources") or {}).get("limits") or {}
-        gpus = int(limits.get("nvidia.com/gpu", 0))
+        gpus = int(str(limits.get("nvidia.com/gpu", 0)))
         if gpus > self.node_gpus:
             message = f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
             await self.emu.write(PODS, ns, name, patch={"status": {"phase": "Pending", "conditions": [

@@ -68,7 +68,7 @@ def _resources(ex: KubernetesExecutor) -> dict[str, Any]:
     if ex.memory:
         requests["memory"] = limits["memory"] = str(ex.memory)
     if ex.gpus:
-        limits["nvidia.com/gpu"] = int(ex.gpus)
+        limits["nvidia.com/gpu"] = str(int(ex.gpus))  # a quantity: a string in the schema
     out: dict[str, Any] = {}
     if requests:
         out["requests"] = requests

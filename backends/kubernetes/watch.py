@@ -195,12 +195,14 @@ class NamespaceCache:
         self.jobs = _Informer(self, "job", "batch", "list_namespaced_job")
         self.pods = _Informer(self, "pod", "core", "list_namespaced_pod")
         self._started = False
+        self.started_at = 0.0
 
     def start(self) -> None:
         with self.lock:
             if self._started:
                 return
             self._started = True
+            self.started_at = time.monotonic()
         self.jobs.thread.start()
         self.pods.thread.start()
 
@@ -243,7 +245,8 @@ class NamespaceCache:
         for informer in (self.jobs, self.pods):
             while not informer.synced.wait(0.05):
                 elapsed = time.monotonic() - start
-                if informer.error and elapsed > 1.0:
+                # A server that failed for a second already fails fast (its retries go on).
+                if informer.error and time.monotonic() - self.started_at > 1.0:
                     raise ApiUnavailable(informer.error)
                 if elapsed > timeout:
                     raise ApiUnavailable(
