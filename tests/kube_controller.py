@@ -36,6 +36,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -163,6 +164,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.counts: Counter[str] = Counter()
         self.invalid: list[str] = []
         self.token: str | None = None
+        #: ``kubectl --kubeconfig <file>``: when set, every created object is also checked
+        #: with ``kubectl create --dry-run=client`` (set by EmulatedCluster if kubectl exists).
+        self.kubectl: list[str] | None = None
+        self.kubectl_checked = 0
         self._tick = asyncio.Event()
         self._expiry = 0
         for key, kind in (
@@ -172,6 +177,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
             ("v1/secrets", "Secret"),
         ):
             self.resources[key] = {"kind": kind, "namespaced": True}
+        # kmock names the core group "/v1" in its discovery; kubectl needs "v1".
+        core = [
+            {"name": plural, "singularName": plural[:-1], "kind": kind, "namespaced": True,
+             "verbs": ["create", "delete", "get", "list", "patch", "watch"]}
+            for plural, kind in (("pods", "Pod"), ("services", "Service"), ("secrets", "Secret"))
+        ]
+        self[re.compile(r"^/api/v1$")] << {
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": core
+        }
 
     # ------------------------------------------------------------------ bookkeeping
     def next_rv(self) -> str:
@@ -200,13 +214,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
         verb = str(request.action.value if request.action is not None else request.method)
         plural = getattr(request.resource, "plural", None) or "-"
         self.counts[f"{verb} {plural}{'/' + request.subresource if request.subresource else ''}"] += 1
-        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+        discovery = request.method == kmock.method.GET and plural == "-"
+        if (
+            self.token is not None
+            and not discovery  # kubectl's discovery: anonymous, as system:discovery allows
+            and request.headers.get("Authorization") != f"Bearer {self.token}"
+        ):
             return aiohttp.web.json_response(
                 _status(401, "Unauthorized", "Unauthorized"), status=401
             )
         data = request.data if isinstance(request.data, dict) else None
         if request.action == kmock.action.CREATE and data is not None:
             problems = schema_problems(data)
+            if not problems and self.kubectl is not None:
+                problems = await self._kubectl_problems(data)
             if problems:
                 self.invalid.extend(problems)
                 return aiohttp.web.json_response(
@@ -249,6 +270,24 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     _status(404, "NotFound", f"{plural} {request.name!r} not found"), status=404
                 )
         return await super()._handle(request)
+
+    async def _kubectl_problems(self, obj: dict[str, Any]) -> list[str]:
+        """``kubectl create --dry-run=client --validate=false`` on the object as sent."""
+        assert self.kubectl is not None
+        proc = await asyncio.create_subprocess_exec(
+            *self.kubectl, "create", "--dry-run=client", "--validate=false", "-o", "json",
+            "-f", "-",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(json.dumps(obj).encode()), 60)
+        self.kubectl_checked += 1
+        if proc.returncode != 0:
+            return [f"kubectl: {err.decode(errors='replace').strip()}"]
+        echoed = json.loads(out)
+        if echoed.get("kind") != obj.get("kind"):
+            return [f"kubectl read kind {echoed.get('kind')!r}, not {obj.get('kind')!r}"]
+        return []
 
     def _objects_of(self, request: kmock.Request) -> list[dict[str, Any]]:
         selector = request.params.get("labelSelector")
@@ -725,8 +764,9 @@ class Controller:
 class EmulatedCluster:
     """The emulator, its controller and a kubeconfig, served from a private loop thread."""
 
-    def __init__(self, root: Path, *, token: str = "ci-token") -> None:
+    def __init__(self, root: Path, *, token: str = "ci-token", use_kubectl: bool = True) -> None:
         self.root = root
+        self.use_kubectl = use_kubectl
         self.token = token
         self.url = ""
         self.kubeconfig = root / "kubeconfig.json"
@@ -773,6 +813,9 @@ class EmulatedCluster:
             self.url = str(server.url).rstrip("/")
             self.context = f"kmock-{server.port}"
             self.write_kubeconfig(self.kubeconfig, self.token)
+            kubectl = shutil.which("kubectl")
+            if kubectl and self.use_kubectl:
+                emu.kubectl = [kubectl, "--kubeconfig", str(self.kubeconfig)]
             self._ready.set()
             await self._stop.wait()
             await self.controller.stop()

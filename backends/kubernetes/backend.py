@@ -392,7 +392,13 @@ class KubernetesBackend:
         if self.cache.job(name) is None and name not in self._cancelled:
             raise BackendError(f"no Kubernetes Job {name} in namespace {self.namespace}")
         which = "Stderr" if stream == "stderr" else "Stdout"
-        consumed = 0  # the log's bytes before this position were delivered (or skipped)
+        # Positions are in the rank's whole log: its attempts (pods of retries) one after
+        # the other. ``base`` is where the current pod's log starts in it.
+        delivered = 0  # bytes before this position were yielded (or skipped by ``offset``)
+        base = 0
+        current: str | None = None
+        length = 0  # bytes of the current pod's log read in full at least once
+        complete: str | None = None  # the finished pod whose log was read to its end
         while True:
             pod = self._pod_for(name, rank)
             ended = self._report(handle).state.is_terminal
@@ -402,24 +408,40 @@ class KubernetesBackend:
                 await asyncio.to_thread(self.cache.wait_version, self.cache.version, LOG_RETRY)
                 continue
             pod_name = str(pod["metadata"]["name"])
+            if current is not None and pod_name != current:
+                base += length  # a retry: its log follows the previous attempt's
+                length = 0
+            current = pod_name
             finished = status.pod_finished(pod)
+            if finished and complete == pod_name:
+                # Read to its end already: wait for the Job to end (or a retry to start).
+                if not follow or ended or self._closed:
+                    return
+                await asyncio.to_thread(self.cache.wait_version, self.cache.version, LOG_RETRY)
+                continue
             dropped = False
+            pos = 0  # each connection reads this pod's log from byte 0
             try:
-                pos = 0  # this connection reads from byte 0 again
                 async for chunk in self._read(pod_name, which, follow and not finished):
                     end = pos + len(chunk)
-                    start = max(offset, consumed)
+                    start = max(offset, delivered) - base
                     if end > start:
                         yield chunk[max(0, start - pos) :]
-                        consumed = end
+                        delivered = base + end
                     pos = end
+                    length = max(length, pos)
             except _Dropped:
                 dropped = True
-            if not follow or (finished and not dropped):
-                return
             if dropped:
+                if not follow:
+                    return
                 await asyncio.sleep(0.05)
                 continue
+            if finished:
+                complete = pod_name
+                continue
+            if not follow:
+                return
             # The stream ended cleanly: the container exited, or the server closed it. Read
             # once more after the pod is seen finished, so nothing written last is lost.
             await asyncio.to_thread(self._wait_pod_finished, name, rank, 3.0)
