@@ -168,6 +168,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         #: with ``kubectl create --dry-run=client`` (set by EmulatedCluster if kubectl exists).
         self.kubectl: list[str] | None = None
         self.kubectl_checked = 0
+        self.created = 0  # objects created through the API (past auth and the checks)
         self._tick = asyncio.Event()
         self._expiry = 0
         for key, kind in (
@@ -240,6 +241,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     _status(409, "AlreadyExists", f"{plural} {key[2]!r} already exists"),
                     status=409,
                 )
+            self.created += 1
             meta = data.setdefault("metadata", {})
             meta.setdefault("namespace", request.namespace)
             meta["resourceVersion"] = self.next_rv()
