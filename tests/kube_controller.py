@@ -180,12 +180,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
             self.resources[key] = {"kind": kind, "namespaced": True}
         # kmock names the core group "/v1" in its discovery; kubectl needs "v1".
         core = [
-            {"name": plural, "singularName": plural[:-1], "kind": kind, "namespaced": True,
-             "verbs": ["create", "delete", "get", "list", "patch", "watch"]}
+            {
+                "name": plural,
+                "singularName": plural[:-1],
+                "kind": kind,
+                "namespaced": True,
+                "verbs": ["create", "delete", "get", "list", "patch", "watch"],
+            }
             for plural, kind in (("pods", "Pod"), ("services", "Service"), ("secrets", "Secret"))
         ]
         self[re.compile(r"^/api/v1$")] << {
-            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": core
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "v1",
+            "resources": core,
         }
 
     # ------------------------------------------------------------------ bookkeeping
@@ -214,7 +222,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         verb = str(request.action.value if request.action is not None else request.method)
         plural = getattr(request.resource, "plural", None) or "-"
-        self.counts[f"{verb} {plural}{'/' + request.subresource if request.subresource else ''}"] += 1
+        self.counts[
+            f"{verb} {plural}{'/' + request.subresource if request.subresource else ''}"
+        ] += 1
         discovery = request.method == kmock.method.GET and plural == "-"
         if (
             self.token is not None
@@ -234,8 +244,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return aiohttp.web.json_response(
                     _status(422, "Invalid", "; ".join(problems)), status=422
                 )
-            key = (request.resource, request.namespace or data["metadata"].get("namespace"),
-                   data["metadata"].get("name"))
+            key = (
+                request.resource,
+                request.namespace or data["metadata"].get("namespace"),
+                data["metadata"].get("name"),
+            )
             if key in self.objects and not self.objects[key].deleted:
                 return aiohttp.web.json_response(
                     _status(409, "AlreadyExists", f"{plural} {key[2]!r} already exists"),
@@ -249,8 +262,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
             meta["creationTimestamp"] = now_rfc3339()
             if "stringData" in data:  # the API server folds it into data (base64)
                 data.setdefault("data", {}).update(
-                    {k: base64.b64encode(str(v).encode()).decode()
-                     for k, v in data.pop("stringData").items()}
+                    {
+                        k: base64.b64encode(str(v).encode()).decode()
+                        for k, v in data.pop("stringData").items()
+                    }
                 )
         elif request.action == kmock.action.UPDATE and data is not None and request.name:
             key = (request.resource, request.namespace, request.name)
@@ -259,13 +274,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     _status(404, "NotFound", f"{plural} {request.name!r} not found"), status=404
                 )
             data.setdefault("metadata", {})["resourceVersion"] = self.next_rv()
-        elif request.action == kmock.action.DELETE and request.name:
-            key = (request.resource, request.namespace, request.name)
-            if key not in self.objects or self.objects[key].deleted:
-                return aiohttp.web.json_response(
-                    _status(404, "NotFound", f"{plural} {request.name!r} not found"), status=404
-                )
-        elif request.action == kmock.action.FETCH and request.name and request.subresource is None:
+        elif request.name and (
+            request.action == kmock.action.DELETE
+            or (request.action == kmock.action.FETCH and request.subresource is None)
+        ):
             key = (request.resource, request.namespace, request.name)
             if key not in self.objects or self.objects[key].deleted:
                 return aiohttp.web.json_response(
@@ -277,9 +289,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """``kubectl create --dry-run=client --validate=false`` on the object as sent."""
         assert self.kubectl is not None
         proc = await asyncio.create_subprocess_exec(
-            *self.kubectl, "create", "--dry-run=client", "--validate=false", "-o", "json",
-            "-f", "-",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            *self.kubectl,
+            "create",
+            "--dry-run=client",
+            "--validate=false",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(obj).encode()), 60)
@@ -406,8 +425,15 @@ def _quantity(value: Any) -> float:
     """A Kubernetes quantity (``512Mi``, ``2G``, ``500m``, ``1``) as a number."""
     text = str(value)
     units = {
-        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-        "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "m": 1e-3,
     }
     for suffix, factor in units.items():
         if text.endswith(suffix):
@@ -529,9 +555,15 @@ class Controller:
         by_index: dict[int, list[dict[str, Any]]] = {}
         for pod in pods:
             ann = pod["metadata"].get("annotations") or {}
-            by_index.setdefault(int(ann.get("batch.kubernetes.io/job-completion-index", 0)), []).append(pod)
+            by_index.setdefault(
+                int(ann.get("batch.kubernetes.io/job-completion-index", 0)), []
+            ).append(pod)
         failed = sum(1 for p in pods if p.get("status", {}).get("phase") == "Failed")
-        succeeded = {i for i, ps in by_index.items() if any(p.get("status", {}).get("phase") == "Succeeded" for p in ps)}
+        succeeded = {
+            i
+            for i, ps in by_index.items()
+            if any(p.get("status", {}).get("phase") == "Succeeded" for p in ps)
+        }
         active = [p for p in pods if p.get("status", {}).get("phase") in ("Pending", "Running")]
         now = now_rfc3339()
         patch: dict[str, Any] = {}
@@ -545,10 +577,20 @@ class Controller:
                     "failed": failed,
                     "active": 0,
                     "conditions": [
-                        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
-                         "message": "Job has reached the specified backoff limit", "lastTransitionTime": now},
-                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                         "message": "Job has reached the specified backoff limit", "lastTransitionTime": now},
+                        {
+                            "type": "FailureTarget",
+                            "status": "True",
+                            "reason": "BackoffLimitExceeded",
+                            "message": "Job has reached the specified backoff limit",
+                            "lastTransitionTime": now,
+                        },
+                        {
+                            "type": "Failed",
+                            "status": "True",
+                            "reason": "BackoffLimitExceeded",
+                            "message": "Job has reached the specified backoff limit",
+                            "lastTransitionTime": now,
+                        },
                     ],
                 }
             }
@@ -566,11 +608,17 @@ class Controller:
             }
         else:
             for index in range(completions):
-                live = [p for p in by_index.get(index, []) if p.get("status", {}).get("phase") in ("Pending", "Running", "Succeeded")]
+                live = [
+                    p
+                    for p in by_index.get(index, [])
+                    if p.get("status", {}).get("phase") in ("Pending", "Running", "Succeeded")
+                ]
                 if not live:
                     await self._create_pod(job, index if indexed else 0, indexed)
             want = {"active": len(active), "failed": failed, "succeeded": len(succeeded)}
-            if any(p.get("status", {}).get("phase") == "Running" for p in pods) and not status.get("startTime"):
+            if any(p.get("status", {}).get("phase") == "Running" for p in pods) and not status.get(
+                "startTime"
+            ):
                 want["startTime"] = now
             if any(status.get(k) != v for k, v in want.items()):
                 patch = {"status": want}
@@ -592,7 +640,11 @@ class Controller:
         if indexed:
             labels["batch.kubernetes.io/job-completion-index"] = str(index)
             annotations["batch.kubernetes.io/job-completion-index"] = str(index)
-        pod_name = f"{job_name}-{index}-{next(self._counter):05d}"[:63] if indexed else f"{job_name}-{next(self._counter):05d}"
+        pod_name = (
+            f"{job_name}-{index}-{next(self._counter):05d}"[:63]
+            if indexed
+            else f"{job_name}-{next(self._counter):05d}"
+        )
         spec = template["spec"]
         if indexed:
             spec["hostname"] = f"{job_name}-{index}"
@@ -602,8 +654,15 @@ class Controller:
             "metadata": {
                 "labels": labels,
                 "annotations": annotations,
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                                     "uid": meta.get("uid", ""), "controller": True}],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job_name,
+                        "uid": meta.get("uid", ""),
+                        "controller": True,
+                    }
+                ],
             },
             "spec": spec,
             "status": {"phase": "Pending"},
@@ -626,20 +685,53 @@ class Controller:
         limits = (container.get("resources") or {}).get("limits") or {}
         gpus = int(str(limits.get("nvidia.com/gpu", 0)))
         if gpus > self.node_gpus:
-            message = f"0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
-            await self.emu.write(PODS, ns, name, patch={"status": {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}})
+            message = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+            await self.emu.write(
+                PODS,
+                ns,
+                name,
+                patch={
+                    "status": {
+                        "phase": "Pending",
+                        "conditions": [
+                            {
+                                "type": "PodScheduled",
+                                "status": "False",
+                                "reason": "Unschedulable",
+                                "message": message,
+                            }
+                        ],
+                    }
+                },
+            )
             return
-        waiting = {"name": "main", "ready": False, "restartCount": 0, "image": container["image"],
-                   "state": {"waiting": {"reason": "ContainerCreating"}}}
-        await self.emu.write(PODS, ns, name, patch={"status": {"phase": "Pending", "conditions": [
-            {"type": "PodScheduled", "status": "True"}], "containerStatuses": [waiting]}})
+        waiting = {
+            "name": "main",
+            "ready": False,
+            "restartCount": 0,
+            "image": container["image"],
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }
+        await self.emu.write(
+            PODS,
+            ns,
+            name,
+            patch={
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [{"type": "PodScheduled", "status": "True"}],
+                    "containerStatuses": [waiting],
+                }
+            },
+        )
         if container["image"] not in self.images:
             await asyncio.sleep(self.pull_delay)
             msg = f'failed to pull and unpack image "{container["image"]}": not found'
             for reason in ("ErrImagePull", "ImagePullBackOff"):
                 state = {**waiting, "state": {"waiting": {"reason": reason, "message": msg}}}
-                await self.emu.write(PODS, ns, name, patch={"status": {"containerStatuses": [state]}})
+                await self.emu.write(
+                    PODS, ns, name, patch={"status": {"containerStatuses": [state]}}
+                )
                 await asyncio.sleep(self.pull_delay)
             return  # stays pending, as a real kubelet keeps backing off
         await asyncio.sleep(self.start_delay)
@@ -653,20 +745,51 @@ class Controller:
         with out.open("wb") as fo, err.open("wb") as fe:
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, stdout=fo, stderr=fe, stdin=asyncio.subprocess.DEVNULL,
-                    env=env, cwd=cwd, start_new_session=True,
+                    *argv,
+                    stdout=fo,
+                    stderr=fe,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
                 )
             except OSError as exc:
-                term = {"exitCode": 128, "reason": "StartError", "message": str(exc),
-                        "startedAt": None, "finishedAt": now_rfc3339()}
-                await self.emu.write(PODS, ns, name, patch={"status": {"phase": "Failed", "containerStatuses": [
-                    {**waiting, "state": {"terminated": term}}]}})
+                term = {
+                    "exitCode": 128,
+                    "reason": "StartError",
+                    "message": str(exc),
+                    "startedAt": None,
+                    "finishedAt": now_rfc3339(),
+                }
+                await self.emu.write(
+                    PODS,
+                    ns,
+                    name,
+                    patch={
+                        "status": {
+                            "phase": "Failed",
+                            "containerStatuses": [{**waiting, "state": {"terminated": term}}],
+                        }
+                    },
+                )
                 return
         run = _Run(name, proc, out, err)
         self.runs[name] = run
         started = now_rfc3339()
-        await self.emu.write(PODS, ns, name, patch={"status": {"phase": "Running", "startTime": started,
-            "containerStatuses": [{**waiting, "ready": True, "state": {"running": {"startedAt": started}}}]}})
+        await self.emu.write(
+            PODS,
+            ns,
+            name,
+            patch={
+                "status": {
+                    "phase": "Running",
+                    "startTime": started,
+                    "containerStatuses": [
+                        {**waiting, "ready": True, "state": {"running": {"startedAt": started}}}
+                    ],
+                }
+            },
+        )
         memory = limits.get("memory")
         limit = _quantity(memory) if memory else None
         while True:
@@ -680,11 +803,26 @@ class Controller:
         if code < 0:
             code = 128 - code
         reason = "OOMKilled" if run.oom else ("Completed" if code == 0 else "Error")
-        term = {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now_rfc3339()}
+        term = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now_rfc3339(),
+        }
         run.done.set()
-        await self.emu.write(PODS, ns, name, patch={"status": {
-            "phase": "Succeeded" if code == 0 else "Failed",
-            "containerStatuses": [{**waiting, "ready": False, "state": {"terminated": term}}]}})
+        await self.emu.write(
+            PODS,
+            ns,
+            name,
+            patch={
+                "status": {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "containerStatuses": [
+                        {**waiting, "ready": False, "state": {"terminated": term}}
+                    ],
+                }
+            },
+        )
 
     async def _env(self, ns: str, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
@@ -713,22 +851,39 @@ class Controller:
         ns, pod_name = parts[4], parts[6]
         pod = self.emu.get(PODS, ns, pod_name)
         if pod is None:
-            return kmock.Response(status=404, payload=_status(404, "NotFound", f'pods "{pod_name}" not found'))
+            return kmock.Response(
+                status=404, payload=_status(404, "NotFound", f'pods "{pod_name}" not found')
+            )
         run = self.runs.get(pod_name)
         if run is None:
-            reason = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {}).get("reason", "ContainerCreating")
-            return kmock.Response(status=400, payload=_status(
-                400, "BadRequest", f'container "main" in pod "{pod_name}" is waiting to start: {reason}'))
+            reason = (
+                ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+                .get("state", {})
+                .get("waiting", {})
+                .get("reason", "ContainerCreating")
+            )
+            return kmock.Response(
+                status=400,
+                payload=_status(
+                    400,
+                    "BadRequest",
+                    f'container "main" in pod "{pod_name}" is waiting to start: {reason}',
+                ),
+            )
         which = request.params.get("stream", "All")
         files = {"Stdout": [run.out], "Stderr": [run.err]}.get(which, [run.out, run.err])
         follow = request.params.get("follow") == "true"
         job_name = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name", "")
         drop = self._drops.pop(job_name, None)
         if not follow and drop is None:
-            return kmock.Response(payload=b"".join(f.read_bytes() for f in files),
-                                  headers={"Content-Type": "text/plain"})
-        return kmock.Response(payload=self._stream(request, run, files, follow, drop),
-                              headers={"Content-Type": "text/plain"})
+            return kmock.Response(
+                payload=b"".join(f.read_bytes() for f in files),
+                headers={"Content-Type": "text/plain"},
+            )
+        return kmock.Response(
+            payload=self._stream(request, run, files, follow, drop),
+            headers={"Content-Type": "text/plain"},
+        )
 
     async def _stream(
         self, request: kmock.Request, run: _Run, files: list[Path], follow: bool, drop: int | None
@@ -828,8 +983,12 @@ class EmulatedCluster:
             "kind": "Config",
             "clusters": [{"name": "kmock", "cluster": {"server": server or self.url}}],
             "users": [{"name": "ci", "user": {"token": token}}],
-            "contexts": [{"name": self.context, "context": {"cluster": "kmock", "user": "ci",
-                                                             "namespace": "default"}}],
+            "contexts": [
+                {
+                    "name": self.context,
+                    "context": {"cluster": "kmock", "user": "ci", "namespace": "default"},
+                }
+            ],
             "current-context": self.context,
         }
         path.write_text(json.dumps(config))

@@ -144,7 +144,9 @@ class KubernetesBackend:
             self._create("core", "create_namespaced_service", built.service)
         created = self._create("batch", "create_namespaced_job", built.job)
         if created is None:
-            existing = self.api.json("get", "batch", "read_namespaced_job", built.name, self.namespace)
+            existing = self.api.json(
+                "get", "batch", "read_namespaced_job", built.name, self.namespace
+            )
             ann = (existing.get("metadata") or {}).get("annotations") or {}
             if ann.get(names.ANN_RUN_TAG) != run_tag:
                 raise BackendError(
@@ -171,14 +173,22 @@ class KubernetesBackend:
             if secret is not None:
                 with contextlib.suppress(BackendError):
                     self.api.json(
-                        "patch", "core", "patch_namespaced_secret", f"{built.name}-env",
-                        self.namespace, owner,
+                        "patch",
+                        "core",
+                        "patch_namespaced_secret",
+                        f"{built.name}-env",
+                        self.namespace,
+                        owner,
                     )
             if built.service is not None:
                 with contextlib.suppress(BackendError):
                     self.api.json(
-                        "patch", "core", "patch_namespaced_service", built.name,
-                        self.namespace, owner,
+                        "patch",
+                        "core",
+                        "patch_namespaced_service",
+                        built.name,
+                        self.namespace,
+                        owner,
                     )
 
     async def release(self, handle: Handle) -> None:
@@ -196,7 +206,9 @@ class KubernetesBackend:
         patch: dict[str, Any] = {"metadata": {"annotations": {names.ANN_HELD: "false"}}}
         if not ann.get(names.ANN_DEPENDS) and names.ANN_CANCELLED not in ann:
             patch["spec"] = {"suspend": False}
-        patched = self.api.json("patch", "batch", "patch_namespaced_job", name, self.namespace, patch)
+        patched = self.api.json(
+            "patch", "batch", "patch_namespaced_job", name, self.namespace, patch
+        )
         self.cache.put_job(patched)
         self._gate_all()
 
@@ -322,7 +334,11 @@ class KubernetesBackend:
         reason = "cancelled by the user"
         with contextlib.suppress(NotFound):
             patched = self.api.json(
-                "patch", "batch", "patch_namespaced_job", name, self.namespace,
+                "patch",
+                "batch",
+                "patch_namespaced_job",
+                name,
+                self.namespace,
                 {"metadata": {"annotations": {names.ANN_CANCELLED: reason}}},
             )
             self.cache.put_job(patched)
@@ -337,7 +353,11 @@ class KubernetesBackend:
         )
         with contextlib.suppress(NotFound):
             self.api.json(
-                "delete", "batch", "delete_namespaced_job", name, self.namespace,
+                "delete",
+                "batch",
+                "delete_namespaced_job",
+                name,
+                self.namespace,
                 propagation_policy="Background",
             )
         for method, obj in (

@@ -144,9 +144,7 @@ class KubeApi:
         where = self.host or "the API server"
         status = getattr(exc, "status", None)
         if api is not None and isinstance(exc, api["client"].ApiException) and status:
-            body = _status_message(getattr(exc, "body", None)) or str(
-                getattr(exc, "reason", "")
-            )
+            body = _status_message(getattr(exc, "body", None)) or str(getattr(exc, "reason", ""))
             if status in (401, 403):
                 what = "expired or invalid credentials" if status == 401 else "permission denied"
                 return ApiUnavailable(f"Kubernetes API {where}: {what} (HTTP {status}): {body}")

@@ -23,6 +23,7 @@ from core.engine.executors_kubernetes import KubernetesExecutor
 from core.engine.protocol import BackendError, JobSpec
 
 CONTAINER = "main"
+_INDEX = "batch.kubernetes.io/job-completion-index"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -173,9 +174,7 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
         if not _ENV_NAME.match(key):
             raise BackendError(f"invalid environment variable name {key!r}")
         secret_values[key] = str(value)
-        env.append(
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-        )
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
 
     service_name = None
     if ex.nodes > 1:
@@ -188,11 +187,7 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
             {"name": "NPROC_PER_NODE", "value": str(ex.nproc_per_node)},
             {
                 "name": "NODE_RANK",
-                "valueFrom": {
-                    "fieldRef": {
-                        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                    }
-                },
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{_INDEX}']"}},
             },
         ]
 

@@ -225,18 +225,17 @@ def report(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) 
             restarts=restarts,
             started_at=started or first,
         )
-    if pods and not live:
-        # Every pod ended; the Job controller has not yet said Complete/Failed (or will
-        # start a retry). Not "pending": the work ran.
-        if _failed_pod(pods) is None:
-            return StatusReport(
-                JobState.RUNNING,
-                SOURCE,
-                observed_at,
-                reason="all pods ended; waiting for the Job's completion",
-                restarts=restarts,
-                started_at=started,
-            )
+    if pods and not live and _failed_pod(pods) is None:
+        # Every pod ended well; the Job controller has not yet said Complete. Not
+        # "pending": the work ran.
+        return StatusReport(
+            JobState.RUNNING,
+            SOURCE,
+            observed_at,
+            reason="all pods ended; waiting for the Job's completion",
+            restarts=restarts,
+            started_at=started,
+        )
     reason = pending_reason(live)
     if reason is None and restarts:
         last = _failed_pod(pods)
@@ -247,6 +246,4 @@ def report(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) 
         return StatusReport(
             JobState.SUBMITTED, SOURCE, observed_at, reason="no pod yet", restarts=restarts
         )
-    return StatusReport(
-        JobState.PENDING, SOURCE, observed_at, reason=reason, restarts=restarts
-    )
+    return StatusReport(JobState.PENDING, SOURCE, observed_at, reason=reason, restarts=restarts)

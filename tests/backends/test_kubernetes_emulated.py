@@ -114,9 +114,7 @@ async def test_watch_relists_after_410_gone_and_keeps_reporting(cluster: Any) ->
     """Compaction ends the watch with 410; the backend lists again and sees later changes."""
     ex = executor(cluster)
     async with backend_for(ex) as backend:
-        handle = await backend.submit(
-            job(ex, ["bash", "-c", "echo go; sleep 1.5"])
-        )
+        handle = await backend.submit(job(ex, ["bash", "-c", "echo go; sleep 1.5"]))
         await wait_for(backend, handle, lambda r: r.state is JobState.RUNNING)
         lists_before = cluster.counts()["LIST jobs"]
 
@@ -411,15 +409,33 @@ def test_every_manifest_passes_kubectl_client_dry_run(cluster: Any, tmp_path: Pa
     kubectl = shutil.which("kubectl")
     require_service(kubectl is not None, "kubectl not installed (.ci/services/kubectl.sh)")
     assert kubectl is not None
-    ex = executor(cluster, nodes=2, gpus=1, memory="1Gi", volumes=[
-        {"name": "d", "mount_path": "/d", "pvc": "data"}])
+    ex = executor(
+        cluster,
+        nodes=2,
+        gpus=1,
+        memory="1Gi",
+        volumes=[{"name": "d", "mount_path": "/d", "pvc": "data"}],
+    )
     built = manifest.build(job(ex, ["true"], secret_env={"S": "v"}), ex)
     docs = [d for d in (built.secret_with_values(), built.service, built.job) if d]
     for doc in docs:
         out = subprocess.run(
-            [kubectl, "--kubeconfig", str(cluster.kubeconfig), "create", "--dry-run=client",
-             "--validate=false", "-o", "json", "-f", "-"],
-            input=json.dumps(doc), capture_output=True, text=True, timeout=60,
+            [
+                kubectl,
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "create",
+                "--dry-run=client",
+                "--validate=false",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
+            input=json.dumps(doc),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         echoed = json.loads(out.stdout)

@@ -19,7 +19,7 @@ from core.engine.executors_kubernetes import KubernetesExecutor
 from core.engine.protocol import BackendError, Handle, JobSpec
 
 pytest.importorskip("kubernetes")
-from kube_controller import schema_problems  # noqa: E402
+from kube_controller import schema_problems
 
 DNS = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -227,3 +227,15 @@ def test_profile_round_trips_and_is_found_by_backend_name() -> None:
     assert ex.target() == "prod/ns"
     with pytest.raises(ValueError, match="nodes"):
         KubernetesExecutor(image="img", nodes=0)
+
+
+def test_importing_the_backend_does_not_import_the_client() -> None:
+    """The client (tens of ms, many modules) loads on the first API call, not at import."""
+    import subprocess
+
+    code = (
+        "import sys, backends.kubernetes, core.engine.executors_kubernetes; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -17,9 +17,14 @@ def job(**kw: Any) -> dict[str, Any]:
     return obj
 
 
-def pod(index: int = 0, phase: str = "Pending", state: dict[str, Any] | None = None,
-        conditions: list[dict[str, Any]] | None = None, created: str = "2026-12-01T10:00:00Z",
-        last: dict[str, Any] | None = None) -> dict[str, Any]:
+def pod(
+    index: int = 0,
+    phase: str = "Pending",
+    state: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    created: str = "2026-12-01T10:00:00Z",
+    last: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     cs: dict[str, Any] = {"name": "main", "state": state or {}}
     if last:
         cs["lastState"] = last
@@ -34,14 +39,26 @@ def pod(index: int = 0, phase: str = "Pending", state: dict[str, Any] | None = N
 
 
 def failed_job() -> dict[str, Any]:
-    return job(status={"failed": 1, "startTime": "2026-12-01T10:00:00Z", "conditions": [
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-         "lastTransitionTime": "2026-12-01T10:05:00Z"}]})
+    return job(
+        status={
+            "failed": 1,
+            "startTime": "2026-12-01T10:00:00Z",
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "lastTransitionTime": "2026-12-01T10:05:00Z",
+                }
+            ],
+        }
+    )
 
 
 def test_oomkilled_pod_fails_the_job_with_its_reason_and_exit_code() -> None:
-    term = {"terminated": {"exitCode": 137, "reason": "OOMKilled",
-                           "finishedAt": "2026-12-01T10:04:00Z"}}
+    term = {
+        "terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-12-01T10:04:00Z"}
+    }
     r = status.report(failed_job(), [pod(phase="Failed", state=term)], NOW)
 
     assert r.state is JobState.FAILED
@@ -80,8 +97,14 @@ def test_err_image_pull_and_crash_loop_win_over_container_creating() -> None:
 
 
 def test_unschedulable_shows_the_schedulers_message() -> None:
-    cond = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-             "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
+    cond = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        }
+    ]
     r = status.report(job(), [pod(conditions=cond)], NOW)
     assert r.state is JobState.PENDING
     assert r.reason == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
@@ -92,9 +115,14 @@ def test_running_and_succeeded_carry_their_own_times() -> None:
     r = status.report(job(status={"active": 1}), [running], NOW)
     assert r.state is JobState.RUNNING and r.started_at == status.parse_time("2026-12-01T10:01:00Z")
 
-    done = job(status={"succeeded": 1, "startTime": "2026-12-01T10:00:00Z",
-                       "completionTime": "2026-12-01T10:09:00Z",
-                       "conditions": [{"type": "Complete", "status": "True"}]})
+    done = job(
+        status={
+            "succeeded": 1,
+            "startTime": "2026-12-01T10:00:00Z",
+            "completionTime": "2026-12-01T10:09:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }
+    )
     r = status.report(done, [], NOW)
     assert r.state is JobState.SUCCEEDED and r.exit_code == 0
     assert r.ended_at == status.parse_time("2026-12-01T10:09:00Z")
@@ -102,10 +130,19 @@ def test_running_and_succeeded_carry_their_own_times() -> None:
 
 def test_a_retry_after_oom_says_so_while_running_again() -> None:
     last = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
-    old = pod(0, "Failed", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
-              created="2026-12-01T10:00:00Z")
-    new = pod(0, "Running", {"running": {"startedAt": "2026-12-01T10:02:00Z"}},
-              created="2026-12-01T10:01:00Z", last=last)
+    old = pod(
+        0,
+        "Failed",
+        {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+        created="2026-12-01T10:00:00Z",
+    )
+    new = pod(
+        0,
+        "Running",
+        {"running": {"startedAt": "2026-12-01T10:02:00Z"}},
+        created="2026-12-01T10:01:00Z",
+        last=last,
+    )
     r = status.report(job(status={"failed": 1, "active": 1}), [old, new], NOW)
     assert r.state is JobState.RUNNING and r.restarts == 1
     assert r.reason is not None and "OOMKilled" in r.reason
@@ -129,6 +166,7 @@ def test_suspended_cancelled_and_deleting_jobs() -> None:
 def test_unreadable_times_are_none_not_a_crash() -> None:
     assert status.parse_time("not a time") is None
     assert status.parse_time(None) is None
-    assert status.parse_time("2026-12-01T10:00:00.123456Z") == status.parse_time(
-        "2026-12-01T10:00:00Z"
-    ) + 0.123456
+    assert (
+        status.parse_time("2026-12-01T10:00:00.123456Z")
+        == status.parse_time("2026-12-01T10:00:00Z") + 0.123456
+    )
