@@ -169,6 +169,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.kubectl: list[str] | None = None
         self.kubectl_checked = 0
         self.created = 0  # objects created through the API (past auth and the checks)
+        self.closing = False
         self._tick = asyncio.Event()
         self._expiry = 0
         for key, kind in (
@@ -208,6 +209,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
             meta["resourceVersion"] = self.next_rv()
         rv = int(meta.get("resourceVersion") or self.rv)
         self.history.append((rv, resource, event))
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+
+    def close_streams(self) -> None:
+        """End every open watch (the server is shutting down)."""
+        self.closing = True
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
 
@@ -363,6 +370,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     yield event
             if self._expiry != expiry:
                 yield {"type": "ERROR", "object": gone}
+                return
+            if self.closing:
                 return
             await tick.wait()
 
@@ -909,7 +918,7 @@ class Controller:
                     pos += len(data)
                     sent += len(data)
                     yield data
-                elif ended or not follow:
+                elif ended or not follow or self.emu.closing:
                     break
                 else:
                     await asyncio.sleep(0.02)
@@ -975,6 +984,7 @@ class EmulatedCluster:
                 emu.kubectl = [kubectl, "--kubeconfig", str(self.kubeconfig)]
             self._ready.set()
             await self._stop.wait()
+            emu.close_streams()
             await self.controller.stop()
 
     def write_kubeconfig(self, path: Path, token: str, server: str | None = None) -> Path:
@@ -1005,6 +1015,12 @@ class EmulatedCluster:
             return result
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def close_streams(self) -> None:
+        """End every open watch (the server is shutting down)."""
+        self.closing = True
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
 
     def compact(self) -> None:
         assert self.emu is not None

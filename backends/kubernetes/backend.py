@@ -279,10 +279,11 @@ class KubernetesBackend:
                 return StatusReport(
                     JobState.UNKNOWN,
                     status.SOURCE,
+                    self.cache.observed_at(),
                     reason=f"no Kubernetes Job {name} in namespace {self.namespace}",
                 )
         else:
-            report = status.report(job, self.cache.pods_of(name), time.time())
+            report = status.report(job, self.cache.pods_of(name), self.cache.observed_at())
         if report.state.is_terminal:
             self._final[handle] = report
         return report

@@ -61,6 +61,8 @@ class _Informer:
         self.watches = 0
         self.error: str | None = None
         self.resource_version = ""
+        #: When the cache stopped being current (a broken watch), None while it is.
+        self.stale_since: float | None = time.time()
         self._response: Any = None
         self.thread = threading.Thread(
             target=self._run, name=f"kube-{kind}-{owner.namespace}", daemon=True
@@ -81,6 +83,7 @@ class _Informer:
                 self.relists_after_gone += 1
                 need_list = True
             except BackendError as exc:
+                self.stale_since = self.stale_since or time.time()
                 self.error = str(exc)
                 if not self.synced.is_set():
                     self.owner.changed()  # wake waiters: they report the error
@@ -91,6 +94,7 @@ class _Informer:
                 delay = min(RETRY_MAX, delay * 2)
                 need_list = True
             except Exception as exc:  # a broken stream (urllib3/http errors): watch again
+                self.stale_since = self.stale_since or time.time()
                 if self.owner.stopped:
                     return
                 log.debug("kube %s watch stream broke: %r", self.kind, exc)
@@ -115,6 +119,7 @@ class _Informer:
                 self.owner.forget(self.kind, name)
         self.resource_version = str((data.get("metadata") or {}).get("resourceVersion") or "")
         self.error = None
+        self.stale_since = None
         self.synced.set()
         self.owner.changed()
 
@@ -131,6 +136,7 @@ class _Informer:
             kw["resource_version"] = self.resource_version
         response = api.call("watch", self.group, self.method, self.owner.namespace, **kw)
         self.watches += 1
+        self.stale_since = None  # watching from the last version seen: current again
         self._response = response
         try:
             for line in api.lines(response):
@@ -252,6 +258,11 @@ class NamespaceCache:
                     raise ApiUnavailable(
                         informer.error or f"no answer from the Kubernetes API in {timeout:.0f} s"
                     )
+
+    def observed_at(self) -> float:
+        """When the cache was last known current: now, or when its watch broke."""
+        stale = [t for t in (self.jobs.stale_since, self.pods.stale_since) if t is not None]
+        return min(stale) if stale else time.time()
 
     def job(self, name: str) -> dict[str, Any] | None:
         with self.lock:

@@ -123,10 +123,11 @@ async def test_watch_relists_after_410_gone_and_keeps_reporting(cluster: Any) ->
         report = await wait_for(backend, handle, lambda r: r.state.is_terminal)
         stats = backend.cache.stats()
 
-    assert report.state is JobState.SUCCEEDED, report
-    assert stats["relists_after_gone"] >= 2, stats  # jobs and pods informers both re-listed
-    assert cluster.counts()["LIST jobs"] >= lists_before + 1
-    assert cluster.counts()["WATCH jobs"] >= 2
+    counts = cluster.counts()
+    assert report.state is JobState.SUCCEEDED, (report, stats, counts)
+    assert stats["relists_after_gone"] >= 2, (stats, counts)  # jobs and pods both re-listed
+    assert counts["LIST jobs"] >= lists_before + 1, counts
+    assert counts["WATCH jobs"] >= 2, counts
 
 
 async def test_many_jobs_share_one_watch_per_kind_and_polls_cost_no_request(cluster: Any) -> None:
@@ -150,7 +151,7 @@ async def test_many_jobs_share_one_watch_per_kind_and_polls_cost_no_request(clus
 
 async def test_oomkilled_pod_fails_with_reason_and_exit_137(cluster: Any) -> None:
     ex = executor(cluster, memory="64Mi")
-    code = "import time; b = bytearray(400 * 2**20); print('allocated', flush=True); time.sleep(30)"
+    code = "import time; b = b'x' * (400 * 2**20); print('allocated', flush=True); time.sleep(30)"
     async with backend_for(ex) as backend:
         handle = await backend.submit(job(ex, [PY, "-c", code], name="hog"))
         report = await wait_for(backend, handle, lambda r: r.state.is_terminal)
@@ -441,3 +442,21 @@ def test_every_manifest_passes_kubectl_client_dry_run(cluster: Any, tmp_path: Pa
         echoed = json.loads(out.stdout)
         assert echoed["kind"] == doc["kind"]
         assert echoed["metadata"]["name"] == doc["metadata"]["name"]
+
+
+async def test_reports_from_a_broken_watch_say_when_they_were_last_true(tmp_path: Path) -> None:
+    """After the server goes away, a refresh still answers, but dated when the watch broke."""
+    with EmulatedCluster(tmp_path / "kube") as c:
+        ex = executor(c)
+        backend = KubernetesBackend(ex)
+        handle = await backend.submit(job(ex, ["sleep", "30"], name="orphan"))
+        await wait_for(backend, handle, lambda r: r.state is JobState.RUNNING)
+    gone_at = time.time()  # the emulator (and its process) is gone
+    try:
+        await asyncio.sleep(1.5)
+        report = (await backend.poll([handle]))[handle]
+    finally:
+        await backend.close()
+
+    assert report.state is JobState.RUNNING  # the last state known, not a guess
+    assert report.observed_at <= gone_at + 0.5, (report.observed_at, gone_at)
