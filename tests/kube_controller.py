@@ -54,6 +54,8 @@ JOBS = kmock.resource("batch", "v1", "jobs")
 PODS = kmock.resource("", "v1", "pods")
 SERVICES = kmock.resource("", "v1", "services")
 SECRETS = kmock.resource("", "v1", "secrets")
+PYTORCHJOBS = kmock.resource("kubeflow.org", "v1", "pytorchjobs")
+_KF = "training.kubeflow.org"
 
 #: Images the emulated node can "pull"; anything else fails like a missing image.
 DEFAULT_IMAGES = frozenset({"ci/local:latest"})
@@ -87,6 +89,58 @@ def _matches(obj: dict[str, Any], selector: str | None) -> bool:
     return True
 
 
+def _pytorchjob_problems(obj: dict[str, Any]) -> list[str]:
+    """The PyTorchJob CRD's shape (kubeflow.org/v1), its pod templates by the client's model."""
+    from kubernetes import client
+
+    problems = [
+        f"PyTorchJob.{k}: unknown field"
+        for k in obj
+        if k not in ("apiVersion", "kind", "metadata", "spec")
+    ]
+    spec = obj.get("spec") or {}
+    problems += [
+        f"PyTorchJob.spec.{k}: unknown field"
+        for k in spec
+        if k not in ("runPolicy", "nprocPerNode", "pytorchReplicaSpecs", "elasticPolicy")
+    ]
+    run_policy = spec.get("runPolicy") or {}
+    problems += [
+        f"PyTorchJob.spec.runPolicy.{k}: unknown field"
+        for k in run_policy
+        if k
+        not in (
+            "cleanPodPolicy",
+            "ttlSecondsAfterFinished",
+            "activeDeadlineSeconds",
+            "backoffLimit",
+            "suspend",
+            "schedulingPolicy",
+            "managedBy",
+        )
+    ]
+    replicas = spec.get("pytorchReplicaSpecs") or {}
+    if "Master" not in replicas:
+        problems.append("PyTorchJob.spec.pytorchReplicaSpecs: no Master")
+    for kind, replica in replicas.items():
+        if kind not in ("Master", "Worker"):
+            problems.append(f"PyTorchJob replica type {kind!r} is unknown")
+        where = f"PyTorchJob.spec.pytorchReplicaSpecs.{kind}"
+        problems += [
+            f"{where}.{k}: unknown field"
+            for k in replica
+            if k not in ("replicas", "restartPolicy", "template")
+        ]
+        template = replica.get("template") or {}
+        try:
+            parsed = client.V1PodTemplateSpec.from_dict(template)
+        except Exception as exc:
+            problems.append(f"{where}.template: {exc}")
+            continue
+        _compare(template, json.loads(parsed.to_json()), f"{where}.template", problems)
+    return problems
+
+
 def schema_problems(obj: dict[str, Any]) -> list[str]:
     """What the official client's OpenAPI model of this kind rejects or does not know.
 
@@ -96,6 +150,8 @@ def schema_problems(obj: dict[str, Any]) -> list[str]:
     from kubernetes import client
 
     kind = str(obj.get("kind"))
+    if kind == "PyTorchJob":
+        return _pytorchjob_problems(obj)
     model_name = _MODELS.get(kind)
     if model_name is None:
         return [f"no model for kind {kind!r}"]
@@ -177,6 +233,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             ("v1/pods", "Pod"),
             ("v1/services", "Service"),
             ("v1/secrets", "Secret"),
+            ("kubeflow.org/v1/pytorchjobs", "PyTorchJob"),
         ):
             self.resources[key] = {"kind": kind, "namespaced": True}
         # kmock names the core group "/v1" in its discovery; kubectl needs "v1".
@@ -517,17 +574,131 @@ class Controller:
 
     async def _reconcile(self) -> None:
         jobs = {(j["metadata"]["namespace"], j["metadata"]["name"]): j for j in self.emu.all(JOBS)}
+        ptjs = {
+            (j["metadata"]["namespace"], j["metadata"]["name"]): j
+            for j in self.emu.all(PYTORCHJOBS)
+        }
         pods = self.emu.all(PODS)
         by_job: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for pod in pods:
-            owner = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name")
+            labels = pod["metadata"].get("labels") or {}
+            owner = labels.get("batch.kubernetes.io/job-name") or labels.get(f"{_KF}/job-name")
             key = (pod["metadata"]["namespace"], str(owner))
-            if key not in jobs:
+            if key not in jobs and key not in ptjs:
                 await self._collect(pod)  # its Job is gone: garbage collection
                 continue
             by_job.setdefault(key, []).append(pod)
         for key, job in jobs.items():
             await self._sync_job(job, by_job.get(key, []))
+        for key, ptj in ptjs.items():
+            await self._sync_pytorchjob(ptj, by_job.get(key, []))
+
+    async def _sync_pytorchjob(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        """What Kubeflow's training operator does, in short: one pod per replica, the
+        rendezvous variables, and conditions (Created, Running, Succeeded, Failed)."""
+        meta, spec = job["metadata"], job.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        conditions = [c.get("type") for c in (job.get("status") or {}).get("conditions") or []]
+        if "Succeeded" in conditions or "Failed" in conditions:
+            return
+        if (spec.get("runPolicy") or {}).get("suspend"):
+            return
+        now = now_rfc3339()
+        replicas = spec.get("pytorchReplicaSpecs") or {}
+        if not pods:
+            world = sum(int(r.get("replicas", 1)) for r in replicas.values())
+            rank = 0
+            for kind in ("Master", "Worker"):
+                for index in range(int((replicas.get(kind) or {}).get("replicas", 0))):
+                    await self._create_replica_pod(job, kind, index, rank, world)
+                    rank += 1
+            await self.emu.write(
+                PYTORCHJOBS,
+                ns,
+                name,
+                patch={
+                    "status": {
+                        "conditions": [
+                            {"type": "Created", "status": "True", "lastTransitionTime": now}
+                        ]
+                    }
+                },
+            )
+            return
+        phases = {p["metadata"]["name"]: (p.get("status") or {}).get("phase") for p in pods}
+        master_done = any(
+            phase == "Succeeded" and name_.endswith("-master-0") for name_, phase in phases.items()
+        )
+        failed = [n for n, phase in phases.items() if phase == "Failed"]
+        cond: dict[str, Any] | None = None
+        if failed:
+            for pod in pods:
+                run = self.runs.get(pod["metadata"]["name"])
+                if run is not None:
+                    self._kill(run, signal.SIGKILL)
+            cond = {
+                "type": "Failed",
+                "status": "True",
+                "reason": "PyTorchJobFailed",
+                "message": f"PyTorchJob {name} is failed because {len(failed)} replica(s) failed.",
+            }
+        elif master_done:
+            cond = {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"}
+        elif "Running" in phases.values() and "Running" not in conditions:
+            cond = {"type": "Running", "status": "True", "reason": "PyTorchJobRunning"}
+        if cond is not None:
+            cond["lastTransitionTime"] = now
+            status: dict[str, Any] = {"conditions": [cond]}
+            if cond["type"] == "Running":
+                status["startTime"] = now
+            if cond["type"] == "Succeeded":
+                status["completionTime"] = now
+            await self.emu.write(PYTORCHJOBS, ns, name, patch={"status": status})
+
+    async def _create_replica_pod(
+        self, job: dict[str, Any], kind: str, index: int, rank: int, world: int
+    ) -> None:
+        meta = job["metadata"]
+        ns, job_name = meta["namespace"], meta["name"]
+        template = copy.deepcopy(job["spec"]["pytorchReplicaSpecs"][kind]["template"])
+        tmeta = template.get("metadata") or {}
+        labels = {
+            **(tmeta.get("labels") or {}),
+            f"{_KF}/job-name": job_name,
+            f"{_KF}/replica-type": kind.lower(),
+            f"{_KF}/replica-index": str(index),
+        }
+        spec = template["spec"]
+        env = spec["containers"][0].setdefault("env", [])
+        env += [
+            {"name": "MASTER_ADDR", "value": f"{job_name}-master-0"},
+            {"name": "MASTER_PORT", "value": "23456"},
+            {"name": "WORLD_SIZE", "value": str(world)},
+            {"name": "RANK", "value": str(rank)},
+            {"name": "PET_NPROC_PER_NODE", "value": str(job["spec"].get("nprocPerNode", "1"))},
+        ]
+        pod_name = f"{job_name}-{kind.lower()}-{index}"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "labels": labels,
+                "annotations": dict(tmeta.get("annotations") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "kubeflow.org/v1",
+                        "kind": "PyTorchJob",
+                        "name": job_name,
+                        "uid": meta.get("uid", ""),
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": spec,
+            "status": {"phase": "Pending"},
+        }
+        await self.emu.write(PODS, ns, pod_name, create=pod)
+        asyncio.get_running_loop().create_task(self._kubelet(ns, pod_name))
 
     async def _collect(self, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
@@ -882,7 +1053,8 @@ class Controller:
         which = request.params.get("stream", "All")
         files = {"Stdout": [run.out], "Stderr": [run.err]}.get(which, [run.out, run.err])
         follow = request.params.get("follow") == "true"
-        job_name = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name", "")
+        labels = pod["metadata"].get("labels") or {}
+        job_name = labels.get("batch.kubernetes.io/job-name") or labels.get(f"{_KF}/job-name", "")
         drop = self._drops.pop(job_name, None)
         if not follow and drop is None:
             return kmock.Response(

@@ -53,7 +53,8 @@ class KubernetesBackend:
     def __init__(self, executor: KubernetesExecutor) -> None:
         self.executor = executor
         self.api = KubeApi(executor)
-        self.cache = NamespaceCache(self.api, executor.namespace)
+        self.kind = executor.kind
+        self.cache = NamespaceCache(self.api, executor.namespace, executor.kind)
         self.cache.on_job_change = self._gate_after
         self._final: dict[Handle, StatusReport] = {}
         #: Jobs this process deleted by cancel: name -> (report at cancel).
@@ -88,6 +89,36 @@ class KubernetesBackend:
                     f"not {dep}"
                 )
         return ex
+
+    def _job(self, op: str, *args: Any, **kw: Any) -> Any:
+        """create/get/patch/delete of this backend's kind (a Job, or a Kubeflow PyTorchJob)."""
+        if self.kind == "Job":
+            method = {
+                "create": "create_namespaced_job",
+                "get": "read_namespaced_job",
+                "patch": "patch_namespaced_job",
+                "delete": "delete_namespaced_job",
+            }[op]
+            if op == "create":
+                return self.api.json(op, "batch", method, self.namespace, *args, **kw)
+            return self.api.json(op, "batch", method, args[0], self.namespace, *args[1:], **kw)
+        method = f"{'get' if op == 'get' else op}_namespaced_custom_object"
+        return self.api.json(
+            op,
+            "custom",
+            method,
+            manifest.KUBEFLOW_GROUP,
+            manifest.KUBEFLOW_VERSION,
+            self.namespace,
+            manifest.KUBEFLOW_PLURAL,
+            *args,
+            **kw,
+        )
+
+    def _unsuspend(self) -> dict[str, Any]:
+        if self.kind == "Job":
+            return {"spec": {"suspend": False}}
+        return {"spec": {"runPolicy": {"suspend": False}}}
 
     async def _synced(self) -> None:
         if self._closed:
@@ -142,11 +173,12 @@ class KubernetesBackend:
             self._create("core", "create_namespaced_secret", secret)
         if built.service is not None:
             self._create("core", "create_namespaced_service", built.service)
-        created = self._create("batch", "create_namespaced_job", built.job)
+        try:
+            created: dict[str, Any] | None = self._job("create", built.job)
+        except Conflict:
+            created = None
         if created is None:
-            existing = self.api.json(
-                "get", "batch", "read_namespaced_job", built.name, self.namespace
-            )
+            existing = self._job("get", built.name)
             ann = (existing.get("metadata") or {}).get("annotations") or {}
             if ann.get(names.ANN_RUN_TAG) != run_tag:
                 raise BackendError(
@@ -199,16 +231,14 @@ class KubernetesBackend:
         job = self.cache.job(name)
         if job is None:
             try:
-                job = self.api.json("get", "batch", "read_namespaced_job", name, self.namespace)
+                job = self._job("get", name)
             except NotFound:
                 raise BackendError(f"no Kubernetes Job {name} in {self.namespace}") from None
         ann = (job.get("metadata") or {}).get("annotations") or {}
         patch: dict[str, Any] = {"metadata": {"annotations": {names.ANN_HELD: "false"}}}
         if not ann.get(names.ANN_DEPENDS) and names.ANN_CANCELLED not in ann:
-            patch["spec"] = {"suspend": False}
-        patched = self.api.json(
-            "patch", "batch", "patch_namespaced_job", name, self.namespace, patch
-        )
+            patch.update(self._unsuspend())
+        patched = self._job("patch", name, patch)
         self.cache.put_job(patched)
         self._gate_all()
 
@@ -234,7 +264,7 @@ class KubernetesBackend:
         meta = job.get("metadata") or {}
         ann = meta.get("annotations") or {}
         deps = _depends(job)
-        if not deps or not (job.get("spec") or {}).get("suspend"):
+        if not deps or not status.suspended(job):
             return
         if ann.get(names.ANN_HELD) == "true" or names.ANN_CANCELLED in ann:
             return
@@ -247,12 +277,10 @@ class KubernetesBackend:
             reason = "dependency " + ", ".join(f"{d} ended {states[d].value}" for d in bad)
             patch = {"metadata": {"annotations": {names.ANN_CANCELLED: reason}}}
         elif all(s is JobState.SUCCEEDED for s in states.values()):
-            patch = {"spec": {"suspend": False}}
+            patch = self._unsuspend()
         else:
             return
-        patched = self.api.json(
-            "patch", "batch", "patch_namespaced_job", meta["name"], self.namespace, patch
-        )
+        patched = self._job("patch", meta["name"], patch)
         self.cache.put_job(patched)
 
     def _state_of(self, name: str) -> JobState:
@@ -264,7 +292,7 @@ class KubernetesBackend:
         job = self.cache.job(name)
         if job is None:
             return JobState.UNKNOWN
-        return status.report(job, self.cache.pods_of(name), time.time()).state
+        return status.report(job, self.cache.pods_of(name), time.time(), self.kind).state
 
     # ------------------------------------------------------------------ poll
     def _report(self, handle: Handle) -> StatusReport:
@@ -283,7 +311,9 @@ class KubernetesBackend:
                     reason=f"no Kubernetes Job {name} in namespace {self.namespace}",
                 )
         else:
-            report = status.report(job, self.cache.pods_of(name), self.cache.observed_at())
+            report = status.report(
+                job, self.cache.pods_of(name), self.cache.observed_at(), self.kind
+            )
         if report.state.is_terminal:
             self._final[handle] = report
         return report
@@ -325,22 +355,17 @@ class KubernetesBackend:
         job = self.cache.job(name)
         if job is None:
             try:
-                job = self.api.json("get", "batch", "read_namespaced_job", name, self.namespace)
+                job = self._job("get", name)
             except NotFound:
                 raise BackendError(f"no Kubernetes Job {name} in {self.namespace}") from None
-        current = status.report(job, self.cache.pods_of(name), time.time())
+        current = status.report(job, self.cache.pods_of(name), time.time(), self.kind)
         if current.state.is_terminal:
             self._final.setdefault(handle, current)
             return
         reason = "cancelled by the user"
         with contextlib.suppress(NotFound):
-            patched = self.api.json(
-                "patch",
-                "batch",
-                "patch_namespaced_job",
-                name,
-                self.namespace,
-                {"metadata": {"annotations": {names.ANN_CANCELLED: reason}}},
+            patched = self._job(
+                "patch", name, {"metadata": {"annotations": {names.ANN_CANCELLED: reason}}}
             )
             self.cache.put_job(patched)
         now = time.time()
@@ -353,19 +378,14 @@ class KubernetesBackend:
             ended_at=now,
         )
         with contextlib.suppress(NotFound):
-            self.api.json(
-                "delete",
-                "batch",
-                "delete_namespaced_job",
-                name,
-                self.namespace,
-                propagation_policy="Background",
-            )
+            self._job("delete", name, propagation_policy="Background")
         for method, obj in (
             ("delete_namespaced_service", name),
             ("delete_namespaced_secret", f"{name}-env"),
         ):
-            if method == "delete_namespaced_service" and self.executor.nodes <= 1:
+            if method == "delete_namespaced_service" and (
+                self.executor.nodes <= 1 or self.kind != "Job"
+            ):
                 continue
             with contextlib.suppress(NotFound):
                 self.api.json("delete", "core", method, obj, self.namespace)

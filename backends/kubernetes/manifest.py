@@ -11,6 +11,7 @@ a manifest: their values go into a Secret object that the container reads by ref
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -23,6 +24,12 @@ from core.engine.executors_kubernetes import KubernetesExecutor
 from core.engine.protocol import BackendError, JobSpec
 
 CONTAINER = "main"
+#: Kubeflow's training operator (optional ``kind = "PyTorchJob"``) names its container so.
+KUBEFLOW_CONTAINER = "pytorch"
+KUBEFLOW_KIND = "PyTorchJob"
+KUBEFLOW_GROUP = "kubeflow.org"
+KUBEFLOW_VERSION = "v1"
+KUBEFLOW_PLURAL = "pytorchjobs"
 _INDEX = "batch.kubernetes.io/job-completion-index"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
@@ -176,8 +183,9 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
         secret_values[key] = str(value)
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
 
+    kubeflow = ex.kind == KUBEFLOW_KIND
     service_name = None
-    if ex.nodes > 1:
+    if ex.nodes > 1 and not kubeflow:  # the training operator sets MASTER_ADDR itself
         service_name = name
         env += [
             {"name": "MASTER_ADDR", "value": f"{name}-0.{service_name}.{ns}.svc"},
@@ -193,7 +201,7 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
 
     volumes, mounts = _volumes(ex, f"{names.label_value(job.experiment_id)}/{name}")
     container: dict[str, Any] = {
-        "name": CONTAINER,
+        "name": KUBEFLOW_CONTAINER if kubeflow else CONTAINER,
         "image": ex.image,
         "command": argv,
         "env": env,
@@ -204,7 +212,7 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
     resources = _resources(ex)
     if resources:
         container["resources"] = resources
-    if ex.nodes > 1:
+    if service_name:
         container["ports"] = [{"name": "rendezvous", "containerPort": ex.master_port}]
 
     pod_spec: dict[str, Any] = {
@@ -222,6 +230,17 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
         pod_spec["tolerations"] = [dict(t) for t in ex.tolerations]
     if ex.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in ex.image_pull_secrets]
+
+    if kubeflow:
+        template = {
+            "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+            "spec": pod_spec,
+        }
+        manifests = Manifests(
+            job=_pytorchjob(job, ex, name, labels, annotations, template),
+        )
+        _add_secret(manifests, ex, secret_name, labels, secret_values)
+        return manifests
 
     spec: dict[str, Any] = {
         "backoffLimit": int(ex.retries),
@@ -262,15 +281,69 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
                 "ports": [{"name": "rendezvous", "port": ex.master_port}],
             },
         }
-    if secret_values:
+    _add_secret(manifests, ex, secret_name, labels, secret_values)
+    return manifests
+
+
+def _add_secret(
+    manifests: Manifests,
+    ex: KubernetesExecutor,
+    secret_name: str,
+    labels: dict[str, str],
+    values: dict[str, str],
+) -> None:
+    if values:
         manifests.secret = {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
-            "metadata": {"name": secret_name, "namespace": ns, "labels": dict(labels)},
+            "metadata": {"name": secret_name, "namespace": ex.namespace, "labels": dict(labels)},
         }
-        manifests.secret_values = secret_values
-    return manifests
+        manifests.secret_values = values
+
+
+def _pytorchjob(
+    job: JobSpec,
+    ex: KubernetesExecutor,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    template: dict[str, Any],
+) -> dict[str, Any]:
+    """A Kubeflow ``PyTorchJob`` (training operator, kubeflow.org/v1): one Master, workers.
+
+    The operator gives every replica MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK; its status is
+    read from ``status.conditions`` (Created, Running, Restarting, Succeeded, Failed).
+    """
+    run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": int(ex.retries)}
+    if job.held or job.dependencies:
+        run_policy["suspend"] = True
+    if ex.ttl_seconds_after_finished is not None:
+        run_policy["ttlSecondsAfterFinished"] = int(ex.ttl_seconds_after_finished)
+    replicas: dict[str, Any] = {
+        "Master": {"replicas": 1, "restartPolicy": "Never", "template": copy.deepcopy(template)}
+    }
+    if ex.nodes > 1:
+        replicas["Worker"] = {
+            "replicas": ex.nodes - 1,
+            "restartPolicy": "Never",
+            "template": copy.deepcopy(template),
+        }
+    return {
+        "apiVersion": f"{KUBEFLOW_GROUP}/{KUBEFLOW_VERSION}",
+        "kind": KUBEFLOW_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": ex.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "runPolicy": run_policy,
+            "nprocPerNode": str(ex.nproc_per_node),
+            "pytorchReplicaSpecs": replicas,
+        },
+    }
 
 
 # --------------------------------------------------------------------------- YAML

@@ -48,9 +48,21 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def suspended(job: dict[str, Any]) -> bool:
+    """Whether a Job (``spec.suspend``) or a PyTorchJob (``spec.runPolicy.suspend``) waits."""
+    spec = job.get("spec") or {}
+    return bool(spec.get("suspend") or (spec.get("runPolicy") or {}).get("suspend"))
+
+
 def pod_index(pod: dict[str, Any]) -> int:
-    """The rank of a pod of an Indexed Job (0 for a plain Job)."""
+    """The rank of a pod: its Indexed Job index; Kubeflow: master 0, worker i is i + 1."""
     meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    replica = labels.get("training.kubeflow.org/replica-type")
+    if replica is not None:
+        index = str(labels.get("training.kubeflow.org/replica-index", "0"))
+        number = int(index) if index.isdigit() else 0
+        return 0 if str(replica).lower() == "master" else number + 1
     for source in (meta.get("annotations") or {}, meta.get("labels") or {}):
         value = source.get("batch.kubernetes.io/job-completion-index")
         if value is not None and str(value).isdigit():
@@ -117,8 +129,10 @@ def _created(obj: dict[str, Any]) -> float | None:
     return parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
 
 
-def report(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) -> StatusReport:
-    """The state of one Job from its own status and its pods'."""
+def report(
+    job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float, kind: str = "Job"
+) -> StatusReport:
+    """The state of one Job (or Kubeflow PyTorchJob) from its own status and its pods'."""
     meta = job.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     status = job.get("status") or {}
@@ -145,6 +159,9 @@ def report(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) 
             started_at=started,
             ended_at=parse_time(meta["deletionTimestamp"]),
         )
+
+    if kind == "PyTorchJob":
+        return _kubeflow(job, pods, observed_at)
 
     if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
         ends = [parse_time((terminated(p) or {}).get("finishedAt")) for p in pods]
@@ -247,3 +264,55 @@ def report(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) 
             JobState.SUBMITTED, SOURCE, observed_at, reason="no pod yet", restarts=restarts
         )
     return StatusReport(JobState.PENDING, SOURCE, observed_at, reason=reason, restarts=restarts)
+
+
+def _kubeflow(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: float) -> StatusReport:
+    """A PyTorchJob from its conditions (the training operator's), reasons from its pods."""
+    st = job.get("status") or {}
+    started = parse_time(st.get("startTime"))
+    restarts = sum(int(v.get("failed") or 0) for v in (st.get("replicaStatuses") or {}).values())
+    done = _condition(job, "Succeeded")
+    if done:
+        return StatusReport(
+            JobState.SUCCEEDED,
+            SOURCE,
+            observed_at,
+            exit_code=0,
+            started_at=started,
+            ended_at=parse_time(st.get("completionTime"))
+            or parse_time(done.get("lastTransitionTime")),
+        )
+    failed = _condition(job, "Failed")
+    if failed:
+        pod = _failed_pod(pods)
+        term = terminated(pod) if pod else None
+        code = (term or {}).get("exitCode")
+        parts = [str(term["reason"])] if term and term.get("reason") not in (None, "Error") else []
+        parts += [str(failed[k]) for k in ("reason", "message") if failed.get(k)]
+        return StatusReport(
+            JobState.FAILED,
+            SOURCE,
+            observed_at,
+            exit_code=int(code) if isinstance(code, int) else None,
+            reason="; ".join(parts) or None,
+            started_at=started,
+            ended_at=parse_time((term or {}).get("finishedAt"))
+            or parse_time(failed.get("lastTransitionTime")),
+        )
+    if suspended(job):
+        ann = (job.get("metadata") or {}).get("annotations") or {}
+        why = (
+            "held until its launcher recorded it"
+            if ann.get(names.ANN_HELD) == "true"
+            else ("waiting for its dependencies" if ann.get(names.ANN_DEPENDS) else "suspended")
+        )
+        return StatusReport(JobState.PENDING, SOURCE, observed_at, reason=why)
+    if _condition(job, "Running") or _condition(job, "Restarting"):
+        return StatusReport(
+            JobState.RUNNING, SOURCE, observed_at, restarts=restarts, started_at=started
+        )
+    live = [p for p in pods if not pod_finished(p)]
+    reason = pending_reason(live)
+    if not pods and reason is None:
+        return StatusReport(JobState.SUBMITTED, SOURCE, observed_at, reason="no pod yet")
+    return StatusReport(JobState.PENDING, SOURCE, observed_at, reason=reason)

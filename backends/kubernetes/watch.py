@@ -37,7 +37,11 @@ def _managed(obj: dict[str, Any]) -> bool:
 
 def job_of_pod(pod: dict[str, Any]) -> str | None:
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    value = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    value = (
+        labels.get("batch.kubernetes.io/job-name")
+        or labels.get("job-name")
+        or labels.get("training.kubeflow.org/job-name")
+    )
     if value:
         return str(value)
     for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
@@ -49,11 +53,14 @@ def job_of_pod(pod: dict[str, Any]) -> str | None:
 class _Informer:
     """List-then-watch one resource kind in one namespace, into ``store``."""
 
-    def __init__(self, owner: NamespaceCache, kind: str, group: str, method: str) -> None:
+    def __init__(
+        self, owner: NamespaceCache, kind: str, group: str, method: str, args: tuple[str, ...]
+    ) -> None:
         self.owner = owner
         self.kind = kind
         self.group = group
         self.method = method
+        self.args = args  # positional arguments of the list call (the namespace, ...)
         self.store: dict[str, dict[str, Any]] = {}
         self.synced = threading.Event()
         self.lists = 0
@@ -103,9 +110,7 @@ class _Informer:
 
     def _list(self) -> None:
         api = self.owner.api
-        data = api.json(
-            "list", self.group, self.method, self.owner.namespace, label_selector=SELECTOR
-        )
+        data = api.json("list", self.group, self.method, *self.args, label_selector=SELECTOR)
         self.lists += 1
         items = {
             str(o["metadata"]["name"]): o
@@ -134,7 +139,7 @@ class _Informer:
         }
         if self.resource_version:
             kw["resource_version"] = self.resource_version
-        response = api.call("watch", self.group, self.method, self.owner.namespace, **kw)
+        response = api.call("watch", self.group, self.method, *self.args, **kw)
         self.watches += 1
         self.stale_since = None  # watching from the last version seen: current again
         self._response = response
@@ -188,7 +193,7 @@ class _Informer:
 class NamespaceCache:
     """Jobs and pods of one namespace as last seen by the watch, plus change signalling."""
 
-    def __init__(self, api: KubeApi, namespace: str) -> None:
+    def __init__(self, api: KubeApi, namespace: str, kind: str = "Job") -> None:
         self.api = api
         self.namespace = namespace
         self.lock = threading.RLock()
@@ -198,8 +203,17 @@ class NamespaceCache:
         #: Called (from a watch thread) after a Job changed: dependency gating.
         self.on_job_change: Callable[[str], None] | None = None
         self.on_forget: Callable[[str, str], None] | None = None
-        self.jobs = _Informer(self, "job", "batch", "list_namespaced_job")
-        self.pods = _Informer(self, "pod", "core", "list_namespaced_pod")
+        if kind == "Job":
+            self.jobs = _Informer(self, "job", "batch", "list_namespaced_job", (namespace,))
+        else:  # a Kubeflow PyTorchJob: a custom object
+            self.jobs = _Informer(
+                self,
+                "job",
+                "custom",
+                "list_namespaced_custom_object",
+                ("kubeflow.org", "v1", namespace, "pytorchjobs"),
+            )
+        self.pods = _Informer(self, "pod", "core", "list_namespaced_pod", (namespace,))
         self._started = False
         self.started_at = 0.0
 

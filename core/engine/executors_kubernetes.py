@@ -50,15 +50,21 @@ class KubernetesExecutor(ExecutorProfile):
     python: str = "python"
     qps: float = 5.0
     burst: int = 10
+    #: ``"Job"`` (batch/v1, the default) or ``"PyTorchJob"`` (Kubeflow's training operator,
+    #: which must be installed in the cluster).
+    kind: str = "Job"
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.nproc_per_node < 1:
             raise ValueError("nodes and nproc_per_node must be >= 1")
         if self.gpus < 0:
             raise ValueError("gpus must be >= 0")
+        if self.kind not in ("Job", "PyTorchJob"):
+            raise ValueError(f"kind must be 'Job' or 'PyTorchJob', not {self.kind!r}")
         if self.qps <= 0:
             raise ValueError("qps must be > 0 (API requests per second)")
 
     def target(self) -> str:
-        """One target per (context, namespace): one watch serves all its jobs."""
-        return f"{self.context or '-'}/{self.namespace}"
+        """One target per (context, namespace[, kind]): one watch serves all its jobs."""
+        base = f"{self.context or '-'}/{self.namespace}"
+        return base if self.kind == "Job" else f"{base}/{self.kind.lower()}"

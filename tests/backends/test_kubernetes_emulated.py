@@ -460,3 +460,39 @@ async def test_reports_from_a_broken_watch_say_when_they_were_last_true(tmp_path
 
     assert report.state is JobState.RUNNING  # the last state known, not a guess
     assert report.observed_at <= gone_at + 0.5, (report.observed_at, gone_at)
+
+
+# --------------------------------------------------------------------------- Kubeflow
+
+
+async def test_kubeflow_pytorchjob_runs_two_replicas_and_reports_from_conditions(
+    cluster: Any,
+) -> None:
+    """Optional kind: a PyTorchJob custom object (the emulator plays the training operator)."""
+    ex = executor(cluster, kind="PyTorchJob", nodes=2, nproc_per_node=2)
+    code = (
+        "import os; print(os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['MASTER_ADDR'])"
+    )
+    async with backend_for(ex) as backend:
+        dry = await backend.dryrun(job(ex, [PY, "-c", code], name="ptj"))
+        handle = await backend.submit(job(ex, [PY, "-c", code], name="ptj"))
+        report = await wait_for(backend, handle, lambda r: r.state.is_terminal)
+        rank0 = await read(backend, handle, rank=0)
+        rank1 = await read(backend, handle, rank=1)
+        failing = await backend.submit(job(ex, ["bash", "-c", "exit 7"], name="ptj-fail"))
+        failed = await wait_for(backend, failing, lambda r: r.state.is_terminal)
+        sleeper = await backend.submit(job(ex, ["sleep", "30"], name="ptj-cancel"))
+        await wait_for(backend, sleeper, lambda r: r.state is JobState.RUNNING)
+        await backend.cancel(sleeper)
+        cancelled = (await backend.poll([sleeper]))[sleeper]
+
+    assert "kind: PyTorchJob" in dry.artifacts["manifest.yaml"]
+    assert handle.target.endswith("/pytorchjob")
+    assert report.state is JobState.SUCCEEDED, report
+    assert rank0 == f"0 2 {handle.job_id}-master-0\n".encode()
+    assert rank1 == f"1 2 {handle.job_id}-master-0\n".encode()
+    assert failed.state is JobState.FAILED and failed.exit_code == 7, failed
+    assert cancelled.state is JobState.CANCELLED
+    names_left = {o["metadata"]["name"] for o in cluster.objects(kube_controller.PYTORCHJOBS)}
+    assert sleeper.job_id not in names_left
+    assert cluster.objects(kube_controller.SERVICES) == []  # the operator's job, not ours

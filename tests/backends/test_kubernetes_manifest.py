@@ -239,3 +239,25 @@ def test_importing_the_backend_does_not_import_the_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_pytorchjob_kind_has_master_and_workers_and_no_service() -> None:
+    ex = KubernetesExecutor(image="img", kind="PyTorchJob", nodes=3, nproc_per_node=8, gpus=8)
+    built = manifest.build(spec(ex, held=True), ex)
+    ptj = built.job
+    replicas = ptj["spec"]["pytorchReplicaSpecs"]
+    master = replicas["Master"]["template"]["spec"]["containers"][0]
+    env = {e["name"] for e in master["env"]}
+
+    assert ptj["apiVersion"] == "kubeflow.org/v1" and ptj["kind"] == "PyTorchJob"
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+    assert master["name"] == "pytorch"  # the training operator finds its container by name
+    assert master["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert ptj["spec"]["nprocPerNode"] == "8"
+    assert ptj["spec"]["runPolicy"]["suspend"] is True
+    assert "MASTER_ADDR" not in env  # the operator sets it
+    assert built.service is None
+    assert schema_problems(ptj) == []
+    assert ex.target() == "-/default/pytorchjob"
+    with pytest.raises(ValueError, match="kind"):
+        KubernetesExecutor(image="img", kind="TFJob")
