@@ -395,11 +395,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
         yield b""
         since = request.params.get("resourceVersion") or ""
         selector = request.params.get("labelSelector")
-        gone = _status(410, "Expired", f"too old resource version: {since} ({self.compacted})")
-        if since.isdigit() and int(since) < self.compacted:
-            yield {"type": "ERROR", "object": gone}
-            return
+        gone = _status(410, "Expired", f"too old resource version: {since}")
         async with self._lock:
+            # Checked and remembered at one instant: a compaction can fall neither between
+            # the check and the snapshot nor be missed by this watch.
+            expired = since.isdigit() and int(since) < self.compacted
             expiry = self._expiry
             if since.isdigit():
                 index = next(
@@ -410,6 +410,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             else:
                 index = len(self.history)
                 initial = [{"type": "ADDED", "object": o} for o in self._objects_of(request)]
+        if expired:
+            yield {"type": "ERROR", "object": gone}
+            return
         for event in initial:
             yield event
         while True:
@@ -430,7 +433,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return
             if self.closing:
                 return
-            await tick.wait()
+            # A bounded wait: a wake-up can never be missed for longer than 0.1 s.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tick.wait(), 0.1)
 
     # ------------------------------------------------------------------ direct writes
     async def write(

@@ -128,7 +128,14 @@ class KubeApi:
         try:
             return getattr(api[group], method)(*args, **kw)
         except Exception as exc:
-            raise self.translate(exc) from None
+            error = self.translate(exc)
+            if isinstance(error, ApiUnavailable) and getattr(exc, "status", None) == 401:
+                # Expired credentials: the next call reloads the kubeconfig (a refreshed
+                # token file, or an exec plugin asked again), as kubectl would.
+                with self._lock:
+                    if self._api is api:
+                        self._api = None
+            raise error from None
 
     def json(self, verb: str, group: str, method: str, *args: Any, **kw: Any) -> Any:
         """A call whose body is one JSON document."""
@@ -140,10 +147,9 @@ class KubeApi:
 
     def translate(self, exc: BaseException) -> BackendError:
         """Any client failure as one of our errors, with a message a user can act on."""
-        api = self._api
         where = self.host or "the API server"
         status = getattr(exc, "status", None)
-        if api is not None and isinstance(exc, api["client"].ApiException) and status:
+        if _is_api_exception(exc) and status:
             body = _status_message(getattr(exc, "body", None)) or str(getattr(exc, "reason", ""))
             if status in (401, 403):
                 what = "expired or invalid credentials" if status == 401 else "permission denied"
@@ -181,6 +187,15 @@ class KubeApi:
                 yield buffer
         finally:
             response.release_conn()
+
+
+def _is_api_exception(exc: BaseException) -> bool:
+    """An HTTP error answer of the API server (the client's ApiException and subclasses)."""
+    try:
+        from kubernetes.client.exceptions import ApiException
+    except ImportError:  # pragma: no cover  # no client, so no client exception either
+        return False
+    return isinstance(exc, ApiException)
 
 
 def _status_message(body: Any) -> str:

@@ -496,3 +496,18 @@ async def test_kubeflow_pytorchjob_runs_two_replicas_and_reports_from_conditions
     names_left = {o["metadata"]["name"] for o in cluster.objects(kube_controller.PYTORCHJOBS)}
     assert sleeper.job_id not in names_left
     assert cluster.objects(kube_controller.SERVICES) == []  # the operator's job, not ours
+
+
+async def test_rotated_credentials_are_picked_up_after_a_401(cluster: Any) -> None:
+    """A token that expires mid-session: errors say so, then the refreshed kubeconfig works."""
+    ex = executor(cluster)
+    async with backend_for(ex) as backend:
+        first = await backend.submit(job(ex, ["true"], name="before"))
+        cluster.emu.token = "rotated-token"  # the old token is no longer accepted
+        with pytest.raises(BackendError, match="expired or invalid credentials"):
+            await backend.submit(job(ex, ["true"], name="during"))
+        cluster.write_kubeconfig(cluster.kubeconfig, "rotated-token")  # e.g. a refreshed file
+        after = await backend.submit(job(ex, ["true"], name="after"))
+        report = await wait_for(backend, after, lambda r: r.state.is_terminal)
+
+    assert first != after and report.state is JobState.SUCCEEDED, report
