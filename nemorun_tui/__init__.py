@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "SlurmExecutor": "core.engine.executors",
     "SSHTunnel": "core.engine.executors",
     "LocalTunnel": "core.engine.executors",
+    "KubernetesExecutor": "core.engine.executors_kubernetes",
     "Packager": "core.packaging",
     "GitArchivePackager": "core.packaging",
     "PatternPackager": "core.packaging",

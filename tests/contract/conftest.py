@@ -198,11 +198,67 @@ def _slurm_target(over_ssh: bool) -> ContractFactory:
     return factory
 
 
+# --------------------------------------------------------------------------- kubernetes
+
+
+def kube_client_available() -> tuple[bool, str]:
+    """Whether the official client and kmock (the emulated API server) are installed."""
+    import importlib.util
+
+    missing = [m for m in ("kubernetes", "kmock") if importlib.util.find_spec(m) is None]
+    return not missing, f"not installed: {', '.join(missing)} (pip install -e '.[test]')"
+
+
+@contextlib.asynccontextmanager
+async def kubernetes_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+    """The Kubernetes backend against an EMULATED API server (kmock + tests/kube_controller).
+
+    No real API server installs here: the emulated kubelet runs each container's command as
+    a process on this machine, so the scenarios exercise the backend's API traffic, watch,
+    logs and cancel for real, but not a container runtime or a real scheduler.
+    """
+    require_service(*kube_client_available())
+    from kube_controller import EmulatedCluster
+
+    from backends.kubernetes import KubernetesBackend
+    from core.engine.executors_kubernetes import KubernetesExecutor
+
+    with EmulatedCluster(tmp_path / "kube") as cluster:
+        executor = KubernetesExecutor(
+            image="ci/local:latest",
+            kubeconfig=str(cluster.kubeconfig),
+            context=cluster.context,
+            python=sys.executable,
+            qps=100.0,
+            burst=50,
+        )
+        backend = KubernetesBackend.from_profile(executor)
+        make_spec, workdir = spec_factory(tmp_path, executor)
+        try:
+            yield ContractTarget(
+                name="kubernetes-emulated",
+                backend=backend,
+                make_spec=make_spec,
+                workdir=workdir,
+                unknown_handle=Handle("kubernetes", executor.target(), "no-such-job-0a1b2c3d"),
+                read_file=read_local_file,
+                timeout=30.0,
+                poll_interval=0.05,
+                extra={"cluster": cluster},
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await backend.cancel_experiment(CONTRACT_EXPERIMENT)
+            await backend.close()
+            assert cluster.emu is not None and cluster.emu.invalid == [], cluster.emu.invalid
+
+
 #: name -> factory. Add a backend here (see the module docstring); nothing else changes.
 CONTRACT_TARGETS: dict[str, ContractFactory] = {
     "local": local_target,
     "slurm-local": _slurm_target(over_ssh=False),
     "slurm-ssh": _slurm_target(over_ssh=True),
+    "kubernetes-emulated": kubernetes_target,
 }
 
 
