@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "SlurmExecutor": "core.engine.executors",
     "SSHTunnel": "core.engine.executors",
     "LocalTunnel": "core.engine.executors",
+    "DockerExecutor": "core.engine.executors_docker",
     "Packager": "core.packaging",
     "GitArchivePackager": "core.packaging",
     "PatternPackager": "core.packaging",

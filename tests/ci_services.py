@@ -97,3 +97,39 @@ def slurm_available() -> tuple[bool, str]:
             f"Slurm not running ({(out.stderr or out.stdout).strip()}; run .ci/services/slurm.sh)",
         )
     return True, ""
+
+
+# --------------------------------------------------------------------------- podman (docker API)
+#: Images .ci/services/podman.sh builds locally (no registry is reachable in CI).
+BUSYBOX_IMAGE = "localhost/busybox:ci"
+PYTHON_IMAGE = "localhost/python:ci"
+
+
+def podman_socket() -> Path:
+    """The Docker-compatible API socket of ``.ci/services/podman.sh``'s podman service."""
+    return ci_dir() / "podman" / "podman.sock"
+
+
+def docker_url() -> str:
+    """``unix://`` URL of that socket, for ``DockerExecutor(base_url=...)``."""
+    return f"unix://{podman_socket()}"
+
+
+def docker_available() -> tuple[bool, str]:
+    """(up?, why not) — the socket answers ``/_ping`` and both CI images exist."""
+    sock = podman_socket()
+    if not sock.exists():
+        return False, f"podman Docker API not running ({sock} missing; run .ci/services/podman.sh)"
+    try:
+        import docker
+    except ImportError:
+        return False, "the docker SDK is not installed (pip install -e '.[docker]')"
+    try:
+        api = docker.APIClient(base_url=docker_url(), version="1.41", timeout=10)
+        api.ping()
+        for image in (BUSYBOX_IMAGE, PYTHON_IMAGE):
+            api.inspect_image(image)
+        api.close()
+    except Exception as exc:
+        return False, f"podman Docker API at {sock} not usable ({exc}; run .ci/services/podman.sh)"
+    return True, ""

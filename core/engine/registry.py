@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 BUILTIN_BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "slurm": "backends.slurm:SlurmBackend",
+    "docker": "backends.docker:DockerBackend",
 }
 ENTRY_POINT_GROUP = "nemorun_tui.backends"
 
