@@ -132,6 +132,14 @@ class DockerBackend:
         name = intent.get("name") if intent else None
         return str(name) if name else None
 
+    def _setting(self, job_dir: str, key: str, default: Any) -> Any:
+        """A per-job setting recorded at submit (``cleanup``, ``stop_grace_seconds``)."""
+        try:
+            intent = self._intent(job_dir) or {}
+        except BackendError:
+            intent = {}
+        return intent.get(key, default)
+
     def _stored_result(self, job_dir: str) -> StatusReport | None:
         if job_dir in self._final:
             return self._final[job_dir]
@@ -242,6 +250,9 @@ class DockerBackend:
                 "run_tag": job.run_tag,
                 "image": executor.container_image,
                 "requested_at": time.time(),
+                # The job's own policy (the backend instance is shared by profiles).
+                "cleanup": executor.cleanup,
+                "stop_grace_seconds": executor.stop_grace_seconds,
             },
         )
         try:
@@ -477,13 +488,17 @@ class DockerBackend:
             return self._stored_result(job_dir) or StatusReport(
                 JobState.UNKNOWN, "docker inspect", reason=f"container {name} vanished"
             )
-        return await self._finish(job_dir, name, self._outcome(job_dir, info))
+        stderr = await self._keep_logs(job_dir, name)
+        report = self._outcome(job_dir, info, _last_line(stderr))
+        return await self._finish(job_dir, name, report, logs_kept=True)
 
-    def _outcome(self, job_dir: str, info: dict[str, Any]) -> StatusReport:
+    def _outcome(self, job_dir: str, info: dict[str, Any], last_err: str) -> StatusReport:
         st = info.get("State") or {}
         code = st.get("ExitCode")
         code = int(code) if isinstance(code, int) else None
         started, ended = _parse_time(st.get("StartedAt")), _parse_time(st.get("FinishedAt"))
+        if started is not None and ended is not None and started > ended:
+            started = ended  # the engine stamps a start after a sub-millisecond job's end
         cancel = self._read_json(job_dir, CANCEL_FILE)
         source = "docker inspect"
         if cancel is not None and not (
@@ -505,22 +520,26 @@ class DockerBackend:
             JobState.FAILED,
             source,
             exit_code=code,
-            reason=_failure_reason(info, code),
+            reason=_failure_reason(info, code, last_err),
             started_at=started,
             ended_at=ended,
         )
 
-    async def _finish(self, job_dir: str, name: str, report: StatusReport) -> StatusReport:
+    async def _finish(
+        self, job_dir: str, name: str, report: StatusReport, *, logs_kept: bool = False
+    ) -> StatusReport:
         """Keep the logs, record the outcome, then apply the cleanup policy."""
-        await self._keep_logs(job_dir, name)
+        if not logs_kept:
+            await self._keep_logs(job_dir, name)
         self._write_json(job_dir, RESULT_FILE, report.to_dict())
         self._final[job_dir] = report
-        policy = self.executor.cleanup
+        policy = self._setting(job_dir, "cleanup", self.executor.cleanup)
         if policy == "remove" or (policy == "keep-failed" and report.state is JobState.SUCCEEDED):
             await self.client.remove(name)
         return report
 
-    async def _keep_logs(self, job_dir: str, name: str) -> None:
+    async def _keep_logs(self, job_dir: str, name: str) -> bytes:
+        """Copy both streams into the store's job dir; returns stderr."""
         logs = Path(job_dir) / "logs"
         with contextlib.suppress(FileExistsError):
             logs.mkdir(mode=0o700)
@@ -532,6 +551,7 @@ class DockerBackend:
             except BackendError:
                 data = b""  # never started: no logs (an empty copy, so readers stop here)
             atomic_write(logs / f"{stream}.log", data)
+        return data
 
     # ------------------------------------------------------------------ cancel
     async def cancel(self, handle: Handle) -> None:
@@ -559,7 +579,8 @@ class DockerBackend:
                 StatusReport(JobState.CANCELLED, "docker", reason="cancelled before it started"),
             )
             return
-        await self.client.stop(name, self.executor.stop_grace_seconds)
+        grace = self._setting(job_dir, "stop_grace_seconds", self.executor.stop_grace_seconds)
+        await self.client.stop(name, float(grace))
         await self._finalize(job_dir, name)
 
     # ------------------------------------------------------------------ logs
@@ -660,8 +681,20 @@ def _parse_time(value: Any) -> float | None:
         return None
 
 
-def _failure_reason(info: dict[str, Any], code: int | None) -> str:
-    """Words for why a container failed: OOM, a missing command, a signal, or its code."""
+def _last_line(data: bytes) -> str:
+    """The job's last stderr line, as safe one-line text (it ends up in a reason)."""
+    from core.textsafe import sanitize_terminal
+
+    lines = [ln for ln in data[-4096:].decode(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    text = sanitize_terminal(lines[-1], keep_sgr=False).strip()
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _failure_reason(info: dict[str, Any], code: int | None, last_err: str = "") -> str:
+    """Words for why a container failed: OOM, a missing command, a signal, or its code
+    (with the job's last stderr line)."""
     st = info.get("State") or {}
     host = info.get("HostConfig") or {}
     config = info.get("Config") or {}
@@ -675,16 +708,17 @@ def _failure_reason(info: dict[str, Any], code: int | None) -> str:
             f"killed by SIGKILL (exit 137) with a memory limit of {_bytes(limit)}: most likely "
             "out of memory (the engine did not say OOMKilled)"
         )
-    if code in (126, 127):
+    if code in (126, 127) or "failed to exec" in last_err:
         cmd = (config.get("Cmd") or ["?"])[0]
         return (
             f"exit code {code}: command {cmd!r} not found or not executable in image "
             f"{config.get('Image')!r} (Partial/Config tasks need Python and nemorun-tui in the "
             "image; Scripts run with the image's own shell)"
         )
+    tail = f"; stderr: {last_err}" if last_err else ""
     if code is not None and code > 128 and code - 128 in _SIGNALS:
-        return f"killed by {_SIGNALS[code - 128]} (exit code {code})"
-    return f"exit code {code}"
+        return f"killed by {_SIGNALS[code - 128]} (exit code {code}){tail}"
+    return f"exit code {code}{tail}"
 
 
 def _bytes(n: int) -> str:
