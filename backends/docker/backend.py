@@ -531,6 +531,9 @@ class DockerBackend:
         """Keep the logs, record the outcome, then apply the cleanup policy."""
         if not logs_kept:
             await self._keep_logs(job_dir, name)
+        earlier = self._stored_result(job_dir)
+        if earlier is not None:
+            return earlier  # a concurrent poll or cancel recorded it first: one outcome
         self._write_json(job_dir, RESULT_FILE, report.to_dict())
         self._final[job_dir] = report
         policy = self._setting(job_dir, "cleanup", self.executor.cleanup)
@@ -545,12 +548,17 @@ class DockerBackend:
             logs.mkdir(mode=0o700)
         if not stat.S_ISDIR(os.lstat(logs).st_mode):  # never write through a symlink
             raise BackendError(f"{logs} is not a directory")
+        data = b""
         for stream in ("stdout", "stderr"):
+            path = logs / f"{stream}.log"
             try:
                 data = await self.client.logs(name, stream)
             except BackendError:
+                if path.exists():  # removed by a concurrent finish, which copied it first
+                    data = path.read_bytes()
+                    continue
                 data = b""  # never started: no logs (an empty copy, so readers stop here)
-            atomic_write(logs / f"{stream}.log", data)
+            atomic_write(path, data)
         return data
 
     # ------------------------------------------------------------------ cancel
@@ -709,11 +717,15 @@ def _failure_reason(info: dict[str, Any], code: int | None, last_err: str = "") 
             "out of memory (the engine did not say OOMKilled)"
         )
     if code in (126, 127) or "failed to exec" in last_err:
-        cmd = (config.get("Cmd") or ["?"])[0]
+        cmd = str((config.get("Cmd") or ["?"])[0])
+        hint = (
+            "Partial/Config tasks need Python and nemorun-tui in the image"
+            if "python" in cmd
+            else "a Script can name a shell the image has, e.g. entrypoint='sh'"
+        )
         return (
             f"exit code {code}: command {cmd!r} not found or not executable in image "
-            f"{config.get('Image')!r} (Partial/Config tasks need Python and nemorun-tui in the "
-            "image; Scripts run with the image's own shell)"
+            f"{config.get('Image')!r} ({hint})"
         )
     tail = f"; stderr: {last_err}" if last_err else ""
     if code is not None and code > 128 and code - 128 in _SIGNALS:

@@ -532,3 +532,66 @@ async def test_polling_costs_one_list_call_whatever_the_number_of_containers(
     reports = await backend.poll(handles)
     assert {r.state for r in reports.values()} == {JobState.CANCELLED}
     assert backend.client.calls == before, "ended jobs cost no engine call"
+
+
+async def test_an_engine_refresh_of_many_docker_jobs_is_one_list_call(
+    docker_up: None, tmp_path: Path
+) -> None:
+    """Through the engine's monitor: 6 live containers, one refresh, one engine call."""
+    from core.engine import registry
+    from core.engine.engine import Engine, Plan
+    from core.store import Store
+
+    engine = Engine(Store(tmp_path / "home"))
+    ex = profile()
+    plan = Plan("many")
+    for i in range(6):
+        plan.add(run.Script(inline="sleep 30", entrypoint="sh"), executor=ex, name=f"j{i}")
+    record = await engine.launch(plan)
+    backend = registry.get_backend(ex)
+    assert isinstance(backend, DockerBackend)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while {j.state for j in engine.store.load(record.id).jobs} != {JobState.RUNNING}:
+            assert time.monotonic() < deadline, engine.store.load(record.id).jobs
+            await engine.refresh([record.id])
+            await asyncio.sleep(0.1)
+
+        before = dict(backend.client.calls)
+        await engine.refresh([record.id])
+        spent = {k: v - before.get(k, 0) for k, v in backend.client.calls.items()}
+        assert {k: v for k, v in spent.items() if v} == {"list": 1}
+    finally:
+        await engine.cancel(record.id)
+    assert {j.state for j in engine.store.load(record.id).jobs} == {JobState.CANCELLED}
+    kept = engine.store.job_dir(record.id, "j0") / "logs" / "stdout.log"
+    assert kept.is_file(), "the store keeps the logs of a cancelled container"
+
+
+async def test_a_held_job_never_runs_until_released_and_an_adopted_one_is_cancelled(
+    backend: DockerBackend, make_spec: MakeSpec
+) -> None:
+    """The engine submits held and releases once the handle is recorded; a launcher that died
+    in between leaves a created container, which the adopter finds and cancels."""
+    spec = make_spec(["sh", "-c", "echo ran"], held=True)
+    handle = await backend.submit(spec)
+    await asyncio.sleep(0.5)
+    report = (await backend.poll([handle]))[handle]
+    assert report.state is JobState.SUBMITTED and "starts once" in (report.reason or ""), report
+    assert [r["State"] for r in await ours(backend, spec.run_tag)] == ["created"]
+
+    adopter = DockerBackend.from_profile(profile())  # the next process's monitor
+    try:
+        assert await adopter.find(spec.run_tag, spec.job_dir) == handle
+        await adopter.cancel(handle)
+        report = (await adopter.poll([handle]))[handle]
+    finally:
+        await adopter.close()
+    assert report.state is JobState.CANCELLED and report.reason == "cancelled before it started"
+    assert await read(backend, handle) == b""
+    assert await ours(backend, spec.run_tag) == []
+
+    released = await backend.submit(make_spec(["sh", "-c", "echo ran"], held=True))
+    await backend.release(released)
+    assert (await terminal(backend, released)).state is JobState.SUCCEEDED
+    assert await read(backend, released) == b"ran\n"
