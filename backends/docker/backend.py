@@ -719,7 +719,7 @@ def _failure_reason(info: dict[str, Any], code: int | None, last_err: str = "") 
     if code in (126, 127) or "failed to exec" in last_err:
         cmd = str((config.get("Cmd") or ["?"])[0])
         hint = (
-            "Partial/Config tasks need Python and nemorun-tui in the image"
+            "Partial/Config tasks need Python >= 3.11 in the image"
             if "python" in cmd
             else "a Script can name a shell the image has, e.g. entrypoint='sh'"
         )

@@ -13,7 +13,9 @@ Layout (host side inside the store's job dir, container side fixed and documente
   files) is *not* mounted, so a job cannot rewrite its own record.
 * ``<job_dir>/container/code`` → ``/nemorun/code``: the packaged code, extracted and checked on
   this machine; the job runs there when there is packaged code, else in ``/nemorun/job``.
-* the task file (Partial/Config tasks) → ``/nemorun/task.json`` (read-only).
+* the task file (Partial/Config tasks) → ``/nemorun/task.json`` (read-only), and this
+  machine's ``core`` package → ``/nemorun/lib/core`` (read-only, on ``PYTHONPATH``) for the
+  job runner, which needs nothing else: any image with Python >= 3.11 runs a Partial.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ API_VERSION = "1.41"
 CONTAINER_JOB_DIR = "/nemorun/job"
 CONTAINER_CODE_DIR = "/nemorun/code"
 CONTAINER_TASK_FILE = "/nemorun/task.json"
+#: This machine's ``core`` package is mounted here (read-only) for Partial/Config tasks: the
+#: job runner (``python -m core.runner``) needs only the standard library and ``core``, so
+#: any image with Python >= 3.11 runs them (the task's own modules must be importable there:
+#: installed in the image, or in the packaged code, which is the working dir).
+CONTAINER_LIB_DIR = "/nemorun/lib"
 #: Where the backend keeps a job's files inside the store's job dir.
 STATE_DIR = "container"
 LABEL_PREFIX = "nemorun."
@@ -94,6 +101,13 @@ def container_name(run_tag: str, job_dir: str) -> str:
     digest = hashlib.sha256(os.path.abspath(job_dir).encode()).hexdigest()[:10]
     cleaned = _NAME_PART.sub("_", run_tag).strip("._-")[:180] or "job"
     return f"{cleaned}-{digest}"
+
+
+def core_package_dir() -> str:
+    """This installation's ``core`` package (pure Python), mounted for the job runner."""
+    import core
+
+    return os.path.dirname(os.path.abspath(core.__file__))
 
 
 def _ulimit(text: str) -> Any:
@@ -170,10 +184,14 @@ def build(executor: DockerExecutor, job: JobSpec) -> CreateRequest:
     binds = [f"{out_dir}:{CONTAINER_JOB_DIR}:rw"]
     if code_dir:
         binds.append(f"{code_dir}:{CONTAINER_CODE_DIR}:rw")
+    runner_env: dict[str, str] = {}
     if job.task_file:
         task = os.path.abspath(job.task_file)
         argv = [CONTAINER_TASK_FILE if a == job.task_file else a for a in argv]
         binds.append(f"{task}:{CONTAINER_TASK_FILE}:ro")
+        binds.append(f"{core_package_dir()}:{CONTAINER_LIB_DIR}/core:ro")
+        theirs = {**executor.env_vars, **job.env}.get("PYTHONPATH")
+        runner_env["PYTHONPATH"] = CONTAINER_LIB_DIR + (f":{theirs}" if theirs else "")
     binds.extend(_check_volume(v) for v in executor.volumes)
 
     env: dict[str, str] = {
@@ -184,6 +202,7 @@ def build(executor: DockerExecutor, job: JobSpec) -> CreateRequest:
         "NEMORUN_JOB_NAME": job.job_name,
         "NEMORUN_RUN_TAG": job.run_tag,
         "NEMORUN_JOB_DIR": CONTAINER_JOB_DIR,
+        **runner_env,
     }
     secrets = {k: v for k, v in job.secret_env.items() if v is not None}
     env.update(secrets)

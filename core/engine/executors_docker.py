@@ -46,8 +46,9 @@ class DockerExecutor(ExecutorProfile):
     ``additional_kwargs`` (more ``containers.create`` arguments of the docker SDK), ``packager``.
     Ours: ``base_url`` (else ``DOCKER_HOST``), ``cleanup`` (see :data:`CLEANUP_POLICIES`),
     ``pull`` (see :data:`PULL_POLICIES`), ``python`` (the interpreter *in the image* that
-    runs Partial/Config tasks), ``init`` (an init process as PID 1, so a cancel's SIGTERM
-    reaches the job) and ``stop_grace_seconds`` (SIGTERM to SIGKILL on cancel).
+    runs Partial/Config tasks: Python >= 3.11; nemorun-tui need not be installed there),
+    ``init`` (an init process as PID 1, so a cancel's SIGTERM reaches the job) and
+    ``stop_grace_seconds`` (SIGTERM to SIGKILL on cancel).
     """
 
     backend: ClassVar[str] = "docker"

@@ -187,7 +187,7 @@ async def test_memory_limited_container_fails_with_an_oom_reason(
 async def test_missing_command_fails_with_a_reason_not_a_hang(
     backend: DockerBackend, make_spec: MakeSpec, tmp_path: Path
 ) -> None:
-    """A Partial needs Python in the image: in busybox it fails at once, saying so."""
+    """A Partial needs Python in the image: in busybox (none) it fails at once, saying so."""
     import sys
 
     task = tmp_path / "task.json"
@@ -200,7 +200,7 @@ async def test_missing_command_fails_with_a_reason_not_a_hang(
 
     assert report.state is JobState.FAILED, report
     assert report.reason is not None and "'python3' not found" in report.reason, report
-    assert "Partial/Config tasks need Python" in report.reason
+    assert "Partial/Config tasks need Python >= 3.11 in the image" in report.reason
 
 
 # --------------------------------------------------------------------------- cancel
@@ -595,3 +595,25 @@ async def test_a_held_job_never_runs_until_released_and_an_adopted_one_is_cancel
     await backend.release(released)
     assert (await terminal(backend, released)).state is JobState.SUCCEEDED
     assert await read(backend, released) == b"ran\n"
+
+
+async def test_a_partial_runs_in_any_image_with_python(docker_up: None, tmp_path: Path) -> None:
+    """The runner needs only Python and ``core`` (mounted read-only): a Partial of an
+    importable function runs in localhost/python:ci, which has no nemorun-tui installed."""
+    import pprint
+
+    from ci_services import PYTHON_IMAGE
+
+    home = tmp_path / "home"
+    ex = run.DockerExecutor(container_image=PYTHON_IMAGE, base_url=docker_url(), pull="never")
+
+    def launch() -> tuple[JobState, str, str]:
+        with run.Experiment("partial-in-docker", home=home) as exp:
+            exp.add(run.Partial(pprint.pprint, {"from": "a Partial"}), name="pp", executor=ex)
+            record = exp.run()
+            return record.state, exp.logs("pp"), exp.logs("pp", stream="stderr")
+
+    state, out, err = await asyncio.to_thread(launch)
+
+    assert state is JobState.SUCCEEDED, err
+    assert out == "{'from': 'a Partial'}\n"
