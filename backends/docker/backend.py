@@ -216,9 +216,13 @@ class DockerBackend:
                     f"pulled: {status or 'no answer from the registry'}"
                 )
         if executor.num_gpus:
-            runtimes = (await self.client.info()).get("Runtimes") or {}
+            info = await self.client.info()
+            runtimes = info.get("Runtimes") or {}
             names = sorted(runtimes)
-            gpu = "nvidia" in runtimes or bool(executor.runtime and "nvidia" in executor.runtime)
+            # The NVIDIA Container Toolkit registers an "nvidia" runtime (nvidia-ctk runtime
+            # configure); Docker >= 25 may use CDI specs instead. A runtime named in the
+            # profile must exist either way.
+            gpu = any("nvidia" in n for n in names) or bool(info.get("CDISpecDirs"))
             if executor.runtime and executor.runtime not in runtimes:
                 gpu = False
             if not gpu:
@@ -238,7 +242,7 @@ class DockerBackend:
         handle = self._handle(job_dir)
         existing = await self.client.inspect(req.name)
         if existing is not None:
-            return self._adopt(handle, existing, job)
+            return await self._adopt(handle, existing, job)
         await self._check_engine(executor)
         self._prepare_dirs(job, req)
         self._write_json(
@@ -262,12 +266,14 @@ class DockerBackend:
             existing = await self.client.inspect(req.name)
             if existing is None:
                 raise
-            return self._adopt(handle, existing, job)
+            return await self._adopt(handle, existing, job)
         if not job.held:
             await self.release(handle)
         return handle
 
-    def _adopt(self, handle: Handle, container: dict[str, Any], job: JobSpec) -> Handle:
+    async def _adopt(self, handle: Handle, container: dict[str, Any], job: JobSpec) -> Handle:
+        """The container an earlier attempt created is this job's: return it, and start it
+        if that attempt died between create and start (and this one is not held)."""
         labels = (container.get("Config") or {}).get("Labels") or {}
         if labels.get("nemorun.job_dir") not in (None, handle.job_id):
             raise BackendError(
@@ -285,6 +291,9 @@ class DockerBackend:
                     "requested_at": time.time(),
                 },
             )
+        state = str((container.get("State") or {}).get("Status") or "").lower()
+        if state == "created" and not job.held and self._stored_result(handle.job_id) is None:
+            await self.release(handle)
         return handle
 
     def _prepare_dirs(self, job: JobSpec, req: rq.CreateRequest) -> None:

@@ -99,6 +99,10 @@ class DockerExecutor(ExecutorProfile):
             problems.append("stop_grace_seconds must be a number >= 0")
         if problems:
             raise ValueError("DockerExecutor: " + "; ".join(problems))
+        if not self.base_url:
+            # Resolved once and stored with the run: a later DOCKER_HOST must not send its
+            # polls, logs and cancels to another engine.
+            self.base_url = docker_host(None)
 
     def target(self) -> str:
         """One target per engine: its API URL (one list call per refresh answers all jobs)."""

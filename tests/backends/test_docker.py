@@ -617,3 +617,22 @@ async def test_a_partial_runs_in_any_image_with_python(docker_up: None, tmp_path
 
     assert state is JobState.SUCCEEDED, err
     assert out == "{'from': 'a Partial'}\n"
+
+
+async def test_a_retry_after_a_crash_between_create_and_start_starts_that_container(
+    backend: DockerBackend, make_spec: MakeSpec
+) -> None:
+    """The first attempt created the container and died before starting it (simulated by a
+    held submit nobody released); the retry starts that one, and makes no second."""
+    spec = make_spec(["sh", "-c", "echo once"], held=True)
+    first = await backend.submit(spec)
+
+    retry = DockerBackend.from_profile(profile())
+    try:
+        again = await retry.submit(replace(spec, held=False))
+        report = await terminal(retry, again)
+    finally:
+        await retry.close()
+    assert again == first
+    assert report.state is JobState.SUCCEEDED
+    assert await read(backend, first) == b"once\n"
