@@ -65,6 +65,11 @@ _SIGNALS = {
 DEPENDABLE = ("local", "docker")
 
 
+class DamagedJobFileError(BackendError):
+    """A state file of one job (in its job dir) cannot be read: that job is UNKNOWN, with
+    this message, and the others of the same poll are still answered."""
+
+
 @dataclass
 class _Pass:
     """One poll: the engine's list, and the reports computed from it (so dependencies that
@@ -118,8 +123,10 @@ class DockerBackend:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
-            raise BackendError(f"damaged docker job file {path}: {exc}") from None
-        return data if isinstance(data, dict) else None
+            raise DamagedJobFileError(f"damaged docker job file {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise DamagedJobFileError(f"damaged docker job file {path}: not a JSON object")
+        return data
 
     def _write_json(self, job_dir: str, name: str, data: dict[str, Any]) -> None:
         atomic_write(self._state_file(job_dir, name), json.dumps(data, indent=1) + "\n")
@@ -149,7 +156,7 @@ class DockerBackend:
         try:
             report = StatusReport.from_dict(data)
         except (KeyError, ValueError, TypeError) as exc:
-            raise BackendError(f"damaged docker result in {job_dir}: {exc}") from None
+            raise DamagedJobFileError(f"damaged docker result in {job_dir}: {exc}") from None
         self._final[job_dir] = report
         return report
 
@@ -366,7 +373,7 @@ class DockerBackend:
                 continue
             try:
                 done = self._stored_result(h.job_id)
-            except BackendError as exc:
+            except DamagedJobFileError as exc:
                 out[h] = StatusReport(JobState.UNKNOWN, "docker", reason=str(exc))
                 continue
             if done is not None:
@@ -382,7 +389,10 @@ class DockerBackend:
                     by_dir[str(labels["nemorun.job_dir"])] = row
             ctx = _Pass(by_dir)
             for h in need:
-                out[h] = await self._report(h.job_id, ctx)
+                try:
+                    out[h] = await self._report(h.job_id, ctx)
+                except DamagedJobFileError as exc:  # this job only; engine errors fail the poll
+                    out[h] = StatusReport(JobState.UNKNOWN, "docker", reason=str(exc))
         return out
 
     async def _report(self, job_dir: str, ctx: _Pass) -> StatusReport:

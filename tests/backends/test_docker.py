@@ -636,3 +636,24 @@ async def test_a_retry_after_a_crash_between_create_and_start_starts_that_contai
     assert again == first
     assert report.state is JobState.SUCCEEDED
     assert await read(backend, first) == b"once\n"
+
+
+async def test_a_damaged_job_file_makes_that_job_unknown_and_spares_the_others(
+    backend: DockerBackend, make_spec: MakeSpec
+) -> None:
+    good_spec = make_spec(["sleep", "20"], name="good")
+    bad_spec = make_spec(["sleep", "20"], name="bad")
+    good, bad = await backend.submit(good_spec), await backend.submit(bad_spec)
+    await wait_state(backend, good, lambda r: r.state is JobState.RUNNING, "RUNNING")
+    (Path(bad_spec.job_dir) / rq.STATE_DIR / "container.json").write_bytes(b"\x00{not json")
+
+    fresh = DockerBackend.from_profile(profile())
+    try:
+        reports = await fresh.poll([good, bad])
+    finally:
+        await fresh.close()
+
+    assert reports[good].state is JobState.RUNNING
+    assert reports[bad].state is JobState.UNKNOWN
+    assert "damaged docker job file" in (reports[bad].reason or "")
+    await backend.cancel(good)
