@@ -4,7 +4,8 @@ Run: ``python bench/bench_docker.py`` (or ``make bench``). Prints:
 
 1. seconds from ``submit`` to RUNNING seen by a poll (the submit call itself, and until the
    first poll that says RUNNING), over several busybox containers;
-2. the cost of polling 50 running containers: one ``poll`` (one list call, whatever the
+2. seconds from a container's end to its outcome recorded by a waiter (engine events);
+3. the cost of polling 50 running containers: one ``poll`` (one list call, whatever the
    number) against the reference of one inspect per container (50 calls), in the same run,
    with the engine calls each made and their ratio.
 
@@ -90,6 +91,30 @@ async def latency(base: Path, tag: str, runs: int = 8) -> None:
          f"median of {runs}; min {min(running):.3f}, max {max(running):.3f}")  # fmt: skip
 
 
+async def end_seen(base: Path, tag: str, runs: int = 5) -> None:
+    print("\n-- a job's end seen by a waiter (wait_changed on engine events, then one poll)")
+    backend = DockerBackend.from_profile(executor())
+    lags = []
+    try:
+        for i in range(runs):
+            job = spec(backend.executor, base, tag, f"end{i}", ["sleep", "1"])
+            handle = await backend.submit(job)
+            await wait_running(backend, handle)
+            while True:
+                report = (await backend.poll([handle]))[handle]
+                if report.state.is_terminal:
+                    break
+                await backend.wait_changed([handle], timeout=5)
+            seen = time.time()
+            assert report.ended_at is not None
+            lags.append(seen - report.ended_at)
+    finally:
+        await backend.close()
+    line("seconds from the container's end to its outcome recorded",
+         f"{statistics.median(lags):.3f} s",
+         f"median of {runs}; max {max(lags):.3f} (polling alone: up to 1 s)")  # fmt: skip
+
+
 async def polling(base: Path, tag: str) -> None:
     print(f"\n-- polling {POLL_JOBS} running containers")
     backend = DockerBackend.from_profile(executor())
@@ -153,6 +178,7 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nrt-bench-docker-") as tmp:
         base = Path(tmp)
         await latency(base, tag)
+        await end_seen(base, tag)
         await polling(base, tag)
     return 0
 

@@ -61,6 +61,8 @@ _ENDED = {"exited", "dead", "stopped"}
 _SIGNALS = {
     1: "SIGHUP", 2: "SIGINT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM",
 }  # fmt: skip
+#: Engine events after which a poll has news (a dependency gate may also open on ``start``).
+_CHANGES = frozenset({"start", "die", "oom", "destroy", "remove", "kill", "stop"})
 #: Backends a docker job may wait for (their jobs can be polled from here).
 DEPENDABLE = ("local", "docker")
 
@@ -90,7 +92,8 @@ class DockerBackend:
         self.target = executor.target()
         self.client = EngineClient(self.target, timeout=timeout)
         self._final: dict[str, StatusReport] = {}
-        self._gpu_runtime: bool | None = None
+        #: When the last list call started (``wait_changed`` asks for events since then).
+        self._last_list = 0.0
 
     @classmethod
     def from_profile(cls, profile: ExecutorProfile) -> DockerBackend:
@@ -381,7 +384,9 @@ class DockerBackend:
             else:
                 need.append(h)
         if need:
+            started = time.time()
             rows = await self.client.list_managed()
+            self._last_list = started
             by_dir = {}
             for row in rows:
                 labels = row.get("Labels") or {}
@@ -495,6 +500,22 @@ class DockerBackend:
             backend = registry.get_backend(LocalExecutor())
             return (await backend.poll([dep]))[dep]
         return StatusReport(JobState.UNKNOWN, "docker", reason=f"cannot watch {dep}")
+
+    async def wait_changed(self, handles: Sequence[Handle], timeout: float) -> None:
+        """Return when a container of these jobs may have started or ended (the engine's
+        events since the last poll), at once if one has already ended, else after
+        ``timeout``. Lets ``Engine.wait`` see a job's end when it happens."""
+        live = []
+        for h in handles:
+            try:
+                if self._stored_result(self._job_dir(h)) is None:
+                    live.append(h)
+            except BackendError:
+                return  # the caller's poll reports it
+        if not live:
+            return
+        since = self._last_list or time.time()
+        await self.client.wait_event(since, timeout, _CHANGES)
 
     # ------------------------------------------------------------------ ending
     async def _finalize(self, job_dir: str, name: str) -> StatusReport:

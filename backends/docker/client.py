@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -169,11 +170,7 @@ class EngineClient:
         return result
 
     async def follow(self, container: str, stream: str) -> AsyncIterator[bytes]:
-        """One stream's bytes from its start, as the engine sends them, until it ends.
-
-        A dedicated thread reads the SDK's blocking stream; closing the generator closes the
-        HTTP response, which unblocks that thread.
-        """
+        """One stream's bytes from its start, as the engine sends them, until it ends."""
         response = await self.call(
             "logs_follow",
             lambda api: api.logs(
@@ -184,39 +181,31 @@ class EngineClient:
                 follow=True,
             ),
         )
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        done = object()
+        async for chunk in _drain(response, "docker-logs"):
+            if chunk:
+                yield bytes(chunk)
 
-        def put(item: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+    async def wait_event(self, since: float, timeout: float, actions: frozenset[str]) -> bool:
+        """True as soon as the engine reports one of ``actions`` (``die``, ``start``…) for a
+        container of this project since ``since``; False after ``timeout`` seconds.
 
-        def pump() -> None:
-            try:
-                for chunk in response:
-                    put(chunk)
-            except Exception as exc:
-                put(exc)
-            finally:
-                put(done)
-
-        thread = threading.Thread(target=pump, name="docker-logs", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = await queue.get()
-                if item is done:
-                    return
-                if isinstance(item, Exception):
-                    with contextlib.suppress(Exception):
-                        raise self._translate("logs", item)
-                    return  # the stream broke (closed, timed out): the caller re-attaches
-                if item:
-                    yield bytes(item)
-        finally:
-            with contextlib.suppress(Exception):
-                response.close()
+        Events before ``since`` are replayed by the engine, so a change between the caller's
+        last poll and this call is not missed.
+        """
+        until = time.time() + timeout
+        stream = await self.call(
+            "events",
+            lambda api: api.events(
+                since=f"{since:.3f}",
+                until=f"{until:.3f}",
+                filters={"type": "container", "label": [f"{MANAGED_LABEL}=1"]},
+                decode=True,
+            ),
+        )
+        async for event in _drain(stream, "docker-events"):
+            if isinstance(event, dict) and (event.get("Action") or event.get("status")) in actions:
+                return True
+        return False
 
     def close(self) -> None:
         with self._lock:
@@ -224,6 +213,40 @@ class EngineClient:
                 with contextlib.suppress(Exception):
                     self._api.close()
                 self._api = None
+
+
+async def _drain(stream: Any, name: str) -> AsyncIterator[Any]:
+    """Items of one of the SDK's blocking streams, read in a thread of its own (a follow may
+    last for hours: it must not hold a worker of the shared pool). The stream ends quietly
+    when it breaks (closed, timed out): callers re-attach or poll. Closing the generator
+    closes the HTTP response, which unblocks the thread."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    done = object()
+
+    def put(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            for item in stream:
+                put(item)
+        except Exception:
+            pass  # broke: ends the iteration below
+        finally:
+            put(done)
+
+    threading.Thread(target=pump, name=name, daemon=True).start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is done:
+                return
+            yield item
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
 
 
 def _explain(exc: Any) -> str:

@@ -657,3 +657,22 @@ async def test_a_damaged_job_file_makes_that_job_unknown_and_spares_the_others(
     assert reports[bad].state is JobState.UNKNOWN
     assert "damaged docker job file" in (reports[bad].reason or "")
     await backend.cancel(good)
+
+
+async def test_wait_changed_wakes_when_the_container_ends_not_at_the_timeout(
+    backend: DockerBackend, make_spec: MakeSpec
+) -> None:
+    handle = await backend.submit(make_spec(["sleep", "1"]))
+    await wait_state(backend, handle, lambda r: r.state is JobState.RUNNING, "RUNNING")
+
+    started = time.monotonic()
+    while (await backend.poll([handle]))[handle].state is JobState.RUNNING:
+        await backend.wait_changed([handle], timeout=20)
+        assert time.monotonic() - started < 10, "wait_changed slept through the job's end"
+    took = time.monotonic() - started
+
+    assert (await backend.poll([handle]))[handle].state is JobState.SUCCEEDED
+    assert took < 5, took
+    quick = time.monotonic()
+    await backend.wait_changed([handle], timeout=20)  # ended: returns at once
+    assert time.monotonic() - quick < 1
