@@ -1,5 +1,5 @@
-"""Test and bench support: where the CI services (``.ci/services/{slurm,sshd}.sh``) keep
-their files.
+"""Test and bench support: where the CI services (``.ci/services/{slurm,sshd,podman}.sh``)
+keep their files.
 
 Tests, the contract suite and ``bench/bench_slurm.py`` find the real cluster and sshd here.
 Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
@@ -9,6 +9,8 @@ Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
 * ``sshd/ssh_config``   ``Host nemorun-ci`` alias carrying all of the above
 * ``sshd/sshd.pid``, ``sshd/sshd.log``  the running sshd and its log
 * ``slurm/``            Slurm state, logs and pid files
+* ``podman/podman.sock`` podman's Docker-compatible API (images ``localhost/busybox:ci``,
+  ``localhost/python:ci``), ``podman/service.log``
 """
 
 from __future__ import annotations
