@@ -167,6 +167,11 @@ class DockerBackend:
     def _executor_of(self, job: JobSpec) -> DockerExecutor:
         if not isinstance(job.executor, DockerExecutor):
             raise BackendError(f"docker backend got a {type(job.executor).__name__} profile")
+        if job.executor.target() != self.target:
+            raise BackendError(
+                f"job {job.job_name!r} names the engine {job.executor.target()}, "
+                f"this backend talks to {self.target}"
+            )
         return job.executor
 
     def _check_dependencies(self, job: JobSpec) -> None:
@@ -692,12 +697,16 @@ class DockerBackend:
                     return
                 continue
             seen = 0
+            got = False
             async for chunk in self.client.follow(name, stream):
                 end = seen + len(chunk)
                 if end > pos:
                     yield chunk[max(0, pos - seen) :]
                     pos = end
+                    got = True
                 seen = end
+            if not got:  # the stream ended with nothing new: re-attach, but not in a spin
+                await asyncio.sleep(FOLLOW_WAIT_SECONDS)
 
     async def close(self) -> None:
         """Close the engine connection (it reopens on next use)."""
