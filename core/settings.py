@@ -148,7 +148,7 @@ def build_profile(name: str, raw: Mapping[str, Any]) -> ExecutorProfile:
     data["profile_name"] = name
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # ValueError: a profile's own checks (__post_init__)
         raise SettingsError(f"executor profile `{name}`: {exc}") from None
 
 

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "SSHTunnel": "core.engine.executors",
     "LocalTunnel": "core.engine.executors",
     "KubernetesExecutor": "core.engine.executors_kubernetes",
+    "DockerExecutor": "core.engine.executors_docker",
     "Packager": "core.packaging",
     "GitArchivePackager": "core.packaging",
     "PatternPackager": "core.packaging",

@@ -1,5 +1,5 @@
-"""Test and bench support: where the CI services (``.ci/services/{slurm,sshd}.sh``) keep
-their files.
+"""Test and bench support: where the CI services (``.ci/services/{slurm,sshd,podman}.sh``)
+keep their files.
 
 Tests, the contract suite and ``bench/bench_slurm.py`` find the real cluster and sshd here.
 Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
@@ -9,6 +9,8 @@ Everything lives under ``$NEMORUN_CI_DIR`` (default ``/tmp/nemorun-ci``):
 * ``sshd/ssh_config``   ``Host nemorun-ci`` alias carrying all of the above
 * ``sshd/sshd.pid``, ``sshd/sshd.log``  the running sshd and its log
 * ``slurm/``            Slurm state, logs and pid files
+* ``podman/podman.sock`` podman's Docker-compatible API (images ``localhost/busybox:ci``,
+  ``localhost/python:ci``), ``podman/service.log``
 """
 
 from __future__ import annotations
@@ -96,4 +98,40 @@ def slurm_available() -> tuple[bool, str]:
             False,
             f"Slurm not running ({(out.stderr or out.stdout).strip()}; run .ci/services/slurm.sh)",
         )
+    return True, ""
+
+
+# --------------------------------------------------------------------------- podman (docker API)
+#: Images .ci/services/podman.sh builds locally (no registry is reachable in CI).
+BUSYBOX_IMAGE = "localhost/busybox:ci"
+PYTHON_IMAGE = "localhost/python:ci"
+
+
+def podman_socket() -> Path:
+    """The Docker-compatible API socket of ``.ci/services/podman.sh``'s podman service."""
+    return ci_dir() / "podman" / "podman.sock"
+
+
+def docker_url() -> str:
+    """``unix://`` URL of that socket, for ``DockerExecutor(base_url=...)``."""
+    return f"unix://{podman_socket()}"
+
+
+def docker_available() -> tuple[bool, str]:
+    """(up?, why not) — the socket answers ``/_ping`` and both CI images exist."""
+    sock = podman_socket()
+    if not sock.exists():
+        return False, f"podman Docker API not running ({sock} missing; run .ci/services/podman.sh)"
+    try:
+        import docker
+    except ImportError:
+        return False, "the docker SDK is not installed (pip install -e '.[docker]')"
+    try:
+        api = docker.APIClient(base_url=docker_url(), version="1.41", timeout=10)
+        api.ping()
+        for image in (BUSYBOX_IMAGE, PYTHON_IMAGE):
+            api.inspect_image(image)
+        api.close()
+    except Exception as exc:
+        return False, f"podman Docker API at {sock} not usable ({exc}; run .ci/services/podman.sh)"
     return True, ""

@@ -20,6 +20,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "slurm": "backends.slurm:SlurmBackend",
     "kubernetes": "backends.kubernetes:KubernetesBackend",
+    "docker": "backends.docker:DockerBackend",
 }
 ENTRY_POINT_GROUP = "nemorun_tui.backends"
 

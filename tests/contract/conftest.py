@@ -251,6 +251,53 @@ async def kubernetes_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
                 await backend.cancel_experiment(CONTRACT_EXPERIMENT)
             await backend.close()
             assert cluster.emu is not None and cluster.emu.invalid == [], cluster.emu.invalid
+# --------------------------------------------------------------------------- docker
+
+
+@contextlib.asynccontextmanager
+async def docker_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+    """The Docker backend on podman's Docker-API service (``.ci/services/podman.sh``).
+
+    Jobs run in ``localhost/python:ci`` (busybox + bash + CPython). The test's work dir is
+    mounted at the same path inside the containers, so marker files a job writes (or must
+    not write) land where ``read_file`` looks.
+    """
+    from ci_services import PYTHON_IMAGE, docker_available, docker_url
+
+    from backends.docker import DockerBackend
+    from core.engine.executors_docker import DockerExecutor
+
+    require_service(*docker_available())
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    executor = DockerExecutor(
+        container_image=PYTHON_IMAGE,
+        base_url=docker_url(),
+        volumes=[f"{work}:{work}"],
+        stop_grace_seconds=2.0,
+        pull="never",
+    )
+    backend = DockerBackend.from_profile(executor)
+    make_spec, workdir = spec_factory(tmp_path, executor)
+    try:
+        yield ContractTarget(
+            name="docker",
+            backend=backend,
+            make_spec=make_spec,
+            workdir=workdir,
+            unknown_handle=Handle("docker", executor.target(), str(tmp_path / "no-such-job")),
+            read_file=read_local_file,
+            timeout=40.0,
+            poll_interval=0.1,
+            python="python3",
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            for row in await backend.client.list_managed():
+                labels = row.get("Labels") or {}
+                if str(labels.get("nemorun.job_dir", "")).startswith(str(tmp_path)):
+                    await backend.client.remove(row["Id"])
+        await backend.close()
 
 
 #: name -> factory. Add a backend here (see the module docstring); nothing else changes.
@@ -259,6 +306,7 @@ CONTRACT_TARGETS: dict[str, ContractFactory] = {
     "slurm-local": _slurm_target(over_ssh=False),
     "slurm-ssh": _slurm_target(over_ssh=True),
     "kubernetes-emulated": kubernetes_target,
+    "docker": docker_target,
 }
 
 
