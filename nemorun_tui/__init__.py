@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "SlurmExecutor": "core.engine.executors",
     "SSHTunnel": "core.engine.executors",
     "LocalTunnel": "core.engine.executors",
+    "RayExecutor": "core.engine.executors_ray",
+    "SlurmRayExecutor": "core.engine.executors_ray",
     "Packager": "core.packaging",
     "GitArchivePackager": "core.packaging",
     "PatternPackager": "core.packaging",

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 BUILTIN_BACKENDS: dict[str, str] = {
     "local": "backends.local:LocalBackend",
     "slurm": "backends.slurm:SlurmBackend",
+    "ray": "backends.ray:RayBackend",
+    "slurm_ray": "backends.ray.slurm_ray:SlurmRayBackend",
 }
 ENTRY_POINT_GROUP = "nemorun_tui.backends"
 
