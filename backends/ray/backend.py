@@ -324,6 +324,27 @@ class RayBackend:
             self._nodes[handle.job_id] = node
         return info
 
+    async def _info_retrying(self, handle: Handle, tries: int = 5) -> dict[str, Any]:
+        """``_info`` that rides out a dropped connection (a follower must not die of one)."""
+        for attempt in range(tries):
+            try:
+                return await self._info(handle)
+            except RayAPIError as exc:
+                if exc.status != 0 or attempt == tries - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _read_retrying(self, node: str, filename: str, offset: int) -> bytes:
+        for attempt in range(5):
+            try:
+                return await self._read_from(node, filename, offset)
+            except RayAPIError as exc:
+                if exc.status != 0 or attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def _read_from(self, node: str, filename: str, offset: int) -> bytes:
         try:
             data = await self.client.read_log_file(node, filename)
@@ -352,17 +373,17 @@ class RayBackend:
                 async for chunk in self._stream_until_end(handle, node, filename, pos, interval):
                     pos += len(chunk)
                     yield chunk
-                info = await self._info(handle)
+                info = await self._info_retrying(handle)
                 terminal = str(info.get("status")) in ("SUCCEEDED", "FAILED", "STOPPED")
             if terminal:
                 node = self._nodes.get(handle.job_id)
                 if node:
-                    rest = await self._read_from(node, filename, pos)
+                    rest = await self._read_retrying(node, filename, pos)
                     if rest:
                         yield rest
                 return
             await asyncio.sleep(interval)
-            info = await self._info(handle)
+            info = await self._info_retrying(handle)
 
     async def _stream_until_end(
         self, handle: Handle, node: str, filename: str, pos: int, interval: float
