@@ -43,6 +43,8 @@ fi
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0
 # Job entrypoints inherit the PATH of `ray start`: the venv first, so `python` has ray.
 export PATH=$VENV/bin:$PATH
+# A job without a working_dir runs in the cwd of `ray start`: not the clone CI runs from.
+cd "$D"
 "$VENV/bin/ray" start --head --node-ip-address=127.0.0.1 --port="$GCS_PORT" \
     --num-cpus=2 --object-store-memory=300000000 \
     --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$PORT" \

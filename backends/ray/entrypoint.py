@@ -88,6 +88,10 @@ def main() -> int:
             os.makedirs(job_dir, exist_ok=True)
         except OSError as exc:
             sys.stderr.write(f"nemorun: cannot create job dir {job_dir}: {exc}\n")
+    for path, data in (spec.get("files") or {}).items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
     blocked = _wait_for_dependencies(spec)
     if blocked:
         os.write(2, (f"nemorun: not run: {blocked}\n").encode())

@@ -109,6 +109,7 @@ class SlurmRayBackend(SlurmBackend):
             dependencies=[],  # Slurm's --dependency holds the whole allocation instead
             workdir=code_dir(job_dir) if job.archive else job.workdir,
             archive=None,
+            task_file=None,  # uploaded by the Slurm backend; argv already names its copy
         )
         sub = submission.build(
             ray_ex,

@@ -17,11 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import posixpath
 import re
 import shlex
 import sys
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from core.engine import launch_guard
@@ -102,6 +104,17 @@ def build(
     if executor.python and argv[0] == sys.executable:
         argv[0] = executor.python  # the engine names this machine's interpreter
     job_dir = job_dir or executor.job_dir or job.job_dir
+    files: dict[str, str] = {}
+    if job.task_file:
+        # The task travels inside the request (a remote cluster cannot read this machine's
+        # store); the wrapper writes it into the job dir and the argv names it there.
+        remote_task = posixpath.join(job_dir, posixpath.basename(job.task_file))
+        try:
+            data = Path(job.task_file).read_bytes()
+        except OSError as exc:
+            raise BackendError(f"cannot read the task file {job.task_file}: {exc}") from exc
+        files[remote_task] = base64.b64encode(data).decode()
+        argv = [remote_task if a == job.task_file else a for a in argv]
     env: dict[str, str] = {
         **launch_guard.job_env(),
         **executor.env_vars,
@@ -133,6 +146,8 @@ def build(
     }
     if not working_dir_uri and not runtime_env.get("working_dir") and job.workdir:
         spec["cwd"] = job.workdir  # used where it exists (a cluster sharing this filesystem)
+    if files:
+        spec["files"] = files
     if stream_paths:
         spec["out"], spec["err"] = stream_paths
     if dependency_ids:
