@@ -8,7 +8,9 @@ come up on this 2-core machine) and must leave none of its processes behind.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +20,7 @@ from ci_services import ray_available, ray_service, slurm_available
 from services import require_service
 
 from backends.ray.slurm_ray import SlurmRayBackend
+from core.engine.executors import profile_from_dict
 from core.engine.executors_ray import SlurmRayExecutor
 from core.engine.protocol import Handle, JobSpec
 from core.engine.states import JobState, StatusReport
@@ -146,3 +149,28 @@ async def test_cancel_stops_the_ray_job_and_tears_the_cluster_down(
     finally:
         await backend.cancel(handle)
         await backend.close()
+
+
+async def test_dryrun_requests_every_node_once_and_runs_the_bootstrap_once(
+    tmp_path: Path,
+) -> None:
+    """Pure: ``nodes`` reaches sbatch (the last --nodes wins) without srun on every node."""
+    executor = SlurmRayExecutor(ray_python="/shared/ray/bin/python", nodes=3, partition="gpu")
+    backend = SlurmRayBackend.from_profile(executor)
+    job = spec(backend, tmp_path, ["python", "train.py", "--lr=$(boom)"], secret_env={"K": "v4l"})
+
+    dry = await backend.dryrun(job)
+
+    script = dry.artifacts["sbatch.sh"]
+    nodes = [line for line in script.splitlines() if line.startswith("#SBATCH --nodes=")]
+    assert nodes[-1] == "#SBATCH --nodes=3"
+    command = script.strip().splitlines()
+    bootstrap_line = next(line for line in command if "nemorun-slurm-ray.py" in line)
+    assert bootstrap_line.startswith("/shared/ray/bin/python ") and "srun" not in bootstrap_line
+    config = json.loads(dry.artifacts["ray-config.json"])
+    assert config["secret_names"] == ["K"] and "v4l" not in json.dumps(config)
+    # Ray runs the entrypoint with a shell: it must read back the argv unchanged.
+    words = shlex.split(config["body"]["entrypoint"])
+    assert words[:2] == ["/shared/ray/bin/python", "-c"]
+    assert json.loads(words[-1])["argv"] == ["python", "train.py", "--lr=$(boom)"]
+    assert profile_from_dict(executor.to_dict()) == executor
