@@ -121,7 +121,11 @@ async def slurm_ray(base: str) -> None:
     from backends.ray.slurm_ray import SlurmRayBackend
 
     ex = SlurmRayExecutor(
-        ray_python=ray_service().python, object_store_memory=100_000_000, num_cpus=1, poll_rate=5
+        ray_python=ray_service().python,
+        object_store_memory=100_000_000,
+        num_cpus=1,
+        poll_rate=5,
+        time="00:10:00",
     )
     backend = SlurmRayBackend.from_profile(ex)
     try:

@@ -54,6 +54,7 @@ def backend() -> SlurmRayBackend:
         num_cpus=1,
         poll_rate=5.0,
         head_start_timeout=150.0,
+        time="00:10:00",  # an allocation orphaned by a killed test run ends by itself
     )
     return SlurmRayBackend.from_profile(executor)
 
