@@ -226,7 +226,11 @@ def main() -> int:
         log(f"cancelled ({why}): stopping Ray job {sid} and the cluster")
         with contextlib.suppress(Exception):
             http("POST", f"{address}/api/jobs/{sid}/stop", {}, timeout=1)
-        final = {"status": "STOPPED", "message": "Slurm job cancelled", "submission_id": sid}
+        final = {
+            "status": "STOPPED",
+            "message": f"stopped by Slurm ({why}: scancel, preemption or time limit)",
+            "submission_id": sid,
+        }
         write_json(status_path, {**final, "address": address})
     except Exception as exc:
         log(f"failed: {exc}")
