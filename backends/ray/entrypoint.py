@@ -124,7 +124,13 @@ def main() -> int:
     sel.register(child.stderr.fileno(), selectors.EVENT_READ, (2, err_fd))
     open_pipes = 2
     while open_pipes:
-        for key, _ in sel.select():
+        # Once the command has exited, a process it left behind may hold the pipes open:
+        # take what is already written, then stop (the job is the command, not its orphans).
+        exited = child.poll() is not None
+        ready = sel.select(timeout=0.2 if exited else 1.0)
+        if exited and not ready:
+            break
+        for key, _ in ready:
             data = os.read(key.fd, 65536)
             if not data:
                 sel.unregister(key.fd)
