@@ -52,6 +52,10 @@ def submission_id(run_tag: str, job_dir: str) -> str:
     return f"{safe}-{digest}"
 
 
+def _path_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip(".") or "_"
+
+
 def package_name(archive_sha256: str) -> str:
     """Content-addressed package name in the cluster's GCS (Ray's own naming scheme)."""
     return f"_ray_pkg_{archive_sha256}.tar.gz"
@@ -103,7 +107,12 @@ def build(
     argv = [str(a) for a in job.argv]
     if executor.python and argv[0] == sys.executable:
         argv[0] = executor.python  # the engine names this machine's interpreter
-    job_dir = job_dir or executor.job_dir or job.job_dir
+    if not job_dir:
+        job_dir = job.job_dir
+        if executor.job_dir:  # a root on the cluster: one dir per experiment and job below it
+            job_dir = posixpath.join(
+                executor.job_dir, _path_part(job.experiment_id), _path_part(job.job_name)
+            )
     files: dict[str, str] = {}
     if job.task_file:
         # The task travels inside the request (a remote cluster cannot read this machine's
@@ -117,14 +126,14 @@ def build(
         argv = [remote_task if a == job.task_file else a for a in argv]
     env: dict[str, str] = {
         **launch_guard.job_env(),
-        **executor.env_vars,
-        **job.env,
+        **{str(k): str(v) for k, v in executor.env_vars.items()},
+        **{str(k): str(v) for k, v in job.env.items()},
         "NEMORUN_EXPERIMENT_ID": job.experiment_id,
         "NEMORUN_JOB_NAME": job.job_name,
         "NEMORUN_RUN_TAG": job.run_tag,
         "NEMORUN_JOB_DIR": job_dir,
     }
-    secrets = {k: v for k, v in job.secret_env.items() if v is not None}
+    secrets = {k: str(v) for k, v in job.secret_env.items() if v is not None}
     for name in [*env, *secrets]:
         if not _ENV_NAME.match(name):
             raise BackendError(f"invalid environment variable name {name!r}")

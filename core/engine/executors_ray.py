@@ -41,9 +41,9 @@ class RayExecutor(ExecutorProfile):
     ``runtime_env`` is Ray's: ``env_vars``, ``pip``/``uv`` requirements, ``conda``, ...; a
     packaged code archive becomes its ``working_dir`` (uploaded once per content hash).
     ``python`` is the interpreter on the cluster for Python tasks (default: ``python`` on the
-    PATH the Ray node was started with). ``job_dir`` is a directory on the cluster's nodes the
-    job may write into (``NEMORUN_JOB_DIR``; default: the store's job dir, right when the
-    cluster shares this machine's filesystem).
+    PATH the Ray node was started with). ``job_dir`` is a root on the cluster's nodes: each job
+    may write into ``<job_dir>/<experiment>/<job>`` (``NEMORUN_JOB_DIR``; without it, the
+    store's job dir, right when the cluster shares this machine's filesystem).
     """
 
     backend: ClassVar[str] = "ray"

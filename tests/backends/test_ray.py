@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import io
 import json
+import shlex
 import tarfile
 import uuid
 from pathlib import Path
@@ -95,6 +96,21 @@ async def test_dryrun_shows_the_request_but_never_a_secret(tmp_path: Path) -> No
     assert body["entrypoint_num_gpus"] == 1 and body["metadata"]["k"] == "v"
     assert body["metadata"][submission.META_TAG] == spec.run_tag
     assert "TOKEN" in dry.summary
+
+
+def test_job_env_is_verbatim_and_job_dir_is_per_job_under_the_cluster_root(
+    tmp_path: Path,
+) -> None:
+    ex = RayExecutor(job_dir="/scratch/nemorun", env_vars={"N": 3})  # type: ignore[dict-item]
+    job = make_spec(ex, tmp_path, ["true"], name="train", env={"A": "$HOME"})
+
+    sub = submission.build(ex, job)
+
+    spec = json.loads(shlex.split(sub.body["entrypoint"])[-1])
+    assert spec["job_dir"] == f"/scratch/nemorun/{job.experiment_id}/train"
+    assert spec["env"]["NEMORUN_JOB_DIR"] == spec["job_dir"]
+    assert spec["env"]["A"] == "$HOME" and spec["env"]["N"] == "3"
+    assert "env_vars" not in sub.body["runtime_env"]  # Ray would expand $HOME there
 
 
 # --------------------------------------------------------------------------- real head
