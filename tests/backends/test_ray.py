@@ -30,6 +30,7 @@ from core.engine.executors import profile_class, profile_from_dict
 from core.engine.executors_ray import RayExecutor, SlurmRayExecutor, normalize_address
 from core.engine.protocol import BackendError, Handle
 from core.engine.states import JobState
+from core.settings import load_settings
 
 PY = "python"  # the head's PATH has the Ray venv first (.ci/services/ray.sh)
 
@@ -111,6 +112,27 @@ def test_job_env_is_verbatim_and_job_dir_is_per_job_under_the_cluster_root(
     assert spec["env"]["NEMORUN_JOB_DIR"] == spec["job_dir"]
     assert spec["env"]["A"] == "$HOME" and spec["env"]["N"] == "3"
     assert "env_vars" not in sub.body["runtime_env"]  # Ray would expand $HOME there
+
+
+def test_config_toml_profiles_for_both_ray_backends(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[executors.ray]\nbackend = "ray"\naddress = "http://head:8265"\n'
+        'runtime_env = { pip = ["numpy"], env_vars = { X = "1" } }\n'
+        "entrypoint_num_cpus = 2\nentrypoint_resources = { accel = 1 }\n"
+        'metadata = { team = "ml" }\n'
+        '[executors.rs]\nbackend = "slurm_ray"\nray_python = "/v/bin/python"\nnodes = 2\n'
+        'partition = "gpu"\n'
+    )
+    settings = load_settings(path)
+
+    ray = settings.profile("ray")
+    assert isinstance(ray, RayExecutor)
+    assert ray.runtime_env == {"pip": ["numpy"], "env_vars": {"X": "1"}}
+    assert (ray.entrypoint_num_cpus, ray.entrypoint_resources) == (2, {"accel": 1})
+    rs = settings.profile("rs")
+    assert isinstance(rs, SlurmRayExecutor) and (rs.nodes, rs.partition) == (2, "gpu")
+    assert registry.backend_class(rs.backend).name == "slurm_ray"
 
 
 # --------------------------------------------------------------------------- real head
