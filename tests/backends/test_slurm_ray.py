@@ -16,11 +16,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from ci_services import ray_available, ray_service, slurm_available
+from ci_services import (
+    ray_available,
+    ray_service,
+    slurm_available,
+    sshd_available,
+    sshd_service,
+)
 from services import require_service
 
 from backends.ray.slurm_ray import SlurmRayBackend
-from core.engine.executors import profile_from_dict
+from core.engine.executors import LocalTunnel, SSHTunnel, profile_from_dict
 from core.engine.executors_ray import SlurmRayExecutor
 from core.engine.protocol import Handle, JobSpec
 from core.engine.states import JobState, StatusReport
@@ -44,11 +50,19 @@ def cluster_pids(slurm_job_id: str) -> list[int]:
     return pids
 
 
-@pytest.fixture
-def backend() -> SlurmRayBackend:
+@pytest.fixture(params=["login-node", "ssh"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> SlurmRayBackend:
+    """On the login node, and from a laptop over SSH (status then comes from the job dir's
+    ray-status.json through the SSH transport: no route to the compute node is needed)."""
     require_service(*slurm_available())
     require_service(*ray_available())
+    tunnel: LocalTunnel | SSHTunnel = LocalTunnel()
+    if request.param == "ssh":
+        require_service(*sshd_available())
+        s = sshd_service()
+        tunnel = SSHTunnel(host=s.alias, ssh_config=s.ssh_config, job_dir=str(tmp_path / "r"))
     executor = SlurmRayExecutor(
+        tunnel=tunnel,
         ray_python=ray_service().python,
         object_store_memory=100_000_000,
         num_cpus=1,
@@ -115,13 +129,15 @@ async def test_head_only_cluster_runs_the_entrypoint_and_goes_away(
         err = b"".join([c async for c in backend.logs(handle, stream="stderr")])
         assert err.endswith(b"\nto stderr\n")  # after ray.init()'s own log line
         assert b"nodes 1" not in err
-        assert not (tmp_path / "job" / "ray-config.json").read_text().count("t0ken")
+        config = Path(backend._dirs[handle.job_id]) / "ray-config.json"
+        assert "t0ken" not in config.read_text()
         assert cluster_pids(handle.job_id) == []
     finally:
         await backend.cancel(handle)
         await backend.close()
 
 
+@pytest.mark.parametrize("backend", ["login-node"], indirect=True)
 async def test_cancel_stops_the_ray_job_and_tears_the_cluster_down(
     backend: SlurmRayBackend, tmp_path: Path
 ) -> None:
