@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -170,7 +171,11 @@ class RayBackend:
         return DryRun(
             backend=self.name,
             summary=summary,
-            artifacts={"request.json": json.dumps(sub.shown(), indent=2, sort_keys=True)},
+            artifacts={
+                # The entrypoint is the wrapper plus this command: shown apart to be readable.
+                "command": shlex.join(str(a) for a in job.argv),
+                "request.json": json.dumps(sub.shown(), indent=2, sort_keys=True),
+            },
         )
 
     async def submit(self, job: JobSpec) -> Handle:
