@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "LocalTunnel": "core.engine.executors",
     "KubernetesExecutor": "core.engine.executors_kubernetes",
     "DockerExecutor": "core.engine.executors_docker",
+    "RayExecutor": "core.engine.executors_ray",
+    "SlurmRayExecutor": "core.engine.executors_ray",
     "Packager": "core.packaging",
     "GitArchivePackager": "core.packaging",
     "PatternPackager": "core.packaging",

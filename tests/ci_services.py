@@ -134,4 +134,50 @@ def docker_available() -> tuple[bool, str]:
         api.close()
     except Exception as exc:
         return False, f"podman Docker API at {sock} not usable ({exc}; run .ci/services/podman.sh)"
+# --------------------------------------------------------------------------- ray
+# .ci/services/ray.sh writes ``ray/address`` (the head's dashboard URL) and ``ray/python`` (the
+# interpreter of the Ray venv, which Ray on Slurm starts its nodes with).
+
+
+@dataclass(frozen=True)
+class RayService:
+    """The CI Ray head: its Jobs API address and the Ray venv's interpreter."""
+
+    address: str
+    python: str
+
+    @property
+    def ray(self) -> str:
+        """The ``ray`` script of that venv."""
+        return str(Path(self.python).with_name("ray"))
+
+
+def ray_service() -> RayService:
+    d = ci_dir() / "ray"
+
+    def read(name: str, default: str) -> str:
+        try:
+            return (d / name).read_text().strip() or default
+        except OSError:
+            return default
+
+    return RayService(
+        address=read("address", "http://127.0.0.1:8265"),
+        python=read("python", str(d / "venv" / "bin" / "python")),
+    )
+
+
+def ray_available() -> tuple[bool, str]:
+    """(up?, why not) — the head answers ``/api/version`` and the Ray venv exists."""
+    import json
+    import urllib.request
+
+    s = ray_service()
+    try:
+        with urllib.request.urlopen(s.address + "/api/version", timeout=5) as resp:
+            json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        return False, f"CI Ray head not reachable at {s.address} ({exc}; run .ci/services/ray.sh)"
+    if not Path(s.python).exists():
+        return False, f"Ray venv missing ({s.python}; run .ci/services/ray.sh)"
     return True, ""

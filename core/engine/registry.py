@@ -21,6 +21,8 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "slurm": "backends.slurm:SlurmBackend",
     "kubernetes": "backends.kubernetes:KubernetesBackend",
     "docker": "backends.docker:DockerBackend",
+    "ray": "backends.ray:RayBackend",
+    "slurm_ray": "backends.ray.slurm_ray:SlurmRayBackend",
 }
 ENTRY_POINT_GROUP = "nemorun_tui.backends"
 

@@ -297,6 +297,47 @@ async def docker_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
                 labels = row.get("Labels") or {}
                 if str(labels.get("nemorun.job_dir", "")).startswith(str(tmp_path)):
                     await backend.client.remove(row["Id"])
+# --------------------------------------------------------------------------- ray
+
+
+@contextlib.asynccontextmanager
+async def ray_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
+    """Ray Jobs on the CI head (same machine: job dirs and markers are local files)."""
+    from ci_services import ray_available, ray_service
+
+    from backends.ray import RayBackend
+    from core.engine.executors_ray import RayExecutor
+
+    require_service(*ray_available())
+    executor = RayExecutor(address=ray_service().address, log_interval=0.2)
+    backend = RayBackend.from_profile(executor)
+    make_spec, workdir = spec_factory(tmp_path, executor)
+    submitted: list[Handle] = []
+    real_submit = backend.submit
+
+    async def submit(job: JobSpec) -> Handle:
+        handle = await real_submit(job)
+        submitted.append(handle)
+        return handle
+
+    backend.submit = submit  # type: ignore[method-assign]  # remember jobs to stop on teardown
+    try:
+        yield ContractTarget(
+            name="ray",
+            backend=backend,
+            make_spec=make_spec,
+            workdir=workdir,
+            unknown_handle=Handle("ray", executor.target(), "nrt-no-such-job-0"),
+            read_file=read_local_file,
+            timeout=60.0,
+            poll_interval=0.2,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            reports = await backend.poll(submitted)
+            for handle, report in reports.items():
+                if not report.state.is_terminal and report.state is not JobState.UNKNOWN:
+                    await backend.cancel(handle)
         await backend.close()
 
 
@@ -307,6 +348,7 @@ CONTRACT_TARGETS: dict[str, ContractFactory] = {
     "slurm-ssh": _slurm_target(over_ssh=True),
     "kubernetes-emulated": kubernetes_target,
     "docker": docker_target,
+    "ray": ray_target,
 }
 
 
