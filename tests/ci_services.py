@@ -134,6 +134,9 @@ def docker_available() -> tuple[bool, str]:
         api.close()
     except Exception as exc:
         return False, f"podman Docker API at {sock} not usable ({exc}; run .ci/services/podman.sh)"
+    return True, ""
+
+
 # --------------------------------------------------------------------------- ray
 # .ci/services/ray.sh writes ``ray/address`` (the head's dashboard URL) and ``ray/python`` (the
 # interpreter of the Ray venv, which Ray on Slurm starts its nodes with).

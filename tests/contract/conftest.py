@@ -297,6 +297,9 @@ async def docker_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
                 labels = row.get("Labels") or {}
                 if str(labels.get("nemorun.job_dir", "")).startswith(str(tmp_path)):
                     await backend.client.remove(row["Id"])
+        await backend.close()
+
+
 # --------------------------------------------------------------------------- ray
 
 
