@@ -498,6 +498,10 @@ class NemorunApp(App[int]):
                 self._listing.poke()
             if self.panes_ready.is_set() and event.exp_id == self.detail_pane.exp_id:
                 self._load_detail(event.exp_id)
+            if self.panes_ready.is_set():
+                self.logs_pane.set_job_state(
+                    event.exp_id, event.job, event.new.value, event.report.exit_code
+                )
             if event.new.is_terminal:
                 self._run_ended(event)
         elif isinstance(event, PollError):
@@ -725,6 +729,7 @@ class NemorunApp(App[int]):
             and current.stream != stream
         )
         pane.open_log(key, str(path), replace=replace)
+        pane.set_job_state(exp_id, rec.name, rec.state.value, rec.exit_code)
         await self.action_pane("logs")
         if len(record.jobs) > 1 and job is None:
             others = ", ".join(j.name for j in record.jobs[1:])

@@ -58,6 +58,13 @@ class BuiltPlan:
     help: str = ""
 
 
+def _walk_nodes(node: Any) -> Any:
+    """Every node under ``node``, depth first, in screen order."""
+    for child in node.children:
+        yield child
+        yield from _walk_nodes(child)
+
+
 def override_path(text: str) -> str:
     """The dotted path of an override (``a.b`` of ``a.b*=2``)."""
     match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?:\+=|-=|\*=|/=|=)", text)
@@ -509,6 +516,10 @@ class ComposePane(Vertical):
                 if cursor is not None and cursor.job == ref.job and cursor.path == ref.path:
                     target = node
         tree.root.expand_all()
+        if target is None:
+            # A fresh tree has no cursor (line -1) and enter would do nothing until an
+            # arrow key was pressed: start on the first editable field.
+            target = next((n for n in _walk_nodes(tree.root) if n.data and n.data.leaf), None)
         if target is not None:
             self.call_after_refresh(tree.move_cursor, target)
 

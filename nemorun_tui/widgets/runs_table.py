@@ -167,6 +167,10 @@ class RunsTable(ScrollView, can_focus=True):
 
         def __init__(self, table: RunsTable, exp_id: str | None) -> None:
             super().__init__()
+            # The table is the sender even when a parent's handler made the change (the
+            # filter box): Textual stops a message at its sender's parent otherwise, and
+            # the app would never hear that the cursor moved.
+            self.set_sender(table)
             self.table = table
             self.exp_id = exp_id
 
@@ -180,6 +184,7 @@ class RunsTable(ScrollView, can_focus=True):
 
         def __init__(self, table: RunsTable, exp_id: str) -> None:
             super().__init__()
+            self.set_sender(table)
             self.table = table
             self.exp_id = exp_id
 
@@ -193,6 +198,7 @@ class RunsTable(ScrollView, can_focus=True):
 
         def __init__(self, table: RunsTable) -> None:
             super().__init__()
+            self.set_sender(table)
             self.table = table
 
         @property
