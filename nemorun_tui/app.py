@@ -364,6 +364,12 @@ class NemorunApp(App[int]):
         return self.main.query_one(RunsTable)
 
     @property
+    def marked(self) -> list[str]:
+        """Experiment ids marked in Runs (space), in display order: what bulk actions and
+        the Compare screen act on."""
+        return self.runs_table.marked_ids()
+
+    @property
     def active_pane(self) -> str:
         """Id of the pane on screen."""
         return self.main.query_one(ContentSwitcher).current or "runs"

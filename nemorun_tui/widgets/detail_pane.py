@@ -167,6 +167,7 @@ class DetailPane(VerticalScroll, can_focus=True):
     DetailPane > .heading { text-style: bold; color: $accent; margin-top: 1; }
     DetailPane > #detail-empty { color: $text-muted; padding: 1 1; }
     DetailPane > JobsPanel { border-top: none; padding: 0; max-height: 20; }
+    DetailPane > JobsPanel:focus { border-top: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -196,7 +197,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("Select a run in Runs (1) and press enter.", id="detail-empty")
         yield Static("", id="detail-header", classes="section")
         yield Static("Jobs", classes="heading")
-        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs")
+        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs", max_rows=18)
         yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
         yield Static("", id="detail-diff")
         yield Static("Config", classes="heading")

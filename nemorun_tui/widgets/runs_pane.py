@@ -98,6 +98,9 @@ class RunsPane(Vertical):
         """One line: counts, filter, sort, and any poll trouble."""
         table = self.table
         parts = [f"{table.row_count} of {table.total_count} experiments"]
+        marked = len(table.marked_ids())
+        if marked:
+            parts.append(f"{marked} marked (space: mark, esc: unmark all)")
         if table.filter_text:
             parts.append(f"filter “{table.filter_text}”")
         arrow = "▼" if table.sort_reverse else "▲"
@@ -134,12 +137,18 @@ class RunsPane(Vertical):
         self.table.focus()
 
     def action_clear_filter(self) -> None:
-        """Escape on the table clears an active filter."""
+        """Escape on the table clears an active filter, or else the marks."""
         box = self.query_one(FilterInput)
         if box.value:
             box.value = ""
+        elif not self.has_class("-filtering"):
+            self.table.clear_marks()
         self.remove_class("-filtering")
         self.table.focus()
+
+    @on(RunsTable.MarksChanged)
+    def _marks_changed(self) -> None:
+        self.update_status()
 
     @on(RunsTable.Sorted)
     def _sorted(self) -> None:
