@@ -322,6 +322,11 @@ class NemorunApp(App[int]):
         known = {b.id for b in own_bindings(self) if b.id}
         for node in self.main.walk_children():
             known.update(b.id for b in own_bindings(node) if b.id)
+        from nemorun_tui.ui_state import quit_key_warning
+
+        warning = quit_key_warning(self, dict(self.engine.settings.keys))
+        if warning:
+            self.notify(warning, title="Settings", severity="warning", timeout=12)
         unknown = sorted(wanted - known)
         if unknown:
             self.notify(
@@ -393,6 +398,9 @@ class NemorunApp(App[int]):
         if self.monitor_enabled:
             self._subscribe_monitor()
         self._ticker = self.set_interval(1.0, self._tick_clock, name="clock")
+        from nemorun_tui.ui_state import remember_theme
+
+        remember_theme(self)
 
     async def on_unmount(self) -> None:
         """Stop polling and the engine thread."""
@@ -544,6 +552,14 @@ class NemorunApp(App[int]):
             block(message), title=cell(title), severity=severity, timeout=timeout, markup=False
         )
 
+    def action_help_quit(self) -> None:
+        """ctrl+c: say how to quit, in plain words (Textual's own toast is markup, and our
+        toasts never are, so it showed a raw ``[b]ctrl+q[/b]``)."""
+        keys = [key for key, b in self.active_bindings.items() if b.binding.action in ("quit",)]
+        if keys:
+            shown = " or ".join(self.get_key_display(self.active_bindings[k].binding) for k in keys)
+            self.notify(f"Press {shown} to quit the app", title="Do you want to quit?")
+
     def report_error(self, text: str, *, key: str | None = None, every: float = 30.0) -> None:
         """A notification for a backend/store problem; the same one at most every ``every`` s."""
         key = key or text
@@ -572,7 +588,8 @@ class NemorunApp(App[int]):
     # -- the highlighted experiment's jobs ----------------------------------------------
     @on(RunsTable.Highlighted)
     def _highlighted(self, message: RunsTable.Highlighted) -> None:
-        self._reload_highlighted_jobs()
+        if self.screen_stack:  # not while the app is closing
+            self._reload_highlighted_jobs()
 
     def _reload_highlighted_jobs(self) -> None:
         exp_id = self.runs_table.cursor_id

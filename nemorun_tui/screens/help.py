@@ -12,6 +12,7 @@ from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -101,8 +102,9 @@ class HelpScreen(ModalScreen[None]):
             app_rows = collect_bindings(app, _Only(app))
             app_rows.append(("ctrl+p", "Command palette: open run by id, panes, theme"))
             yield Static(self._table(app_rows))
+            # Content, not markup: "[keys]" read as markup vanished from the sentence.
             yield Static(
-                'Keys are remappable in config.toml under [keys], e.g. relaunch = "R".',
+                Content('Keys are remappable in config.toml under [keys], e.g. relaunch = "R".'),
                 classes="hint",
             )
 

@@ -7,7 +7,6 @@ thread; the pane only renders the resulting :class:`DetailData`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -342,7 +341,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         for job, rec in zip(data.jobs, data.record.jobs, strict=False):
             table = self._kv_table()
             plain_row(table, "job", Text(cell(job.name), style="bold"))
-            plain_row(table, "handle", str(rec.handle) if rec.handle else "(not submitted)")
+            plain_row(table, "handle", handle_text(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
                 plain_row(table, "submitted", when_seconds(rec.submitted_at))
             if job.executor_error:
@@ -350,10 +349,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             for key, value in sorted(job.executor.items()):
                 if value in (None, {}, [], "") and key not in ("backend",):
                     continue
-                shown = (
-                    json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
-                )
-                plain_row(table, key, str(shown))
+                plain_row(table, key, setting_text(key, value))
             if job.provenance is not None:
                 plain_row(table, "packaging", _provenance_line(job.provenance))
                 dirty = job.provenance.get("dirty_files") or []
@@ -384,7 +380,7 @@ class DetailPane(VerticalScroll, can_focus=True):
                 extra = f"parent {event['parent']}" if event.get("parent") else ""
             elif kind == "submitted":
                 what = "submitted"
-                extra = str(event.get("handle", ""))
+                extra = handle_text_of(str(event.get("handle", "")))
             else:
                 what = kind
                 extra = ", ".join(
@@ -399,6 +395,51 @@ class DetailPane(VerticalScroll, can_focus=True):
                 extra,
             )
         return table
+
+
+def handle_text(handle: Any) -> str:
+    """A job's handle as a person reads it: ``12345 on slurm at ssh://me@login`` or, for a
+    local job, its process directory (the ``local://local//tmp/…`` URL form said it twice)."""
+    if handle.backend == handle.target or handle.target in ("", "local"):
+        return f"{handle.job_id}  ({handle.backend})"
+    return f"{handle.job_id}  ({handle.backend} at {handle.target})"
+
+
+def handle_text_of(stored: str) -> str:
+    """:func:`handle_text` for a handle stored as its URL (``local://local//tmp/x``)."""
+    from core.engine.protocol import Handle
+
+    backend, sep, rest = stored.partition("://")
+    if not sep:
+        return stored
+    if "://" in rest:  # a target that is itself a URL: ssh://me@login/12345
+        scheme, _, tail = rest.partition("://")
+        host, _, job_id = tail.partition("/")
+        target = f"{scheme}://{host}"
+    else:
+        target, _, job_id = rest.partition("/")
+    return handle_text(Handle(backend, target, job_id))
+
+
+def setting_text(key: str, value: Any) -> str:
+    """One executor setting, readable: a tunnel as ``ssh me@login:22`` (job dir …), a
+    table as ``k=v`` pairs, a list comma-separated — never raw JSON."""
+    if isinstance(value, dict):
+        data = {k: v for k, v in value.items() if v not in (None, "", {}, [])}
+        kind = str(data.pop("__type__", ""))
+        if key == "tunnel" or kind.endswith("Tunnel"):
+            if kind == "LocalTunnel" or not data.get("host"):
+                job_dir = data.get("job_dir")
+                return f"this machine, job dir {job_dir}" if job_dir else "this machine"
+            user = f"{data.pop('user')}@" if data.get("user") else ""
+            port = f":{data.pop('port')}" if data.get("port") else ""
+            text = f"ssh {user}{data.pop('host')}{port}"
+            rest = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(data.items()))
+            return f"{text} ({rest})" if rest else text
+        return ", ".join(f"{k}={setting_text(k, v)}" for k, v in sorted(data.items())) or "-"
+    if isinstance(value, list):
+        return ", ".join(setting_text(key, v) for v in value) or "-"
+    return str(value)
 
 
 def _provenance_line(prov: dict[str, Any]) -> str:
