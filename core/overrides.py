@@ -572,6 +572,7 @@ class _Checker:
         return self.unwrap(value, where)
 
     def _path(self, value: str, ann: type, where: str) -> Any:
+        value = path_text(value)
         if not value or "\0" in value:
             raise self.fail(where, ann, value, " (a path must be non-empty, without NUL)")
         try:
@@ -609,10 +610,17 @@ class _Checker:
         except OverrideError as exc:
             if first_error is not None:
                 raise first_error from None
+            if "," in value.text and _is_sequence(ann):
+                items = ",".join(part.strip() for part in value.text.split(","))
+                raise OverrideError(f"{exc}; for a list, write `{where}=[{items}]`") from None
+            if _is_primitive(ann) or not self.factories:
+                raise
             close = difflib.get_close_matches(value.text, list(self.factories), n=1)
-            if close and not _is_primitive(ann):
+            if close:
                 raise OverrideError(f"{exc}; did you mean factory `{close[0]}`?") from None
-            raise
+            names = sorted(self.factories)
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise OverrideError(f"{exc} (factories: {shown})") from None
 
     def unwrap(self, value: Any, where: str) -> Any:
         """Turn parsed tokens into plain values where nothing constrains the type."""
@@ -724,6 +732,36 @@ class _Checker:
         if isinstance(value, ann):
             return value
         raise self.fail(where, ann, value)
+
+
+def _is_sequence(ann: Any) -> bool:
+    """A list-like annotation (also inside ``Optional``): ``a,b`` was meant as ``[a,b]``."""
+    ann = _strip_annotated(ann)
+    origin = typing.get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence(arg) for arg in typing.get_args(ann) if arg is not type(None))
+    sequences = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set)
+    return (origin or ann) in sequences
+
+
+_PATH_REPR = re.compile(
+    r"^(?:Pure)?(?:Posix|Windows)?Path\(\s*(?P<q>['\"])(?P<text>(?:\\.|(?!(?P=q)).)*)(?P=q)\s*\)$",
+    re.DOTALL,
+)
+
+
+def path_text(value: str) -> str:
+    """The path in ``value``: a display like ``Path('/data/train')`` (what the app pre-fills
+    a Path field with, see :func:`core.serialize.flatten`) gives back ``/data/train``;
+    anything else is the path itself."""
+    match = _PATH_REPR.match(value.strip())
+    if match is None:
+        return value
+    try:
+        text = ast.literal_eval(f"{match['q']}{match['text']}{match['q']}")
+    except (ValueError, SyntaxError):
+        return value
+    return text if isinstance(text, str) else value
 
 
 def _hash(value: Any, where: str) -> None:
@@ -1009,8 +1047,11 @@ def _apply_one(task: Any, override: Override, checker: _Checker) -> Any:
             parsed = _parse(override.raw_value)
         except _ParseError as exc:
             raise OverrideError(f"cannot parse value for `{where}`: {exc}") from None
+        ann = slot.ann
+        if _is_unknown(_strip_annotated(ann)) and isinstance(slot.current, pathlib.PurePath):
+            ann = type(slot.current)  # an unannotated Path field stays a Path
         if override.op == "=":
-            value = checker.check(parsed, slot.ann, where)
+            value = checker.check(parsed, ann, where)
         else:
             operand = checker.check(parsed, _MISSING, where)
             updated = _arith(override.op, slot.current, operand, where)

@@ -692,6 +692,29 @@ def _render(value: Any, level: int, used: int, width: int) -> str:
     return one_line
 
 
+def default_value(fn: Any, name: str, default: Any) -> Any:
+    """A parameter's default as a user would write it: a dataclass field's
+    ``default_factory`` is called (its signature shows only a ``<factory>`` placeholder).
+    A factory that fails shows as ``<factory failed: …>``, never as the placeholder."""
+    if default is not getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object()):
+        return default
+    if dataclasses.is_dataclass(fn):
+        for item in dataclasses.fields(fn):
+            if item.name == name and item.default_factory is not dataclasses.MISSING:
+                try:
+                    return item.default_factory()
+                except Exception as exc:
+                    return _Shown(f"<factory failed: {type(exc).__name__}>")
+    return _Shown("<factory>")
+
+
+class _Shown(str):
+    """Text shown as is by :func:`_short` (not quoted like a str value)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def flatten(
     task: Any, *, include_defaults: bool = False, max_width: int | None = None
 ) -> dict[str, str]:
@@ -723,7 +746,11 @@ def _flatten(value: Any, where: str, out: dict[str, str], defaults: bool) -> Non
             for name, param in (_parameters(fn) or {}).items():
                 if name in args or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                     continue
-                shown = "<required>" if param.default is param.empty else _short(param.default)
+                shown = (
+                    "<required>"
+                    if param.default is param.empty
+                    else _short(default_value(fn, name, param.default))
+                )
                 out[_join(where, name)] = shown
         return
     if _is_script(value):

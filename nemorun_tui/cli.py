@@ -78,21 +78,78 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed, with a command's options and its KEY=VALUE words in any order.
+
+    argparse alone stops filling ``KEY=VALUE ...`` at the first option
+    (``run train --executor local a=1`` was "unrecognized arguments", with the top-level
+    usage); the command's own parser reads its words intermixed, and a mistake prints that
+    command's usage.
+    """
+    argv = list(argv)
+    at = _command_at(argv)
+    name = argv[at] if at is not None else None
+    parser = build_parser(only=name)
+    if at is None or name is None:
+        return parser.parse_args(argv)
+    args = parser.parse_args(argv[:at])  # the top-level options given before the command
+    sub = _subparser(parser, name)
+    try:
+        sub.parse_intermixed_args(argv[at + 1 :], namespace=args)
+    except TypeError:  # a command whose words cannot be intermixed (argparse.REMAINDER)
+        sub.parse_args(argv[at + 1 :], namespace=args)
+    args.command = name
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)  # pragma: no cover - build_parser always adds it
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.epilog, p.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
     p.add_argument("recipe", nargs="?", help="recipe name from the workspace")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
     p.add_argument("--script", help="run this shell command instead of a recipe")
     _common_launch(p)
+    _tag_note_args(p)
     p.add_argument(
         "--dryrun", action="store_true", help="show what would be submitted; write nothing"
     )
+
+
+def _tag_note_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="tag the experiment (repeat, or a,b); `ls --tag` filters on it",
+    )
+    p.add_argument("--note", help="a free-text note kept with the experiment")
 
 
 def _ls_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
     # Read as text and checked in _cmd_ls, so a bad N is one line like every other error.
     p.add_argument("--limit", metavar="N", default=None, help="show at most N experiments")
+    p.add_argument(
+        "--state", metavar="STATE[,STATE]", help="only these states (e.g. running,failed)"
+    )
+    p.add_argument("--title", metavar="TEXT", help="only titles containing TEXT (any case)")
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="TAG", help="only runs with TAG (repeat: all)"
+    )
+    p.add_argument(
+        "--since", metavar="WHEN", help="only runs created since WHEN: 30m, 2h, 7d or 2026-12-01"
+    )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--archived", action="store_true", help="only archived runs")
+    shown.add_argument("--all", action="store_true", help="archived runs too")
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
@@ -101,11 +158,26 @@ def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-refresh", action="store_true", help="show the stored state without polling"
     )
+    p.add_argument(
+        "--watch",
+        "-w",
+        action="store_true",
+        help="refresh until every job has ended, printing each change",
+    )
+    p.add_argument(
+        "--interval", metavar="S", default="2", help="seconds between --watch refreshes (2)"
+    )
 
 
 def _logs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("exp", metavar="EXP")
     p.add_argument("job", nargs="?", metavar="JOB")
+    p.add_argument(
+        "--job",
+        dest="job_option",
+        metavar="JOB",
+        help="only this job (default: every job, each line prefixed with its name)",
+    )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
     _raw_arg(p)
@@ -133,11 +205,40 @@ def _relaunch_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="package the current code instead of reusing the parent's archive",
     )
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="run in DIR (default: the directory the parent was launched from)",
+    )
     _common_launch(p, name=False)
 
 
 def _recipes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "recipe", nargs="?", metavar="RECIPE", help="show this recipe's fields and defaults"
+    )
     p.add_argument("--json", action="store_true")
+
+
+def _tag_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("exp", metavar="EXP")
+    p.add_argument("tags", nargs="+", metavar="TAG")
+    p.add_argument("--remove", action="store_true", help="remove these tags instead")
+
+
+def _note_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("exp", metavar="EXP")
+    p.add_argument("note", metavar="TEXT", help='the note ("" removes it)')
+
+
+def _archive_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("exps", nargs="+", metavar="EXP")
+    p.add_argument("--undo", action="store_true", help="unarchive: list them by default again")
+
+
+def _rm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("exps", nargs="+", metavar="EXP")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
 
 #: Every command: its one-line help and what adds its arguments, in the order --help lists them.
@@ -148,24 +249,36 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "logs": ("print a job's output", _logs_args),
     "cancel": ("cancel a job or every live job of an experiment", _cancel_args),
     "relaunch": ("run a past experiment again, with overrides", _relaunch_args),
-    "recipes": ("list the workspace's recipes", _recipes_args),
+    "recipes": ("list the workspace's recipes and factories, or show one", _recipes_args),
     "rebuild-index": ("rebuild the listing cache from the manifests", lambda p: None),
+    "tag": ("add (or --remove) tags of an experiment", _tag_args),
+    "note": ("set the note of an experiment", _note_args),
+    "archive": ("hide experiments from the default listing (--undo: show again)", _archive_args),
+    "rm": ("delete finished experiments and their logs (asks first)", _rm_args),
 }
 
 
 def command_in(argv: Sequence[str]) -> str | None:
     """The command named on the line, when it is a known one and no top-level flag other than
     ``--home``/``--workspace`` comes before it (those need the full parser)."""
-    args = iter(argv)
-    for arg in args:
+    at = _command_at(argv)
+    return None if at is None else argv[at]
+
+
+def _command_at(argv: Sequence[str]) -> int | None:
+    """Where :func:`command_in`'s command is in ``argv`` (None: no such command)."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
         if arg in ("--home", "--workspace"):
-            next(args, None)
-        elif arg.startswith(("--home=", "--workspace=")):
+            i += 2
             continue
-        elif arg.startswith("-"):
+        if arg.startswith(("--home=", "--workspace=")):
+            i += 1
+            continue
+        if arg.startswith("-"):
             return None
-        else:
-            return arg if arg in COMMANDS else None
+        return i if arg in COMMANDS else None
     return None
 
 
@@ -185,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(only=command_in(argv)).parse_args(argv)
+    args = parse_command_line(argv)
     if args.command is None:
         return _open_app(args)
     try:
@@ -239,6 +352,16 @@ def _user_error_code(exc: Exception) -> int | None:
 
         if isinstance(exc, (recipes.WorkspaceError, recipes.UnknownRecipeError)):
             return EXIT_USAGE
+    if "nemorun_tui.cli_manage" in sys.modules:
+        from nemorun_tui.cli_manage import ManageError
+
+        if isinstance(exc, ManageError):
+            return EXIT_USAGE
+    if "nemorun_tui.cli_filters" in sys.modules:
+        from nemorun_tui.cli_filters import FilterError
+
+        if isinstance(exc, FilterError):
+            return EXIT_USAGE
     if isinstance(exc, (BackendError, TransportError)):
         return EXIT_FAILED
     return None
@@ -269,6 +392,21 @@ MAX_NAME_BYTES = 255
 MAX_TITLE = 128
 
 
+def _check_home(args: argparse.Namespace) -> None:
+    """A store location that is not a directory: one line, before anything opens it."""
+    from core.paths import resolve_home
+
+    home = resolve_home(args.home)
+    if home.exists() and not home.is_dir():
+        where = "--home" if args.home else "the store"
+        raise UsageError(f"{where} {home} is not a directory")
+    for parent in home.parents:  # `--home some-file/sub` cannot be created either
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"the store {home} is inside {parent}, which is not a directory")
+            break
+
+
 def _check_names(args: argparse.Namespace) -> None:
     """One line, before anything touches the store, for a name no experiment can have."""
     for attr, what in (("exp", "experiment reference"), ("job", "job name")):
@@ -289,11 +427,18 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     _check_names(args)
+    _check_home(args)
     command = args.command
     if command == "ls":
         return _cmd_ls(args)
     if command == "status":
+        if args.watch:
+            return _cmd_status_watch(args, _store(args))
         return _cmd_status(args, _store(args))
+    if command in ("tag", "note", "archive", "rm"):
+        from nemorun_tui import cli_manage
+
+        return cli_manage.run(args, _store(args))
     if command == "rebuild-index":
         store = _store(args)
         store.rebuild_index()
@@ -338,7 +483,18 @@ def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
         plan = engine.recipe_plan(
             ws, args.recipe, args.overrides, profile=args.executor, title=args.name
         )
+    _apply_tag_note(plan, args)
     return _launch(plan, engine, args)
+
+
+def _apply_tag_note(plan: Plan, args: argparse.Namespace) -> None:
+    """``--tag``/``--note`` onto the plan, checked now (a bad tag launches nothing)."""
+    from core.store.files import check_note, check_tags
+
+    tags = [t for given in getattr(args, "tag", None) or [] for t in given.split(",")]
+    plan.tags = check_tags([*plan.tags, *tags])
+    if getattr(args, "note", None) is not None:
+        plan.note = check_note(args.note)
 
 
 def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
@@ -346,6 +502,17 @@ def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
     plan = engine.relaunch_plan(
         exp_id, args.overrides, executor=args.executor, repackage=args.repackage
     )
+    parent_dir = plan.workdir
+    if args.workdir is not None:
+        workdir = Path(args.workdir).expanduser()
+        if not workdir.is_dir():
+            raise UsageError(f"--workdir {args.workdir} is not a directory")
+        plan.workdir = str(workdir.resolve())
+    if not args.quiet:
+        if plan.workdir != parent_dir:
+            _progress(f"workdir: {parent_dir or '(not recorded)'} → {plan.workdir}")
+        elif plan.workdir is not None:
+            _progress(f"workdir: {plan.workdir} (the parent's)")
     return _launch(plan, engine, args)
 
 
@@ -537,9 +704,20 @@ def _limit(text: str) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    if args.limit is not None:  # a slice: render it directly
-        rows = _store(args).list(limit=_limit(args.limit))
+    from nemorun_tui.cli_filters import ListingFilter
+
+    wanted = ListingFilter.from_args(args)
+    if args.limit is not None or not wanted.is_default:  # a slice: render it directly
+        limit = _limit(args.limit) if args.limit is not None else None
+        store = _store(args)
+        rows = wanted.apply(store.list(archived=wanted.archived))
+        rows = rows[:limit] if limit is not None else rows
         text = _render_json(rows) if args.json else _render_table(rows)
+        if not text and not args.json:
+            total = len(store.list())
+            if total:
+                print(f"no experiments match ({total} in the store)", file=sys.stderr)
+                return EXIT_OK
     else:
         from core.paths import resolve_home
         from core.store.index import cached_listing
@@ -555,7 +733,13 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         # The index's copy when nothing changed (no store import needed), else via the
         # store, which refreshes the index and keeps the new rendering.
         cached = cached_listing(str(resolve_home(args.home)), kind)
-        text = cached if cached is not None else _store(args).rendered_listing(kind, render)
+        if cached is not None:
+            text = cached
+        else:
+            text = _store(args).rendered_listing(kind, lambda rows: render(_unarchived(rows)))
+        if not text and _store(args).list(limit=1):
+            print("no experiments listed: all are archived (see `ls --archived`)", file=sys.stderr)
+            return EXIT_OK
     if not text:
         print("no experiments yet; try: nemorun-tui run --script 'echo hello'", file=sys.stderr)
         return EXIT_OK
@@ -564,7 +748,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 #: Bump when _render_json or _render_table change what they print (the index keeps renderings).
-RENDER_VERSION = 3
+RENDER_VERSION = 4
+
+
+def _unarchived(rows: list[Any]) -> list[Any]:
+    """The default listing: archived runs are hidden (``ls --archived``/``--all``)."""
+    return [r for r in rows if not r.archived]
 
 
 def _render_json(rows: list[Any]) -> str:
@@ -582,6 +771,7 @@ def _render_table(rows: list[Any]) -> str:
         lines.append(
             f"{cell(r.id):<44} {state:<10} {r.n_jobs:>4} {cell(','.join(r.executors)) or '-':<12} "
             f"{_when(r.created_at):<19} {cell(r.title)}"
+            + (f"  [{cell(','.join(r.tags))}]" if r.tags else "")
             + (f"  ! {cell(r.damaged)}" if r.damaged else "")
         )
     return "\n".join(lines) + "\n"
@@ -603,27 +793,85 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data["events"] = store.events(exp_id)
         _print_json(data)
     else:
-        from core.textsafe import escape_cell as cell  # a title or reason never splits a line
+        sys.stdout.write(_status_text(record))
+    return _status_code(record)
 
-        print(f"{cell(record.id)}  {cell(record.title)}  {record.state.value}")
-        if record.parent:
-            print(f"  parent: {cell(record.parent)}")
-        for j in record.jobs:
-            dur = j.duration
-            extra = [f"exit {j.exit_code}"] if j.exit_code is not None else []
-            if j.reason:
-                extra.append(j.reason)
-            if j.observed_at:
-                extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
-            print(
-                f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
-                f"{(f'{dur:.1f}s' if dur is not None else '-'):>8}  {cell('; '.join(extra))}"
-            )
+
+def _status_code(record: ExperimentRecord) -> int:
     from core.engine.states import JobState
 
     if record.state in (JobState.FAILED, JobState.CANCELLED):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _status_text(record: ExperimentRecord, *, ages: bool = True) -> str:
+    from core.textsafe import escape_cell as cell  # a title or reason never splits a line
+
+    lines = [f"{cell(record.id)}  {cell(record.title)}  {record.state.value}"]
+    if record.parent:
+        lines.append(f"  parent: {cell(record.parent)}")
+    if record.tags:
+        lines.append(f"  tags: {cell(', '.join(record.tags))}")
+    if record.note:
+        lines.append(f"  note: {cell(record.note)}")
+    if record.archived:
+        lines.append("  archived")
+    for j in record.jobs:
+        dur = j.duration
+        extra = [f"exit {j.exit_code}"] if j.exit_code is not None else []
+        if j.reason:
+            extra.append(j.reason)
+        if j.observed_at and ages:
+            extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
+        shown = f"{dur:.1f}s" if dur is not None and ages else "-"
+        lines.append(
+            f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
+            f"{shown:>8}  {cell('; '.join(extra))}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_status_watch(args: argparse.Namespace, store: Store) -> int:
+    """``status --watch``: refresh every ``--interval`` seconds until every job has ended.
+
+    Each refresh that changed something prints the status again, stamped (the ages and
+    durations are left out of the comparison, or every refresh would print); it never
+    clears the screen, so the history stays in the scrollback and a pipe gets every change.
+    """
+    import asyncio
+
+    try:
+        interval = float(args.interval)
+    except ValueError:
+        interval = -1.0
+    if not 0.2 <= interval <= 3600:
+        raise UsageError(f"--interval takes seconds from 0.2 to 3600, got {args.interval!r}")
+    exp_id = store.resolve(args.exp)
+
+    async def watch() -> ExperimentRecord:
+        from core.engine import registry
+
+        engine = _engine(args)
+        shown = None
+        try:
+            while True:
+                record = engine.store.load(exp_id)
+                if not record.state.is_terminal:
+                    await engine.refresh([exp_id])
+                    record = engine.store.load(exp_id)
+                key = _status_text(record, ages=False)
+                if key != shown:
+                    shown = key
+                    sys.stdout.write(f"-- {time.strftime('%H:%M:%S')}\n{_status_text(record)}")
+                    sys.stdout.flush()
+                if record.state.is_terminal:
+                    return record
+                await asyncio.sleep(interval)
+        finally:
+            await registry.close_all()
+
+    return _status_code(asyncio.run(watch()))
 
 
 async def _refresh_and_close(engine: Engine, exp_id: str) -> None:
@@ -641,19 +889,71 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
 
     exp_id = engine.store.resolve(args.exp)
     stream: LogStream = "stderr" if args.stderr else "stdout"
+    if args.job and args.job_option and args.job != args.job_option:
+        raise UsageError(f"two jobs named: {args.job} and --job {args.job_option}; name one")
+    job = args.job or args.job_option
+    record = engine.store.load(exp_id)
+    if job is None and len(record.jobs) > 1:
+        return _logs_of_every_job(engine, record, stream, follow=args.follow, raw=args.raw)
+    if job is not None:
+        record.job(job)  # an unknown job is one line naming the jobs there are
 
     async def copy() -> None:
         from core.engine import registry
 
         out = _JobOutput(args.raw)
         try:
-            async for chunk in engine.logs(exp_id, args.job, follow=args.follow, stream=stream):
+            async for chunk in engine.logs(exp_id, job, follow=args.follow, stream=stream):
                 out.write(chunk)
         finally:
             out.close()
             await registry.close_all()
 
     asyncio.run(copy())
+    return EXIT_OK
+
+
+def _logs_of_every_job(
+    engine: Engine, record: ExperimentRecord, stream: LogStream, *, follow: bool, raw: bool
+) -> int:
+    """Every job's log, each line prefixed ``[job] ``: one after the other, or, with
+    ``--follow``, interleaved line by line as they come (never mid-line)."""
+    import asyncio
+
+    from core.textsafe import escape_cell
+
+    width = max(len(escape_cell(j.name)) for j in record.jobs)
+    out = _JobOutput(raw)
+    never = [j.name for j in record.jobs if j.handle is None]
+
+    async def one(name: str) -> None:
+        prefix = f"[{escape_cell(name):<{width}}] ".encode()
+        pending = b""
+        async for chunk in engine.logs(record.id, name, follow=follow, stream=stream):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                out.write(b"".join(prefix + line + b"\n" for line in lines))
+        if pending:
+            out.write(prefix + pending + b"\n")
+
+    async def copy() -> None:
+        from core.engine import registry
+
+        try:
+            names = [j.name for j in record.jobs if j.handle is not None]
+            if follow:
+                await asyncio.gather(*(one(n) for n in names))
+            else:
+                for name in names:
+                    await one(name)
+        finally:
+            out.close()
+            await registry.close_all()
+
+    asyncio.run(copy())
+    for name in never:
+        _progress(f"{name}: never submitted ({record.job(name).state.value}); no log")
     return EXIT_OK
 
 
@@ -680,17 +980,12 @@ def _cmd_cancel(args: argparse.Namespace, engine: Engine) -> int:
 
 def _cmd_recipes(args: argparse.Namespace, engine: Engine) -> int:
     from core.recipes import discover
+    from nemorun_tui import cli_recipes
 
     ws = discover(_workspace_ref(args, engine))
-    items = sorted(ws.recipes.values(), key=lambda r: r.name)
-    if args.json:
-        _print_json([{"name": r.name, "help": r.help or "", "module": r.module} for r in items])
-    else:
-        from core.textsafe import escape_cell as cell
-
-        for r in items:
-            print(f"{cell(r.name):<20} {cell(r.help or '')}")
-    return EXIT_OK
+    if args.recipe is not None:
+        return cli_recipes.show_recipe(ws, args.recipe, as_json=args.json)
+    return cli_recipes.list_recipes(ws, as_json=args.json)
 
 
 # -- the app ---------------------------------------------------------------------------

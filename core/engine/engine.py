@@ -90,6 +90,9 @@ class Plan:
     recipe: str | None = None
     overrides: list[str] = field(default_factory=list)
     sequential: bool = False
+    note: str = ""
+    #: Where the jobs run; None: the current directory (a relaunch: the parent's).
+    workdir: str | None = None
 
     def add(
         self,
@@ -349,16 +352,20 @@ class Engine:
                     dependencies=deps[job.name],
                 )
             )
+        from core.store.files import check_note, check_tags
+
         record = ExperimentRecord(
             id=exp_id,
             title=plan.title,
             created_at=time.time(),
             jobs=jobs,
             parent=plan.parent,
-            tags=list(plan.tags),
+            tags=check_tags(list(plan.tags)),
             workspace=plan.workspace,
             recipe=plan.recipe,
             overrides=list(plan.overrides),
+            note=check_note(plan.note),
+            workdir=plan.workdir or os.getcwd(),
         )
         return self.store.create(record, files)
 
@@ -398,7 +405,8 @@ class Engine:
         """Submit the recorded jobs of ``plan`` in order; every outcome lands in the store."""
         emit = _guarded(on_event) if on_event is not None else _ignore
         deps = plan.effective_dependencies()
-        workdir = os.getcwd()
+        # Where record() said it runs (a relaunch: the parent's directory, not the shell's).
+        workdir = plan.workdir or self.store.load(exp_id).workdir or os.getcwd()
         handles: dict[str, Handle] = {}
         failed: dict[str, str] = {}
         for job in plan.jobs:
@@ -724,6 +732,7 @@ class Engine:
             workspace=record.workspace,
             recipe=record.recipe,
             overrides=[*record.overrides, *overrides],
+            workdir=record.workdir,
         )
         for job in record.jobs:
             task = tasks.get(job.name)

@@ -59,6 +59,7 @@ from core.store.records import (
     ExperimentNotFound,
     ExperimentRecord,
     ExperimentSummary,
+    LiveRunError,
     StateChange,
     StoreError,
     StoreWriteError,
@@ -81,6 +82,10 @@ MAX_JOB_FILE_BYTES = 64 << 20
 MAX_EVENTS_BYTES = 64 << 20
 #: Longer references cannot name anything (ids are single path components).
 MAX_REF_CHARS = 1024
+#: Run management bounds: a tag is a short label shown in listings, a note a paragraph.
+MAX_TAG_CHARS = 64
+MAX_TAGS = 32
+MAX_NOTE_CHARS = 4096
 
 T = TypeVar("T")
 
@@ -234,6 +239,87 @@ class Store:
             self._index_record(record)
         return record
 
+    # -- run management ------------------------------------------------------------------
+    def set_tags(self, exp_id: str, tags: builtins.list[str]) -> ExperimentRecord:
+        """Replace the experiment's tags (order kept, duplicates dropped); checked first,
+        so a bad tag changes nothing."""
+        clean = check_tags(tags)
+
+        def mutate(record: ExperimentRecord) -> bool:
+            if record.tags == clean:
+                return False
+            record.tags = clean
+            return True
+
+        record = self.update(exp_id, mutate)
+        self.append_event(exp_id, {"kind": "tags", "tags": clean})
+        return record
+
+    def set_note(self, exp_id: str, note: str) -> ExperimentRecord:
+        """Replace the experiment's note ("" removes it)."""
+        clean = check_note(note)
+
+        def mutate(record: ExperimentRecord) -> bool:
+            if record.note == clean:
+                return False
+            record.note = clean
+            return True
+
+        record = self.update(exp_id, mutate)
+        self.append_event(exp_id, {"kind": "note"})  # the text is in the manifest
+        return record
+
+    def set_archived(self, exp_id: str, archived: bool) -> ExperimentRecord:
+        """Hide the experiment from the default listings (or show it again).
+
+        Archiving changes nothing else: a live run keeps running and is still watched."""
+        if not isinstance(archived, bool):
+            raise StoreError("archived must be true or false")
+
+        def mutate(record: ExperimentRecord) -> bool:
+            if record.archived == archived:
+                return False
+            record.archived = archived
+            return True
+
+        record = self.update(exp_id, mutate)
+        self.append_event(exp_id, {"kind": "archived" if archived else "unarchived"})
+        return record
+
+    def remove(self, exp_id: str) -> None:
+        """Delete a finished experiment: its folder (logs, task files) and its index row.
+
+        Never a live one (:class:`LiveRunError`), nor one whose manifest cannot be read
+        (nothing then says it has ended). Atomic for readers: under the store lock and the
+        experiment's lock, the folder is renamed to a hidden ``.deleting-<id>`` (one
+        rename: listed whole or not at all, and no writer can add to it afterwards), its
+        row dropped, then the hidden folder removed; a crash in between leaves only that
+        folder, which the stale-file sweep removes.
+        """
+        import shutil
+
+        directory = self.exp_dir(exp_id)
+        if not _is_real_dir(directory):
+            raise ExperimentNotFound(f"no experiment `{exp_id}`")
+        self._ensure_home()
+        doomed = self.experiments_dir / f".deleting-{exp_id}"
+        try:
+            with self._folder_change(), self.locked(exp_id):
+                record = self.load(exp_id)  # DamagedManifestError: refused
+                live = [j.name for j in record.jobs if not j.state.is_terminal]
+                if live:
+                    raise LiveRunError(
+                        f"experiment {exp_id} is live ({record.state.value}: "
+                        f"{', '.join(live)}); cancel it first, or refresh it with "
+                        "`nemorun-tui status`"
+                    )
+                os.rename(directory, doomed)
+                fsync_dir(self.experiments_dir)
+                self.index.drop(exp_id)
+        except OSError as exc:
+            raise _write_error(exc, directory) from None
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def _write(self, action: Callable[[], T], path: Path) -> T:
         """Run a write; on a full disk, give up the reserve once and try again.
 
@@ -357,10 +443,17 @@ class Store:
                 f"{_short(exp_id)}/{job}/{name} is not valid JSON ({detail})"
             ) from None
 
-    def list(self, *, limit: int | None = None) -> list[ExperimentSummary]:
-        """Every experiment (or the newest ``limit``), newest first; damaged ones included."""
+    def list(
+        self, *, limit: int | None = None, archived: bool | None = None
+    ) -> list[ExperimentSummary]:
+        """Every experiment (or the newest ``limit``), newest first; damaged ones included.
+
+        ``archived``: None lists all, False only the unarchived (the default listings),
+        True only the archived ones."""
         sql = "ORDER BY created_at DESC, id DESC"
         params: tuple[int, ...] = ()
+        if archived is not None:
+            sql = f"WHERE archived = {int(archived)} {sql}"
         if limit is not None:
             sql += " LIMIT ?"
             params = (max(0, limit),)
@@ -486,6 +579,43 @@ class Store:
             return self.index.summary_rows("ORDER BY id")
 
         return list(self.index.guarded(rows))
+
+
+def check_tags(tags: object) -> builtins.list[str]:
+    """Tags as stored: text, trimmed, short, printable, no commas (``tag:a,b`` filters
+    split on them), order kept, duplicates dropped. :class:`StoreError` names a bad one."""
+    if isinstance(tags, str) or not isinstance(tags, builtins.list | tuple):
+        raise StoreError("tags must be a list of text")
+    out: builtins.list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise StoreError(f"a tag must be text, not {type(tag).__name__}")
+        tag = tag.strip()
+        shown = _short(ascii(tag)[1:-1], 40)
+        if not tag:
+            raise StoreError("a tag must not be empty")
+        if len(tag) > MAX_TAG_CHARS:
+            raise StoreError(f"tag `{shown}` is longer than {MAX_TAG_CHARS} characters")
+        if not tag.isprintable() or "," in tag or any(c.isspace() for c in tag):
+            raise StoreError(f"tag `{shown}` has a comma, a space or a control character")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise StoreError(f"at most {MAX_TAGS} tags per experiment ({len(out)} given)")
+    return out
+
+
+def check_note(note: object) -> str:
+    """A note as stored: text of at most :data:`MAX_NOTE_CHARS`, lines and tabs allowed,
+    no other control characters (it is shown in listings and details)."""
+    if not isinstance(note, str):
+        raise StoreError("a note must be text")
+    note = note.strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise StoreError(f"a note is at most {MAX_NOTE_CHARS} characters ({len(note)} given)")
+    if any(not (c.isprintable() or c in "\n\t") for c in note):
+        raise StoreError("a note must not contain control characters (other than newlines)")
+    return note
 
 
 def _is_real_dir(path: Path) -> bool:

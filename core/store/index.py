@@ -35,7 +35,7 @@ from urllib.parse import quote
 MANIFEST = "experiment.json"
 INDEX_FILE = "index.sqlite"
 #: Bump when the index's tables change: an index of another version is rebuilt.
-INDEX_VERSION = 6
+INDEX_VERSION = 7
 #: Manifests verified per listing (see the module docstring): ~2-4 ms of stat calls.
 VERIFY_SLICE = 2000
 #: Version token of a folder without a manifest.
@@ -70,11 +70,14 @@ COLUMNS: tuple[tuple[str, str, Callable[[Any, str], Any], Any], ...] = (
     ("ended_at", "REAL", lambda r, v: r.ended_at, None),
     ("damaged", "TEXT", lambda r, v: None, None),
     ("executors", "LIST", lambda r, v: _join(r.executors), ""),
+    ("archived", "INTEGER", lambda r, v: int(r.archived), 0),
+    ("note", "TEXT", lambda r, v: r.note, ""),
     ("version", "TEXT", lambda r, v: v, MISSING),
 )
 _NAMES = [c[0] for c in COLUMNS]
 SUMMARY_COLUMNS = _NAMES[: _NAMES.index("version")]
 _LIST_AT = tuple(i for i, c in enumerate(COLUMNS) if c[1] == "LIST")
+_ARCHIVED_AT = _NAMES.index("archived")
 _SCHEMA = [
     "CREATE TABLE experiments ("
     + ", ".join(f"{n} {'TEXT' if t == 'LIST' else t}" for n, t, _, _ in COLUMNS)
@@ -124,6 +127,7 @@ def summary_values(row: Row) -> list[Any]:
     values = list(row)
     for i in _LIST_AT:
         values[i] = _split(values[i])
+    values[_ARCHIVED_AT] = bool(values[_ARCHIVED_AT])
     return values
 
 
@@ -389,6 +393,15 @@ class Index:
         """Write one row; False when the index could not be written (then it is marked)."""
         try:
             self.db.execute(INSERT, row)
+            return True
+        except sqlite3.Error:
+            self.mark_stale()
+            return False
+
+    def drop(self, exp_id: str) -> bool:
+        """Remove one row (its folder was removed); False when the index missed it."""
+        try:
+            self.db.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
             return True
         except sqlite3.Error:
             self.mark_stale()

@@ -44,6 +44,10 @@ class StoreWriteError(StoreError):
     """The store could not be written (disk full, read-only, permissions): one line."""
 
 
+class LiveRunError(StoreError):
+    """An action that needs a finished experiment (delete) was asked of a live one."""
+
+
 class DamagedManifestError(StoreError):
     """A manifest exists but cannot be read; listed as damaged, never fatal to a listing."""
 
@@ -127,6 +131,13 @@ def _texts(data: Mapping[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"`{key}` must be a list of text")
     return list(value)
+
+
+def _flag(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"`{key}` must be true or false, not {type(value).__name__}")
+    return value
 
 
 def _handle(value: Any) -> Handle | None:
@@ -231,6 +242,12 @@ class ExperimentRecord:
     recipe: str | None = None
     overrides: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    #: A free-text note (run management); empty when none.
+    note: str = ""
+    #: Hidden from the default listings (``ls --archived`` shows it); nothing else changes.
+    archived: bool = False
+    #: The directory the jobs were launched from (a relaunch runs there again).
+    workdir: str | None = None
 
     def job(self, name: str) -> JobRecord:
         for job in self.jobs:
@@ -272,6 +289,9 @@ class ExperimentRecord:
             "recipe": self.recipe,
             "overrides": list(self.overrides),
             "jobs": [j.to_dict() for j in self.jobs],
+            "note": self.note,
+            "archived": self.archived,
+            "workdir": self.workdir,
         }
 
     @classmethod
@@ -308,6 +328,9 @@ class ExperimentRecord:
             recipe=_opt_text(data, "recipe"),
             overrides=_texts(data, "overrides"),
             schema_version=version,
+            note=_text(data, "note", ""),
+            archived=_flag(data, "archived"),
+            workdir=_opt_text(data, "workdir"),
         )
 
 
@@ -326,9 +349,13 @@ class ExperimentSummary:
     ended_at: float | None = None
     damaged: str | None = None
     executors: tuple[str, ...] = ()
+    archived: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "archived": self.archived,
+            "note": self.note,
             "id": self.id,
             "title": self.title,
             "created_at": self.created_at,

@@ -246,6 +246,8 @@ def test_ls_json_shape_is_stable(env: dict[str, str]) -> None:
     cli(env, "run", "--script", "true", "--name", "shape")
     row = only_exp(env)
     assert set(row) == {
+        "archived",
+        "note",
         "id",
         "title",
         "created_at",
