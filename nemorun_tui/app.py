@@ -41,6 +41,7 @@ from nemorun_tui.messages import (
     EngineEvent,
     Launched,
     LaunchProgress,
+    ManageRequested,
     OpenDetail,
     OpenLogs,
     RelaunchRequested,
@@ -681,7 +682,12 @@ class NemorunApp(App[int]):
             self.post_message(RelaunchRequested(exp_id, edit=True))
 
     def action_cancel(self) -> None:
-        """Cancel the current run's live jobs, after confirmation."""
+        """Cancel the current run's live jobs (or the marked runs'), after confirmation."""
+        if self.active_pane == "runs" and self.marked:
+            from nemorun_tui.messages import ManageRequested
+
+            self.post_message(ManageRequested("cancel", self.marked))
+            return
         exp_id = self._need_run()
         if exp_id is not None:
             self.post_message(CancelRequested(exp_id))
@@ -896,6 +902,12 @@ class NemorunApp(App[int]):
             self.post_message(StoreChanged())
         if asked:
             self.notify(f"cancel requested for {', '.join(asked)}", timeout=3)
+
+    @on(ManageRequested)
+    def _manage(self, message: ManageRequested) -> None:
+        from nemorun_tui import manage
+
+        manage.handle(self, message)
 
     @on(Launched)
     def _launched(self, message: Launched) -> None:

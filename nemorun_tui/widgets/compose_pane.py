@@ -516,12 +516,14 @@ class ComposePane(Vertical):
                 if cursor is not None and cursor.job == ref.job and cursor.path == ref.path:
                     target = node
         tree.root.expand_all()
-        if target is None:
-            # A fresh tree has no cursor (line -1) and enter would do nothing until an
-            # arrow key was pressed: start on the first editable field.
-            target = next((n for n in _walk_nodes(tree.root) if n.data and n.data.leaf), None)
         if target is not None:
             self.call_after_refresh(tree.move_cursor, target)
+            return
+        # A fresh tree has no cursor (line -1) and enter would do nothing until an arrow
+        # key was pressed: start on the first editable field (unless the user moved first).
+        first = next((n for n in _walk_nodes(tree.root) if n.data and n.data.leaf), None)
+        if first is not None:
+            self.call_after_refresh(lambda: tree.cursor_line < 0 and tree.move_cursor(first))
 
     @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
     async def _preview(self, plan: Plan) -> None:

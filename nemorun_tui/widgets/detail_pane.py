@@ -177,6 +177,12 @@ class DetailPane(VerticalScroll, can_focus=True):
         Binding("home,g", "scroll_home", "Top", show=False),
         Binding("end,G", "scroll_end", "Bottom", show=False),
         Binding("L", "all_logs", "Logs of every job", id="all-logs"),
+        Binding("t", "manage('tag')", "Tags", id="detail-tag"),
+        Binding("n", "manage('note')", "Note", id="detail-note"),
+        Binding("y", "manage('copy-id')", "Copy id", show=False, id="detail-copy-id"),
+        Binding("Y", "manage('copy-path')", "Copy path", show=False, id="detail-copy-path"),
+        Binding("o", "manage('shell')", "Shell in run folder", show=False, id="detail-shell"),
+        Binding("E", "manage('editor')", "$EDITOR", show=False, id="detail-editor"),
     ]
 
     def __init__(
@@ -265,6 +271,13 @@ class DetailPane(VerticalScroll, can_focus=True):
             if job.handle is not None:
                 self.post_message(OpenLogs(self.data.record.id, job.name, sender=self))
 
+    def action_manage(self, action: str) -> None:
+        """Edit the tags or note of this run, copy its id or path, open its folder."""
+        from nemorun_tui.messages import ManageRequested
+
+        if self.exp_id is not None:
+            self.post_message(ManageRequested(action, [self.exp_id]))
+
     def tick(self) -> None:
         """Keep the jobs' ages current (re-renders only if their text changed)."""
         self.query_one(JobsPanel).tick()
@@ -288,8 +301,11 @@ class DetailPane(VerticalScroll, can_focus=True):
             plain_row(table, "ended", when(r.ended_at))
         if r.parent:
             plain_row(table, "parent", r.parent)
-        if r.tags:
-            plain_row(table, "tags", ", ".join(r.tags))
+        plain_row(table, "tags", Text(cell(", ".join(r.tags)) or "(none: t adds some)"))
+        note = getattr(r, "note", "")
+        plain_row(table, "note", Text(cell(note)) if note else Text("(none: n adds one)", "dim"))
+        if getattr(r, "archived", False):
+            plain_row(table, "archived", "yes (hidden from the Runs list)")
         if r.recipe:
             plain_row(table, "recipe", f"{r.recipe}  ({r.workspace or '-'})")
         if r.overrides:

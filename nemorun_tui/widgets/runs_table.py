@@ -127,9 +127,20 @@ def matches_filter(summary: Any, query: str) -> bool:
     """``/`` filter: every word must match; ``state:``, ``backend:``, ``tag:`` narrow fields.
 
     Plain words match the title, id, state, executors (``backend/profile``) or tags
-    (case-insensitive substring); ``backend:`` matches a backend or a profile.
+    (case-insensitive substring); ``backend:`` matches a backend or a profile. Archived runs
+    show only with ``archived:yes`` (only them) or ``archived:all``.
     """
-    for word in query.lower().split():
+    words = query.lower().split()
+    archived = bool(getattr(summary, "archived", False))
+    wanted = next((w.partition(":")[2] for w in words if w.startswith("archived:")), "no")
+    if wanted in ("yes", "true", "1"):
+        if not archived:
+            return False
+    elif wanted not in ("all", "any") and archived:
+        return False
+    for word in words:
+        if word.startswith("archived:"):
+            continue
         field, sep, value = word.partition(":")
         if sep and field in ("state", "backend", "tag", "title", "id", "parent"):
             if field == "state":
@@ -313,6 +324,10 @@ class RunsTable(ScrollView, can_focus=True):
         """Experiment ids in display order (read-only view for tests and the pane)."""
         return list(self._order)
 
+    def summaries(self) -> Iterable[Any]:
+        """Every summary known (before the filter)."""
+        return self._rows.values()
+
     def summary(self, exp_id: str) -> Any | None:
         """The summary shown for ``exp_id``, if any."""
         return self._rows.get(exp_id)
@@ -380,9 +395,7 @@ class RunsTable(ScrollView, can_focus=True):
         return (s.id,)
 
     def _recompute_order(self) -> None:
-        rows: Iterable[Any] = self._rows.values()
-        if self._filter:
-            rows = [s for s in rows if matches_filter(s, self._filter)]
+        rows: Iterable[Any] = [s for s in self._rows.values() if matches_filter(s, self._filter)]
         self._order = [s.id for s in sorted(rows, key=self._sort_value, reverse=self.sort_reverse)]
         self._position = {exp_id: i for i, exp_id in enumerate(self._order)}
 
