@@ -523,7 +523,12 @@ class ComposePane(Vertical):
         # key was pressed: start on the first editable field (unless the user moved first).
         first = next((n for n in _walk_nodes(tree.root) if n.data and n.data.leaf), None)
         if first is not None:
-            self.call_after_refresh(lambda: tree.cursor_line < 0 and tree.move_cursor(first))
+
+            def start_on_first() -> None:
+                if tree.cursor_line < 0:
+                    tree.move_cursor(first)
+
+            self.call_after_refresh(start_on_first)
 
     @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
     async def _preview(self, plan: Plan) -> None:
