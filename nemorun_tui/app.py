@@ -399,9 +399,12 @@ class NemorunApp(App[int]):
         if self.monitor_enabled:
             self._subscribe_monitor()
         self._ticker = self.set_interval(1.0, self._tick_clock, name="clock")
+        from nemorun_tui.reload import ReloadWatcher
         from nemorun_tui.ui_state import remember_theme
 
         remember_theme(self)
+        self.reload_watcher = ReloadWatcher(self)
+        self.reload_watcher.start()
 
     async def on_unmount(self) -> None:
         """Stop polling and the engine thread."""
@@ -657,6 +660,12 @@ class NemorunApp(App[int]):
         await self.action_pane("runs")
         self.runs_pane.open_filter()
 
+    def action_reload(self) -> None:
+        """Read config.toml and the workspace again."""
+        from nemorun_tui.reload import reload_all
+
+        self.run_worker(reload_all(self), group="reload", exit_on_error=False)
+
     def action_help(self) -> None:
         """Show every key of the current pane."""
         from nemorun_tui.screens.help import HelpScreen
@@ -809,6 +818,11 @@ class NemorunApp(App[int]):
         except Exception as exc:
             self.report_error(f"cannot relaunch {exp_id}: {exc}", every=0)
             return
+        from nemorun_tui.manage import confirm_relaunch
+
+        if not await confirm_relaunch(self, exp_id, plan):
+            self.notify("not relaunched", timeout=2)
+            return
         await self.launch_plan(plan)
 
     def on_compose_pane_launch_requested(self, message: Any) -> None:
@@ -937,6 +951,11 @@ class NemorunApp(App[int]):
         )
         yield SystemCommand("Cancel run", "Cancel the current run's live jobs", self.action_cancel)
         yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
+        yield SystemCommand(
+            "Reload config and workspace",
+            "Read config.toml and the workspace again (also done when they change)",
+            self.action_reload,
+        )
         yield from super().get_system_commands(screen)
 
 

@@ -343,3 +343,29 @@ _ACTIONS = {
     "shell": shell,
     "editor": editor,
 }
+
+
+# -- relaunch ---------------------------------------------------------------------------------
+def remote_jobs(plan: Any) -> list[str]:
+    """``job on slurm at ssh://…`` for each job of ``plan`` that leaves this machine."""
+    out = []
+    for job in plan.jobs:
+        executor = job.executor
+        if executor.backend != "local":
+            target = executor.target()
+            out.append(f"{job.name} on {executor.profile_name or executor.backend} ({target})")
+    return out
+
+
+async def confirm_relaunch(app: NemorunApp, exp_id: str, plan: Any) -> bool:
+    """``r`` is one key away from ``e``: a relaunch that submits to a cluster (queue time,
+    allocation) is confirmed first; a local one goes straight ahead."""
+    remote = remote_jobs(plan)
+    if not remote:
+        return True
+    question = (
+        f"Relaunch {exp_id} as it was?\nIt is submitted to the cluster:\n"
+        + "\n".join(f"• {r}" for r in remote[:8])
+        + ("\n…" if len(remote) > 8 else "")
+    )
+    return await _confirm(app, question, yes="Relaunch", no="Back")

@@ -46,6 +46,8 @@ class ComposeSource:
     title: str | None = None
     overrides: list[str] = field(default_factory=list)
     profile: str | None = None  # None: the recipe's default profile / the parent's executor
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass
@@ -56,6 +58,21 @@ class BuiltPlan:
     flat: dict[str, dict[str, str]]  # job -> path -> display value (with defaults)
     explicit: dict[str, set[str]]  # job -> paths set explicitly (not signature defaults)
     help: str = ""
+
+
+def profile_label(settings: Any, name: str) -> str:
+    """``ci · slurm at ssh://me@login``: a profile's name and where it runs."""
+    try:
+        profile = settings.profile(name)
+    except Exception as exc:  # a broken profile is listed, with why
+        return f"{name} · broken: {exc}"[:60]
+    target = profile.target()
+    where = (
+        profile.backend
+        if target in ("", "local", profile.backend)
+        else (f"{profile.backend} at {target}")
+    )
+    return f"{name} · {where}"
 
 
 def _walk_nodes(node: Any) -> Any:
@@ -104,6 +121,10 @@ async def build_plan(
             overrides=list(source.overrides),
         )
         plan.add(built.task, engine.profile(source.profile), name=built.recipe)
+    if source.tags:
+        plan.tags = list(source.tags)
+    if source.note:
+        plan.note = source.note
     flat = {}
     explicit = {}
     for job in plan.jobs:
@@ -170,7 +191,8 @@ class ComposePane(Vertical):
     ComposePane #compose-left { width: 30; border-right: solid $primary 30%; }
     ComposePane #compose-left > Label { padding: 0 1; text-style: bold; color: $accent; }
     ComposePane #recipes { height: 1fr; border: none; }
-    ComposePane #profile { margin: 0 0 1 0; }
+    ComposePane #profile { margin: 0; }
+    ComposePane #profile-help { padding: 0 1; color: $text-muted; height: auto; }
     ComposePane #compose-center { width: 1fr; }
     ComposePane #config-tree { height: 1fr; }
     ComposePane #field-editor { display: none; }
@@ -188,6 +210,7 @@ class ComposePane(Vertical):
         Binding("o", "add_override", "Add override", id="add-override"),
         Binding("p", "focus_profile", "Executor", id="profile"),
         Binding("t", "focus_recipes", "Recipes", id="recipes", show=False),
+        Binding("m", "run_info", "Title, tags, note", id="run-info"),
     ]
 
     class LaunchRequested(Message):
@@ -214,7 +237,8 @@ class ComposePane(Vertical):
                 yield Label("Recipes")
                 yield OptionList(id="recipes")
                 yield Label("Executor profile")
-                yield Select[str]([], id="profile", allow_blank=True, prompt="default")
+                yield Select[str]([], id="profile", allow_blank=True, prompt="default profile")
+                yield Static("", id="profile-help")
             with Vertical(id="compose-center"):
                 yield ConfigTree("config", id="config-tree")
                 yield Static("", id="field-error")
@@ -257,8 +281,7 @@ class ComposePane(Vertical):
         app = self.nemorun
         ref = app.workspace
 
-        profiles = app.engine.settings.profile_names()
-        self.query_one("#profile", Select).set_options((name, name) for name in profiles)
+        self._show_profiles()
         try:
             self.workspace = await app.bridge.call(app.workspace_helper.discover(ref))
         except Exception as exc:
@@ -274,10 +297,13 @@ class ComposePane(Vertical):
                 label.append(f"\n{cell(recipe.help)}", style="dim")
             options.append(Option(label, id=name))
         recipes = self.query_one("#recipes", OptionList)
+        highlighted = recipes.highlighted_option.id if recipes.highlighted_option else None
         recipes.clear_options()
         recipes.add_options(options)
         if options:
-            recipes.highlighted = 0
+            # A reload keeps the recipe the user was on (if it still exists).
+            names = [o.id for o in options]
+            recipes.highlighted = names.index(highlighted) if highlighted in names else 0
         for error in self.workspace.errors:
             app.notify(error, title="Workspace", severity="warning")
         if self.source.recipe is None and self.source.parent is None:
@@ -287,6 +313,70 @@ class ComposePane(Vertical):
                     "Pick one (enter), edit fields (enter), launch with ctrl+l."
                 )
             )
+
+    def _show_profiles(self) -> None:
+        """Profiles with what they are (``gpu · local``, ``ci · slurm at ssh://…``), and
+        what "default" means: the blank choice is config.toml's ``default_executor``."""
+        settings = self.nemorun.engine.settings
+        options = [(profile_label(settings, name), name) for name in settings.profile_names()]
+        select = self.query_one("#profile", Select)
+        with select.prevent(Select.Changed):
+            select.set_options(options)
+            if self.source.profile in settings.profile_names():
+                select.value = self.source.profile
+        default = settings.default_executor
+        where = f" in {settings.path}" if settings.path else " (no config.toml)"
+        self.query_one("#profile-help", Static).update(
+            Text(
+                f"blank: the default, {cell(default)} (default_executor{where}); "
+                "add profiles under [executors.NAME]; p picks one",
+                style="dim",
+            )
+        )
+        select.prompt = f"default ({cell(default)})"
+
+    def reload(self) -> None:
+        """config.toml or the workspace changed: list profiles and recipes again, and
+        rebuild the plan on screen with the same overrides (nothing is lost)."""
+        self._show_profiles()
+        self._load_workspace()
+        if self.source.recipe or self.source.parent:
+            self._rebuild(None)
+
+    def action_run_info(self) -> None:
+        """Set the title, tags and note the launched run records."""
+        self._ask_run_info()
+
+    @work(group="compose-run-info", exclusive=True, exit_on_error=False)
+    async def _ask_run_info(self) -> None:
+        from nemorun_tui.screens.text_input import TextInputScreen, split_tags
+
+        if self.built is None:
+            self.app.notify("pick a recipe first", severity="warning", timeout=3)
+            return
+        source = self.source
+        screen: Any = TextInputScreen(
+            "The run to launch",
+            [
+                ("title", source.title or self.built.plan.title, "a short name for the run"),
+                ("tags (spaces or commas)", " ".join(source.tags), "baseline lr-sweep"),
+                ("note", source.note, "why this run"),
+            ],
+        )
+        answer = await self.app.push_screen_wait(screen)
+        if answer is None:
+            return
+        title, tags, note = answer
+        try:
+            from core.store.files import check_note, check_tags
+
+            source.tags = check_tags(split_tags(tags))
+            source.note = check_note(note)
+        except Exception as exc:
+            self.app.notify(str(exc), severity="error", timeout=6)
+            return
+        source.title = title.strip() or None
+        self._rebuild(None)
 
     @on(OptionList.OptionSelected, "#recipes")
     def _recipe_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -435,6 +525,8 @@ class ComposePane(Vertical):
             title=self.source.title,
             overrides=overrides,
             profile=self.source.profile,
+            tags=list(self.source.tags),
+            note=self.source.note,
         )
         try:
             built = await app.bridge.call(
@@ -471,7 +563,14 @@ class ComposePane(Vertical):
                 heading.append(f" — {cell(built.help)}", style="dim")
         profiles = sorted({j.executor.profile_name or j.executor.backend for j in plan.jobs})
         heading.append(f"\ntitle: {cell(plan.title)} · executor: {cell(', '.join(profiles))}")
-        heading.append(" · enter: edit field · o: override · ctrl+l: launch", style="dim")
+        if plan.tags:
+            heading.append(f" · tags: {cell(', '.join(plan.tags))}")
+        if plan.note:
+            heading.append(f" · note: {cell(plan.note)}")
+        heading.append(
+            " · enter: edit field · o: override · m: title/tags/note · ctrl+l: launch",
+            style="dim",
+        )
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
         line = Text(cell("overrides: " + (" ".join(overrides) if overrides else "(none)")))
