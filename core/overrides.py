@@ -420,6 +420,8 @@ def _resolve_hints(fn: Any) -> dict[str, Any]:
 
 
 def _describe(value: Any) -> str:
+    if value is getattr(dataclasses, "_HAS_DEFAULT_FACTORY", _MISSING):
+        return "a default_factory placeholder"  # never the sentinel's class name
     value = _plain(value)
     kind = fiddle_kind(value)
     if kind == "partial":

@@ -99,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         run_task(data)
-    except SystemExit as exc:  # the task called sys.exit(): keep its code
+    except SystemExit as exc:  # the task called sys.exit(): keep its code (and message)
         code = exc.code
-        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_TASK_FAILED)
+        if code is None or isinstance(code, int):
+            return EXIT_OK if code is None else code
+        sys.stdout.flush()
+        print(code, file=sys.stderr)  # what Python itself does with sys.exit("message")
+        return EXIT_TASK_FAILED
     except KeyboardInterrupt:
         print("core.runner: interrupted", file=sys.stderr)
         return 130

@@ -508,6 +508,12 @@ def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
         if not workdir.is_dir():
             raise UsageError(f"--workdir {args.workdir} is not a directory")
         plan.workdir = str(workdir.resolve())
+    local = all(job.executor.backend == "local" for job in plan.jobs)
+    if local and plan.workdir is not None and not os.path.isdir(plan.workdir):
+        raise UsageError(
+            f"the parent ran in {plan.workdir}, which no longer exists; "
+            "choose another with --workdir DIR"
+        )
     if not args.quiet:
         if plan.workdir != parent_dir:
             _progress(f"workdir: {parent_dir or '(not recorded)'} → {plan.workdir}")
@@ -520,9 +526,17 @@ def _launch(plan: Plan, engine: Engine, args: argparse.Namespace) -> int:
     import asyncio
 
     if getattr(args, "dryrun", False):
-        for result in asyncio.run(engine.dryrun(plan)):
-            out = f"# backend: {result.backend}\n# {result.summary}\n" + "".join(
-                f"## {name}\n{text.rstrip()}\n" for name, text in result.artifacts.items()
+        previews = engine.preview(plan, preflight=True)
+        results = asyncio.run(engine.dryrun(plan))
+        for preview, result in zip(previews, results, strict=True):
+            out = (
+                f"{preview.text()}\n"
+                f"# what the {result.backend} backend would submit "
+                "(the task file is written at launch)\n"
+                + "".join(f"# {line}\n" for line in result.summary.splitlines())
+                + "".join(
+                    f"## {name}\n{text.rstrip()}\n" for name, text in result.artifacts.items()
+                )
             )
             sys.stdout.write(_for_terminal(out, sys.stdout))
         return EXIT_OK
@@ -704,10 +718,11 @@ def _limit(text: str) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from nemorun_tui.cli_filters import ListingFilter
+    filtered = args.state or args.title or args.tag or args.since or args.archived or args.all
+    if args.limit is not None or filtered:  # a slice: render it directly
+        from nemorun_tui.cli_filters import ListingFilter
 
-    wanted = ListingFilter.from_args(args)
-    if args.limit is not None or not wanted.is_default:  # a slice: render it directly
+        wanted = ListingFilter.from_args(args)
         limit = _limit(args.limit) if args.limit is not None else None
         store = _store(args)
         rows = wanted.apply(store.list(archived=wanted.archived))
@@ -847,6 +862,8 @@ def _cmd_status_watch(args: argparse.Namespace, store: Store) -> int:
         interval = -1.0
     if not 0.2 <= interval <= 3600:
         raise UsageError(f"--interval takes seconds from 0.2 to 3600, got {args.interval!r}")
+    if args.json or args.no_refresh:
+        raise UsageError("--watch refreshes and prints text: give it without --json/--no-refresh")
     exp_id = store.resolve(args.exp)
 
     async def watch() -> ExperimentRecord:

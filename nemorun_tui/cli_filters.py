@@ -11,7 +11,6 @@ import argparse
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 #: Every state a row can show, DAMAGED included (a damaged manifest has no job states).
@@ -34,15 +33,27 @@ class FilterError(ValueError):
     """A filter that cannot mean anything; one line (the CLI exits 2)."""
 
 
-@dataclass
 class ListingFilter:
-    """What ``ls`` shows: ``archived`` None for all, False for the default listing."""
+    """What ``ls`` shows: ``archived`` None for all, False for the default listing.
 
-    states: frozenset[str] = frozenset()
-    title: str | None = None
-    tags: tuple[str, ...] = ()
-    since: float | None = None
-    archived: bool | None = False
+    A plain class, not a dataclass: ``ls`` stays clear of ``dataclasses`` (and ``inspect``).
+    """
+
+    __slots__ = ("archived", "since", "states", "tags", "title")
+
+    def __init__(
+        self,
+        states: frozenset[str] = frozenset(),
+        title: str | None = None,
+        tags: tuple[str, ...] = (),
+        since: float | None = None,
+        archived: bool | None = False,
+    ) -> None:
+        self.states = states
+        self.title = title
+        self.tags = tags
+        self.since = since
+        self.archived = archived
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ListingFilter:

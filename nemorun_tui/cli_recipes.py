@@ -39,7 +39,7 @@ def show_recipe(ws: Any, name: str, *, as_json: bool) -> int:
     """One recipe (or factory): its fields, types and values; see :mod:`core.fields`."""
     from core.fields import describe_fields
 
-    found = ws.factory_recipes.get(name) or ws.get(name)  # unknown: names the known ones
+    found = ws.factory_recipes.get(name) or _recipe(ws, name)
     task = found.make()
     fields = describe_fields(task) if _is_task(task) else []
     if as_json:
@@ -69,6 +69,24 @@ def show_recipe(ws: Any, name: str, *, as_json: bool) -> int:
     lines.append(f"  set with: nemorun-tui run {found.name} FIELD=VALUE ...")
     sys.stdout.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _recipe(ws: Any, name: str) -> Any:
+    """The recipe; unknown, one line naming close recipes and every factory too."""
+    import difflib
+
+    from core.recipes import UnknownRecipeError
+
+    try:
+        return ws.get(name)
+    except UnknownRecipeError as exc:
+        factories = sorted(ws.factory_recipes)
+        if not factories:
+            raise
+        close = difflib.get_close_matches(name, factories, n=1, cutoff=0.6)
+        hint = f"; the factory `{close[0]}`?" if close else ""
+        shown = ", ".join(factories[:12]) + (", ..." if len(factories) > 12 else "")
+        raise UnknownRecipeError(f"{exc}{hint} (factories: {shown})") from None
 
 
 def _is_task(value: Any) -> bool:

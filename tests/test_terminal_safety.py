@@ -231,8 +231,10 @@ def test_cli_ls_and_status_on_a_terminal_show_controls_visibly(hostile_home: Pat
     assert code == 1, out  # the job failed
     _assert_neutralised(out, "status")
     lines = [line for line in out.split(b"\r\n") if line]
-    assert len(lines) == 2, f"status: a title or reason split a line: {lines!r}"
-    assert b"REASON-MARK <c0-controls:\\x00" in lines[1]
+    # The header, the tags line (hostile tags, each escaped) and the job.
+    assert len(lines) == 3, f"status: a title, tag or reason split a line: {lines!r}"
+    assert lines[1].startswith(b"  tags: tag-c0-controls\\x00")
+    assert b"REASON-MARK <c0-controls:\\x00" in lines[2]
 
 
 def test_cli_logs_on_a_terminal_keep_colours_only(hostile_home: Path) -> None:

@@ -45,6 +45,7 @@ from core.store import (
 
 if TYPE_CHECKING:
     from core.engine.monitor import Monitor
+    from core.engine.preview import JobPreview
 
 TASK_FILE = "task.json"
 #: The task as Detail shows it (flattened, signature defaults included), computed where the
@@ -302,6 +303,14 @@ class Engine:
         for job in plan.jobs:
             registry.backend_class(job.executor.backend)
             resolve_secret_env(job.executor)
+
+    def preview(self, plan: Plan, *, preflight: bool = False) -> list[JobPreview]:
+        """What each job will run: the call and its config tree, packaging, env (secrets
+        redacted), workdir. Cheap, no side effects, no user code imported; see
+        :mod:`core.engine.preview`. ``preflight`` also asks packagers for their warnings."""
+        from core.engine.preview import preview_plan
+
+        return preview_plan(plan, preflight=preflight)
 
     async def dryrun(self, plan: Plan) -> list[DryRun]:
         """What each job would submit, with no side effects on the store or any scheduler."""

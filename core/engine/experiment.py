@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.engine import Engine, Plan, launch_guard, task_name
 from core.engine.executors import ExecutorProfile
@@ -18,22 +18,48 @@ from core.engine.protocol import DryRun, LogStream
 from core.engine.states import JobState
 from core.store import ExperimentRecord, ExperimentSummary
 
+if TYPE_CHECKING:
+    from core.engine.job_output import JobFailure
+
 T = TypeVar("T")
 
 
 class RunFailedError(RuntimeError):
-    """A job ended FAILED or CANCELLED; ``record`` holds the experiment as stored."""
+    """A job ended FAILED or CANCELLED; ``record`` holds the experiment as stored.
 
-    def __init__(self, record: ExperimentRecord) -> None:
-        bad = [j for j in record.jobs if j.state is not JobState.SUCCEEDED]
-        detail = "; ".join(
-            f"{j.name} {j.state.value}"
-            + (f" (exit {j.exit_code})" if j.exit_code is not None else "")
-            + (f": {j.reason}" if j.reason else "")
-            for j in bad
-        )
-        super().__init__(f"experiment {record.id} did not succeed: {detail}")
+    ``failures`` says what each job that did not succeed left (see
+    :class:`core.engine.job_output.JobFailure`); ``exc_type``, ``exc_message``,
+    ``stderr_tail`` and ``log_path`` are the first one's, for the common one-job case.
+    """
+
+    def __init__(
+        self, record: ExperimentRecord, failures: Sequence[JobFailure] | None = None
+    ) -> None:
+        from core.engine.job_output import JobFailure
+
+        if failures is None:
+            failures = [
+                JobFailure(j.name, j.state.value, j.exit_code, j.reason)
+                for j in record.jobs
+                if j.state is not JobState.SUCCEEDED
+            ]
         self.record = record
+        self.failures = list(failures)
+        first = self.failures[0] if self.failures else None
+        self.exc_type = first.exc_type if first else None
+        self.exc_message = first.exc_message if first else None
+        self.stderr_tail = list(first.stderr_tail) if first else []
+        self.log_path = first.log_path if first else None
+        message = f"experiment {record.id} did not succeed: " + "; ".join(
+            f.describe() for f in self.failures
+        )
+        if self.stderr_tail:
+            message += "\n  last stderr lines:\n" + "\n".join(
+                f"    {line}" for line in self.stderr_tail[-5:]
+            )
+        if self.log_path:
+            message += f"\n  log: {self.log_path}"
+        super().__init__(message)
 
 
 def _engine(home: str | Path | None) -> Engine:
@@ -108,8 +134,12 @@ class Experiment:
                     print(f"## {name}\n{text}")
         return results
 
-    def run(self, sequential: bool = False, detach: bool = False) -> ExperimentRecord:
-        """Record and submit; unless ``detach``, wait for every job to end.
+    def run(
+        self, sequential: bool = False, detach: bool = False, *, stream: bool = True
+    ) -> ExperimentRecord:
+        """Record and submit; unless ``detach``, wait for every job to end, its output
+        streaming to ``sys.stdout``/``sys.stderr`` as the CLI's does (``stream=False``:
+        quietly).
 
         Inside a job that is importing this script, nothing is launched: a warning names the
         fix and a stand-in record (every job UNSUBMITTED, stored nowhere) is returned.
@@ -121,20 +151,32 @@ class Experiment:
         self.id = record.id
         if detach:
             return record
-        return self.wait()
+        return self.wait(stream=stream)
 
     def _skip(self, call: str) -> ExperimentRecord:
         launch_guard.warn_skipped(call)
         self.skipped = launch_guard.skipped_record(self.plan, f"not launched: {call} {_SKIP}")
         return self.skipped
 
-    def wait(self) -> ExperimentRecord:
+    def wait(self, *, stream: bool = False) -> ExperimentRecord:
+        """Wait for every job to end; ``stream`` prints their output meanwhile."""
         if self.skipped is not None:
             return self.skipped
         if self.id is None:
             raise RuntimeError("experiment not launched yet")
+        if stream:
+            from core.engine.job_output import wait_streaming
+
+            streamed: ExperimentRecord = _sync(wait_streaming(self.engine, self.id))
+            return streamed
         result: ExperimentRecord = _sync(self.engine.wait(self.id))
         return result
+
+    def failures(self) -> list[JobFailure]:
+        """What each job that did not succeed left: exception, stderr tail, log path."""
+        from core.engine.job_output import failures_of
+
+        return list(_sync(failures_of(self.engine, self.record)))
 
     def reset(self) -> Experiment:
         """A fresh copy of this experiment (same jobs) that will run under a new id."""
@@ -216,17 +258,20 @@ def run(
     detach: bool = False,
     dryrun: bool = False,
     home: str | Path | None = None,
+    stream: bool = True,
 ) -> ExperimentRecord | list[DryRun]:
-    """Run one task and return its stored outcome; raises ``RunFailedError`` if it failed."""
+    """Run one task and return its stored outcome; raises ``RunFailedError`` if it failed
+    (with the exception, the last stderr lines and the log path). While it runs, its output
+    streams to ``sys.stdout``/``sys.stderr``; ``stream=False`` keeps it quiet."""
     exp = Experiment(title or name or _title_for(task), executor, home=home)
     exp.add(task, name=name)
     if dryrun:
         return exp.dryrun()
     if launch_guard.in_task_import():
         return exp._skip("run.run()")
-    record = exp.run(detach=detach)
+    record = exp.run(detach=detach, stream=stream)
     if not detach and record.state is not JobState.SUCCEEDED:
-        raise RunFailedError(record)
+        raise RunFailedError(record, exp.failures())
     return record
 
 

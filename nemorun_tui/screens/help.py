@@ -106,6 +106,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(
                 Content('Keys are remappable in config.toml under [keys], e.g. relaunch = "R".'),
                 classes="hint",
+                markup=False,  # "[keys]" is text, not a markup tag
             )
 
     @staticmethod
