@@ -102,7 +102,6 @@ class HelpScreen(ModalScreen[None]):
             app_rows = collect_bindings(app, _Only(app))
             app_rows.append(("ctrl+p", "Command palette: open run by id, panes, theme"))
             yield Static(self._table(app_rows))
-            # Content, not markup: "[keys]" read as markup vanished from the sentence.
             yield Static(
                 Content('Keys are remappable in config.toml under [keys], e.g. relaunch = "R".'),
                 classes="hint",

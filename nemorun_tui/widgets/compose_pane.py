@@ -98,21 +98,24 @@ async def build_plan(
     only ever holds the stored documents and their views.
     """
     from core.engine import Plan
+    from core.engine.executor_overrides import apply_executor_overrides, split_overrides
 
+    # ``executor.nodes=2`` sets the launch's executor, every other override the task.
+    task_overrides, executor_overrides = split_overrides(source.overrides)
     help_text = ""
     if source.parent is not None:
         tasks = {}
-        if source.overrides:  # as-is needs no user code: the stored documents are reused
-            tasks = await helper.rebuild(str(engine.store.home), source.parent, source.overrides)
+        if task_overrides:  # as-is needs no user code: the stored documents are reused
+            tasks = await helper.rebuild(str(engine.store.home), source.parent, task_overrides)
         plan = engine.relaunch_plan(
-            source.parent, source.overrides, executor=source.profile, tasks=tasks
+            source.parent, task_overrides, executor=source.profile, tasks=tasks
         )
         if source.title:
             plan.title = source.title
     else:
         if source.recipe is None:
             raise ValueError("pick a recipe first")
-        built = await helper.build(workspace, source.recipe, source.overrides)
+        built = await helper.build(workspace, source.recipe, task_overrides)
         help_text = built.help
         plan = Plan(
             title=source.title or built.title,
@@ -121,6 +124,11 @@ async def build_plan(
             overrides=list(source.overrides),
         )
         plan.add(built.task, engine.profile(source.profile), name=built.recipe)
+    if executor_overrides:
+        for job in plan.jobs:
+            job.executor = apply_executor_overrides(job.executor, executor_overrides)
+        if source.parent is not None:  # recorded with the run (Detail, the CLI show them)
+            plan.overrides = [*plan.overrides, *executor_overrides]
     if source.tags:
         plan.tags = list(source.tags)
     if source.note:
@@ -634,13 +642,19 @@ class ComposePane(Vertical):
         app = self.nemorun
         box = self.query_one("#dryrun", Static)
         try:
+            # What will run (the call and its config tree, packaging, env with secrets
+            # redacted), then what the backend would submit. The preview reflects every
+            # field edit; no git run here (the launch's own packaging asks about that).
+            previews = await app.bridge.run(app.engine.preview, plan)
             results = await app.bridge.call(app.engine.dryrun(plan))
         except Exception as exc:
             box.update(Text(block(f"dry run failed: {exc}"), style="red"))
             return
         parts = []
-        for job, result in zip(plan.jobs, results, strict=False):
-            parts.append(f"# job {job.name} on {result.backend}\n{result.summary}")
+        for preview, result in zip(previews, results, strict=False):
+            parts.append(preview.text())
+            lines = "".join(f"# {line}\n" for line in result.summary.splitlines())
+            parts.append(f"# what the {result.backend} backend would submit\n{lines.rstrip()}")
             for name, text in result.artifacts.items():
                 if name == "command":
                     continue

@@ -135,3 +135,39 @@ async def test_relaunch_to_a_cluster_asks_first(demo_app: Any, demo_home: Path) 
         await pilot.press("n")
         await pilot.pause(0.3)
         assert demo_app.runs_table.total_count == 5  # nothing launched
+
+
+async def _free_override(pilot: Any, pane: Any, text: str) -> None:
+    pane.config_tree.focus()
+    await pilot.press("o")
+    await wait_for(pilot, lambda: pane.has_class("-editing"), what="override editor")
+    pane.query_one("#field-editor", Input).value = text
+    await pilot.press("enter")
+
+
+async def test_executor_settings_per_launch_and_the_dry_run_follows_edits(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    home = tmp_path / "store"
+    app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _compose(pilot, "quick_train")
+        await wait_for(pilot, lambda: "max_steps" in pane._dryrun_text, what="dry run")
+        assert "trainer.max_steps      = 5" in pane._dryrun_text
+        await _free_override(pilot, pane, "trainer.max_steps=7")
+        await wait_for(pilot, lambda: "= 7" in pane._dryrun_text, what="dry run re-rendered")
+        await _free_override(pilot, pane, "executor.nodez=2")
+        error = pane.query_one("#field-error", Static)
+        await wait_for(pilot, lambda: error.has_class("-shown"), what="inline error")
+        assert "did you mean `executor.nodes`" in str(error.content)
+        pane.query_one("#field-editor", Input).value = "executor.env.GREETING=hi"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "GREETING=hi" in pane._dryrun_text, what="env in preview")
+        assert pane.built.plan.jobs[0].executor.env_vars == {"GREETING": "hi"}
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: app.runs_table.row_count == 1, what="launched")
+        exp_id = app.runs_table.order[0]
+        store = Store(home)
+        stored = json.loads((store.job_dir(exp_id, "quick_train") / "executor.json").read_text())
+        assert stored["env_vars"] == {"GREETING": "hi"}
+        assert "executor.env.GREETING=hi" in store.load(exp_id).overrides
