@@ -219,6 +219,7 @@ class ComposePane(Vertical):
         Binding("p", "focus_profile", "Executor", id="profile"),
         Binding("t", "focus_recipes", "Recipes", id="recipes", show=False),
         Binding("m", "run_info", "Title, tags, note", id="run-info"),
+        Binding("slash", "find_field", "Find field", id="find-field"),
     ]
 
     class LaunchRequested(Message):
@@ -236,6 +237,8 @@ class ComposePane(Vertical):
         self.workspace_error: str | None = None
         self._editing: FieldRef | None = None
         self._free_override = False
+        self._finding = False
+        self._find_text = ""
         self._dryrun_text = ""
 
     def compose(self) -> ComposeResult:
@@ -443,6 +446,35 @@ class ComposePane(Vertical):
         self.add_class("-editing")
         editor.focus()
 
+    def action_find_field(self) -> None:
+        """``/``: type part of a field's path; enter puts the cursor on the next match."""
+        if self.built is None:
+            self.query_one("#recipes", OptionList).focus()
+            self.app.notify("pick a recipe first; then / finds a field", timeout=3)
+            return
+        self._editing = None
+        self._free_override = False
+        self._finding = True
+        editor = self.query_one(FieldEditor)
+        editor.value = self._find_text
+        editor.placeholder = "find a field: part of its path (enter: next match)"
+        editor.border_title = "find field"
+        self.add_class("-editing")
+        editor.focus()
+
+    def find_field(self, text: str) -> bool:
+        """Move the tree cursor to the next leaf whose path holds ``text`` (wrapping)."""
+        tree = self.config_tree
+        leaves = [n for n in _walk_nodes(tree.root) if n.data is not None and n.data.leaf]
+        needle = text.lower()
+        hits = [n for n in leaves if needle in f"{n.data.job}.{n.data.path}".lower()]
+        if not hits:
+            return False
+        current = tree.cursor_node
+        after = [n for n in hits if current is not None and n.line > current.line]
+        tree.move_cursor((after or hits)[0])
+        return True
+
     def action_add_override(self) -> None:
         """Type a free override (``trainer=small_trainer``, ``lr*=2``, …)."""
         if self.built is None:
@@ -465,6 +497,13 @@ class ComposePane(Vertical):
     def _editor_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         text = event.value.strip()
+        if self._finding:
+            self._find_text = text
+            found = bool(text) and self.find_field(text)
+            self._close_editor()
+            if text and not found:
+                self.app.notify(f"no field matches “{text}”", severity="warning", timeout=3)
+            return
         if self._free_override:
             if not text:
                 self._close_editor()
@@ -485,6 +524,7 @@ class ComposePane(Vertical):
         self.remove_class("-editing")
         self._editing = None
         self._free_override = False
+        self._finding = False
         if self.built is not None:
             self.config_tree.focus()
 

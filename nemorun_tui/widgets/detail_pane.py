@@ -177,6 +177,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         Binding("home,g", "scroll_home", "Top", show=False),
         Binding("end,G", "scroll_end", "Bottom", show=False),
         Binding("L", "all_logs", "Logs of every job", id="all-logs"),
+        Binding("slash", "filter_runs", "Filter runs", id="detail-filter"),
         Binding("t", "manage('tag')", "Tags", id="detail-tag"),
         Binding("n", "manage('note')", "Note", id="detail-note"),
         Binding("y", "manage('copy-id')", "Copy id", show=False, id="detail-copy-id"),
@@ -270,6 +271,10 @@ class DetailPane(VerticalScroll, can_focus=True):
         for job in self.data.record.jobs:
             if job.handle is not None:
                 self.post_message(OpenLogs(self.data.record.id, job.name, sender=self))
+
+    def action_filter_runs(self) -> None:
+        """``/``: a page has nothing to narrow, so it goes to the Runs filter (and says so)."""
+        self.app.run_worker(self.app.run_action("filter"))
 
     def action_manage(self, action: str) -> None:
         """Edit the tags or note of this run, copy its id or path, open its folder."""

@@ -101,6 +101,9 @@ class LogsPane(Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # "/" finds within the pane on screen everywhere: here the log, in Runs the runs,
+        # in Compose a field.
+        Binding("slash", "start_search", "Search log", id="log-search"),
         Binding("f", "start_filter", "Filter lines", id="log-filter"),
         Binding("s", "switch_stream", "stdout/stderr", id="log-stream"),
         Binding("x", "toggle_regex", "Regex on/off", id="log-regex"),
@@ -285,6 +288,10 @@ class LogsPane(Vertical):
         self.post_message(OpenLogs(key.exp_id, key.job, other, sender=self))
 
     # -- search and filter ------------------------------------------------------------------
+    def action_start_search(self) -> None:
+        """``/``: search the log."""
+        self.start_search()
+
     def start_search(self) -> None:
         """``/``: type a pattern; enter highlights it and jumps to the next match."""
         self._open_box("search", self.search_text)

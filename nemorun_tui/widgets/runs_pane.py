@@ -55,6 +55,7 @@ class RunsPane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("slash", "open_filter", "Filter runs", id="runs-filter"),
         Binding("t", "manage('tag')", "Tag", id="tag"),
         Binding("n", "manage('note')", "Note", show=False, id="note"),
         Binding("a", "manage('archive')", "Archive", show=False, id="archive"),
@@ -125,6 +126,10 @@ class RunsPane(Vertical):
             self.query_one("#runs-status", Static).update(Content(text))
 
     # -- filter -------------------------------------------------------------------------
+    def action_open_filter(self) -> None:
+        """``/``: filter the runs."""
+        self.open_filter()
+
     def open_filter(self) -> None:
         """Show and focus the filter input."""
         self.add_class("-filtering")

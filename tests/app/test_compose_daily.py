@@ -171,3 +171,17 @@ async def test_executor_settings_per_launch_and_the_dry_run_follows_edits(
         stored = json.loads((store.job_dir(exp_id, "quick_train") / "executor.json").read_text())
         assert stored["env_vars"] == {"GREETING": "hi"}
         assert "executor.env.GREETING=hi" in store.load(exp_id).overrides
+
+
+async def test_slash_finds_a_field_in_compose(demo_app: Any) -> None:
+    async with demo_app.run_test(size=SIZE) as pilot:
+        pane = await _compose(pilot, "train")
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: pane.has_class("-editing"), what="find box")
+        await pilot.press(*"weight", "enter")
+        await wait_for(pilot, lambda: not pane.has_class("-editing"), what="find closed")
+        node = pane.config_tree.cursor_node
+        assert node is not None and node.data.path == "optimizer.weight_decay"
+        await pilot.press("enter")  # enter on the found field edits it
+        await wait_for(pilot, lambda: pane.has_class("-editing"), what="editor")
+        assert pane.query_one("#field-editor", Input).border_title == "optimizer.weight_decay"

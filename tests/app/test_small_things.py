@@ -126,3 +126,21 @@ async def test_detail_shows_the_handle_readably(demo_app: Any) -> None:
         console.print(events.content)
         text = console.export_text()
         assert "/demo/hello  (local)" in text and "local://" not in text
+
+
+async def test_slash_means_find_in_the_pane_on_screen(demo_app: Any) -> None:
+    async with demo_app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: demo_app.runs_table.loaded)
+        await pilot.press("slash")  # Runs: the filter
+        assert demo_app.runs_pane.has_class("-filtering")
+        await pilot.press("escape")
+        demo_app.runs_table.move_cursor_to(HELLO)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: demo_app.active_pane == "logs", what="logs")
+        await wait_for(pilot, lambda: demo_app.logs_pane.view is not None)
+        await pilot.press("slash")  # Logs: the search box
+        assert demo_app.logs_pane.has_class("-searching")
+        await pilot.press("escape", "4")
+        await pilot.press("slash")  # Detail: no list of its own, the Runs filter
+        await wait_for(pilot, lambda: demo_app.active_pane == "runs", what="runs")
+        assert demo_app.runs_pane.has_class("-filtering")
