@@ -306,7 +306,8 @@ class DetailPane(VerticalScroll, can_focus=True):
             plain_row(table, "ended", when(r.ended_at))
         if r.parent:
             plain_row(table, "parent", r.parent)
-        plain_row(table, "tags", Text(cell(", ".join(r.tags)) or "(none: t adds some)"))
+        tags = Text(cell(", ".join(r.tags))) if r.tags else Text("(none: t adds some)", "dim")
+        plain_row(table, "tags", tags)
         note = getattr(r, "note", "")
         plain_row(table, "note", Text(cell(note)) if note else Text("(none: n adds one)", "dim"))
         if getattr(r, "archived", False):

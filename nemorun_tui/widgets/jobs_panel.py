@@ -233,25 +233,27 @@ class JobsPanel(Static, can_focus=True):
             header_style="bold dim",
         )
         narrow = 0 < self.size.width < NARROW
-        columns = [
-            ("JOB", 2, 0),
-            ("STATE", 2, 0),
-            ("EXECUTOR", 2, 0),
-            ("HANDLE", 3, 1),
-            ("EXIT", 1, 0),
-            ("TOOK", 1, 0),
-            ("REASON", 4, 0),
-            ("LAST STATUS", 3, 1),
+        # (header, ratio or fixed width, optional): fixed widths for the short columns
+        # (a ratio squeezed "✔ SUCCEEDED" and "1m35s" on 80 columns).
+        columns: list[tuple[str, int, int | None, bool]] = [
+            ("JOB", 2, None, False),
+            ("STATE", 0, 12, False),
+            ("EXECUTOR", 2, None, False),
+            ("HANDLE", 3, None, True),
+            ("EXIT", 0, 4, False),
+            ("TOOK", 0, 6, False),
+            ("REASON", 4, None, False),
+            ("LAST STATUS", 3, None, True),
         ]
-        keep = [i for i, (_, _, optional) in enumerate(columns) if not (narrow and optional)]
+        keep = [i for i, column in enumerate(columns) if not (narrow and column[3])]
         for i in keep:
-            header, ratio, _ = columns[i]
+            header, ratio, width, _ = columns[i]
             table.add_column(
                 header,
-                ratio=ratio,
+                ratio=ratio or None,
+                width=width,
                 no_wrap=True,
                 overflow="ellipsis",
-                min_width=6 if header == "TOOK" else None,
             )
         jobs = list(enumerate(record.jobs))
         room = self._room()

@@ -404,7 +404,31 @@ class LogsPane(Vertical):
             text = ""
         else:
             window = view.window
+            # Most telling first, so a narrow terminal still shows it: how the job is
+            # doing, then search and filter counts, then sizes.
             parts: list[str] = [key.stream]
+            end = self._jobs.get((key.exp_id, key.job))
+            ended = end is not None and end.state in TERMINAL_STATES
+            if ended and end is not None:
+                parts.append(ended_label(end))
+                if end.state == "FAILED" and key.stream == "stdout":
+                    parts.append("errors are usually in stderr: s shows it")
+            if not view.follow:
+                new = view.new_lines
+                parts.append(f"PAUSED +{new:,} new (end resumes)" if new else "PAUSED (end)")
+            elif not ended:
+                parts.append("FOLLOWING")
+            if self.search_text:
+                count = window.search_matches
+                found = "" if count is None else f" {count:,} matching lines"
+                if count is not None and window.search_busy:
+                    found += " …"
+                parts.append(f"search “{cell(self.search_text)}”{found} (n/N)")
+            if window.filtering:
+                busy = " …" if window.filter_busy else ""
+                parts.append(
+                    f"filter “{cell(self.filter_text)}” {window.filter_matches:,} matches{busy}"
+                )
             lines = (
                 f"{window.line_count:,} lines"
                 if window.complete
@@ -412,27 +436,6 @@ class LogsPane(Vertical):
             )
             parts.append(lines)
             parts.append(human_bytes(window.size))
-            end = self._jobs.get((key.exp_id, key.job))
-            ended = end is not None and end.state in TERMINAL_STATES
-            if not view.follow:
-                parts.append(f"PAUSED +{view.new_lines:,} new (end resumes)")
-            elif not ended:
-                parts.append("FOLLOWING")
-            if ended and end is not None:
-                parts.append(ended_label(end))
-                if end.state == "FAILED" and key.stream == "stdout":
-                    parts.append("errors are usually in stderr: s shows it")
-            if window.filtering:
-                busy = " …" if window.filter_busy else ""
-                parts.append(
-                    f"filter “{cell(self.filter_text)}” {window.filter_matches:,} matches{busy}"
-                )
-            if self.search_text:
-                count = window.search_matches
-                found = "" if count is None else f"{count:,} matching lines"
-                if count is not None and window.search_busy:
-                    found += " …"
-                parts.append(f"search “{cell(self.search_text)}” {found} (n/N)".replace("  ", " "))
             flags = []
             if self.regex:
                 flags.append("regex")
@@ -442,7 +445,7 @@ class LogsPane(Vertical):
                 flags.append("wrap")
             if flags:
                 parts.append(",".join(flags))
-            text = "  ·  ".join(parts)
+            text = " · ".join(parts)
         if text != self._status:
             self._status = text
             self.query_one("#log-status", Static).update(Content(text))
