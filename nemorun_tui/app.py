@@ -575,6 +575,8 @@ class NemorunApp(App[int]):
 
     def _tick_clock(self) -> None:
         """Once a second: let live rows update their coarse durations (usually a no-op)."""
+        if not self.screen_stack or not self.main.query(RunsTable):
+            return  # the app is closing: its widgets are being removed
         pane = self.active_pane
         if pane == "runs":
             self.runs_table.tick()
