@@ -108,7 +108,7 @@ class RunsPane(Vertical):
         """One line: counts, filter, sort, and any poll trouble."""
         table = self.table
         parts = [f"{table.row_count} of {table.total_count} experiments"]
-        archived = sum(1 for s in table.summaries() if getattr(s, "archived", False))
+        archived = table.archived_count
         if archived and "archived:" not in table.filter_text:
             parts.append(f"{archived} archived hidden (archived:yes shows them)")
         marked = len(table.marked_ids())

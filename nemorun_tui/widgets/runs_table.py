@@ -307,6 +307,8 @@ class RunsTable(ScrollView, can_focus=True):
         self.marked: set[str] = set()
         #: Cells scrolled sideways (0: the columns that fit; more: every column, panned).
         self.pan = 0
+        #: Archived runs known (hidden unless the filter asks for them).
+        self.archived_count = 0
 
     # -- data -----------------------------------------------------------------------------
     @property
@@ -395,7 +397,17 @@ class RunsTable(ScrollView, can_focus=True):
         return (s.id,)
 
     def _recompute_order(self) -> None:
-        rows: Iterable[Any] = [s for s in self._rows.values() if matches_filter(s, self._filter)]
+        if self._filter:
+            rows: list[Any] = [
+                s for s in self._rows.values() if matches_filter(s, self._filter)
+            ]
+        else:  # the common case, kept cheap for 100,000 rows: only archived runs hide
+            rows = [s for s in self._rows.values() if not getattr(s, "archived", False)]
+        self.archived_count = (
+            len(self._rows) - len(rows)
+            if not self._filter
+            else sum(1 for s in self._rows.values() if getattr(s, "archived", False))
+        )
         self._order = [s.id for s in sorted(rows, key=self._sort_value, reverse=self.sort_reverse)]
         self._position = {exp_id: i for i, exp_id in enumerate(self._order)}
 
