@@ -725,8 +725,11 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         wanted = ListingFilter.from_args(args)
         limit = _limit(args.limit) if args.limit is not None else None
         store = _store(args)
-        rows = wanted.apply(store.list(archived=wanted.archived))
-        rows = rows[:limit] if limit is not None else rows
+        if wanted.in_python:
+            rows = wanted.apply(store.list(archived=wanted.archived))
+            rows = rows[:limit] if limit is not None else rows
+        else:  # only --limit/--archived/--all: the index answers (LIMIT in SQL)
+            rows = store.list(limit=limit, archived=wanted.archived)
         text = _render_json(rows) if args.json else _render_table(rows)
         if not text and not args.json:
             total = len(store.list())

@@ -81,6 +81,11 @@ class ListingFilter:
             and self.archived is False
         )
 
+    @property
+    def in_python(self) -> bool:
+        """Some filter needs every row (the archived one and a limit are SQL's)."""
+        return bool(self.states or self.title is not None or self.tags or self.since is not None)
+
     def keeps(self, row: Any) -> bool:
         state = "DAMAGED" if row.damaged else row.state
         if self.states and state not in self.states:

@@ -92,10 +92,11 @@ class Experiment:
         home: str | Path | None = None,
         tags: Sequence[str] = (),
         engine: Engine | None = None,
+        note: str = "",
     ) -> None:
         self.engine = engine or _engine(home)
         self.executor = executor
-        self.plan = Plan(title=title, tags=list(tags))
+        self.plan = Plan(title=title, tags=list(tags), note=note)
         self.id: str | None = None
         #: Set when run() was skipped because a job is importing this script (see
         #: core.engine.launch_guard): status(), logs(), wait() and cancel() then do nothing.

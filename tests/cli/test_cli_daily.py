@@ -198,6 +198,8 @@ def test_archive_hides_from_default_listing(env: dict[str, str]) -> None:
     assert "gone" not in cli(env, "ls").stdout
     assert [r["id"] for r in rows(env, "--archived")] == [gone]
     assert {r["id"] for r in rows(env, "--all")} == {kept, gone}
+    assert [r["id"] for r in rows(env, "--all", "--limit", "1")] == [gone]  # the newest
+    assert [r["id"] for r in rows(env, "--limit", "5")] == [kept]
     cli(env, "archive", kept)
     empty = cli(env, "ls")
     assert empty.stdout == "" and "archived" in empty.stderr

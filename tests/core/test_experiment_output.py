@@ -79,3 +79,11 @@ def test_only_a_traceback_ending_counts_as_an_exception() -> None:
         "RecursionError",
         None,
     )
+
+
+def test_experiment_tags_and_note_are_recorded(tmp_path: Path) -> None:
+    with run.Experiment("noted", home=tmp_path, tags=["api"], note="from a script") as exp:
+        exp.add(run.Script(inline="true"), name="t")
+        exp.run(stream=False)
+    record = exp.record
+    assert (record.tags, record.note, record.workdir) == (["api"], "from a script", str(Path.cwd()))

@@ -29,7 +29,7 @@ executor = run.SlurmExecutor(
     tunnel=run.SSHTunnel(host={alias!r}, ssh_config={config!r}, job_dir={jobs!r}),
     poll_rate=5.0,
 )
-with run.Experiment("one-login", executor=executor, home={home!r}) as exp:
+with run.Experiment("one-login", executor=executor, home={home!r}) as exp:  # streams
     first = exp.add(run.Script(inline="echo from-a"), name="a")
     exp.add(run.Script(inline="echo from-b"), name="b", dependencies=[first])
     exp.run()
@@ -109,5 +109,9 @@ def test_run_status_and_logs_from_one_script_log_in_once(
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines == ["[('a', 'SUCCEEDED'), ('b', 'SUCCEEDED')]", "from-a from-b"]
+    # exp.run() streamed each job's output (prefixed: two jobs) over the same connection.
+    streamed = sorted(line for line in lines if line.startswith(("[a] ", "[b] ")))
+    assert streamed == ["[a] from-a", "[b] from-b"]
+    rest = [line for line in lines if not line.startswith(("[a] ", "[b] "))]
+    assert rest == ["[('a', 'SUCCEEDED'), ('b', 'SUCCEEDED')]", "from-a from-b"]
     assert sshd.log_file.read_text().count("Accepted publickey") == 1
