@@ -41,6 +41,7 @@ from nemorun_tui.messages import (
     EngineEvent,
     Launched,
     LaunchProgress,
+    ManageRequested,
     OpenDetail,
     OpenLogs,
     RelaunchRequested,
@@ -322,6 +323,11 @@ class NemorunApp(App[int]):
         known = {b.id for b in own_bindings(self) if b.id}
         for node in self.main.walk_children():
             known.update(b.id for b in own_bindings(node) if b.id)
+        from nemorun_tui.ui_state import quit_key_warning
+
+        warning = quit_key_warning(self, dict(self.engine.settings.keys))
+        if warning:
+            self.notify(warning, title="Settings", severity="warning", timeout=12)
         unknown = sorted(wanted - known)
         if unknown:
             self.notify(
@@ -364,6 +370,12 @@ class NemorunApp(App[int]):
         return self.main.query_one(RunsTable)
 
     @property
+    def marked(self) -> list[str]:
+        """Experiment ids marked in Runs (space), in display order: what bulk actions and
+        the Compare screen act on."""
+        return self.runs_table.marked_ids()
+
+    @property
     def active_pane(self) -> str:
         """Id of the pane on screen."""
         return self.main.query_one(ContentSwitcher).current or "runs"
@@ -387,6 +399,12 @@ class NemorunApp(App[int]):
         if self.monitor_enabled:
             self._subscribe_monitor()
         self._ticker = self.set_interval(1.0, self._tick_clock, name="clock")
+        from nemorun_tui.reload import ReloadWatcher
+        from nemorun_tui.ui_state import remember_theme
+
+        remember_theme(self)
+        self.reload_watcher = ReloadWatcher(self)
+        self.reload_watcher.start()
 
     async def on_unmount(self) -> None:
         """Stop polling and the engine thread."""
@@ -498,6 +516,10 @@ class NemorunApp(App[int]):
                 self._listing.poke()
             if self.panes_ready.is_set() and event.exp_id == self.detail_pane.exp_id:
                 self._load_detail(event.exp_id)
+            if self.panes_ready.is_set():
+                self.logs_pane.set_job_state(
+                    event.exp_id, event.job, event.new.value, event.report.exit_code
+                )
             if event.new.is_terminal:
                 self._run_ended(event)
         elif isinstance(event, PollError):
@@ -534,6 +556,14 @@ class NemorunApp(App[int]):
             block(message), title=cell(title), severity=severity, timeout=timeout, markup=False
         )
 
+    def action_help_quit(self) -> None:
+        """ctrl+c: say how to quit, in plain words (Textual's own toast is markup, and our
+        toasts never are, so it showed a raw ``[b]ctrl+q[/b]``)."""
+        keys = [key for key, b in self.active_bindings.items() if b.binding.action in ("quit",)]
+        if keys:
+            shown = " or ".join(self.get_key_display(self.active_bindings[k].binding) for k in keys)
+            self.notify(f"Press {shown} to quit the app", title="Do you want to quit?")
+
     def report_error(self, text: str, *, key: str | None = None, every: float = 30.0) -> None:
         """A notification for a backend/store problem; the same one at most every ``every`` s."""
         key = key or text
@@ -545,6 +575,8 @@ class NemorunApp(App[int]):
 
     def _tick_clock(self) -> None:
         """Once a second: let live rows update their coarse durations (usually a no-op)."""
+        if not self.screen_stack or not self.main.query(RunsTable):
+            return  # the app is closing: its widgets are being removed
         pane = self.active_pane
         if pane == "runs":
             self.runs_table.tick()
@@ -562,7 +594,8 @@ class NemorunApp(App[int]):
     # -- the highlighted experiment's jobs ----------------------------------------------
     @on(RunsTable.Highlighted)
     def _highlighted(self, message: RunsTable.Highlighted) -> None:
-        self._reload_highlighted_jobs()
+        if self.screen_stack:  # not while the app is closing
+            self._reload_highlighted_jobs()
 
     def _reload_highlighted_jobs(self) -> None:
         exp_id = self.runs_table.cursor_id
@@ -629,6 +662,12 @@ class NemorunApp(App[int]):
         await self.action_pane("runs")
         self.runs_pane.open_filter()
 
+    def action_reload(self) -> None:
+        """Read config.toml and the workspace again."""
+        from nemorun_tui.reload import reload_all
+
+        self.run_worker(reload_all(self), group="reload", exit_on_error=False)
+
     def action_help(self) -> None:
         """Show every key of the current pane."""
         from nemorun_tui.screens.help import HelpScreen
@@ -654,7 +693,12 @@ class NemorunApp(App[int]):
             self.post_message(RelaunchRequested(exp_id, edit=True))
 
     def action_cancel(self) -> None:
-        """Cancel the current run's live jobs, after confirmation."""
+        """Cancel the current run's live jobs (or the marked runs'), after confirmation."""
+        if self.active_pane == "runs" and self.marked:
+            from nemorun_tui.messages import ManageRequested
+
+            self.post_message(ManageRequested("cancel", self.marked))
+            return
         exp_id = self._need_run()
         if exp_id is not None:
             self.post_message(CancelRequested(exp_id))
@@ -725,6 +769,7 @@ class NemorunApp(App[int]):
             and current.stream != stream
         )
         pane.open_log(key, str(path), replace=replace)
+        pane.set_job_state(exp_id, rec.name, rec.state.value, rec.exit_code)
         await self.action_pane("logs")
         if len(record.jobs) > 1 and job is None:
             others = ", ".join(j.name for j in record.jobs[1:])
@@ -774,6 +819,11 @@ class NemorunApp(App[int]):
             plan = await self.bridge.run(self.engine.relaunch_plan, exp_id)
         except Exception as exc:
             self.report_error(f"cannot relaunch {exp_id}: {exc}", every=0)
+            return
+        from nemorun_tui.manage import confirm_relaunch
+
+        if not await confirm_relaunch(self, exp_id, plan):
+            self.notify("not relaunched", timeout=2)
             return
         await self.launch_plan(plan)
 
@@ -869,6 +919,12 @@ class NemorunApp(App[int]):
         if asked:
             self.notify(f"cancel requested for {', '.join(asked)}", timeout=3)
 
+    @on(ManageRequested)
+    def _manage(self, message: ManageRequested) -> None:
+        from nemorun_tui import manage
+
+        manage.handle(self, message)
+
     @on(Launched)
     def _launched(self, message: Launched) -> None:
         self.post_message(StoreChanged())
@@ -897,6 +953,11 @@ class NemorunApp(App[int]):
         )
         yield SystemCommand("Cancel run", "Cancel the current run's live jobs", self.action_cancel)
         yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
+        yield SystemCommand(
+            "Reload config and workspace",
+            "Read config.toml and the workspace again (also done when they change)",
+            self.action_reload,
+        )
         yield from super().get_system_commands(screen)
 
 

@@ -92,3 +92,13 @@ class LaunchProgress(Message):
 
 class StoreChanged(Message):
     """Something the app did changed the store; refresh listings soon."""
+
+
+class ManageRequested(Message):
+    """Manage runs (:mod:`nemorun_tui.manage`): tag, note, archive, delete, cancel several,
+    copy an id or a path, open a shell or ``$EDITOR`` in a run's folder."""
+
+    def __init__(self, action: str, exp_ids: list[str]) -> None:
+        super().__init__()
+        self.action = action
+        self.exp_ids = exp_ids

@@ -61,6 +61,8 @@ class Window:
     filtering: bool = False
     filter_busy: bool = False
     filter_matches: int = 0
+    search_matches: int | None = None  # lines matching the search (None: no search)
+    search_busy: bool = False  # the count is still being scanned
     error: str | None = None
     generation: int = 0
 
@@ -81,6 +83,7 @@ class _Filter:
     line_at_scan: int = 0  # line number at scanned_to
     done_size: int = -1  # file size when the scan last reached the end
     last_line: int = -1  # last matching line (never added twice)
+    keep_rows: bool = True  # False: only count matching lines (the search's match count)
 
 
 class LogReader:
@@ -102,6 +105,7 @@ class LogReader:
         self._request = _Request()
         self._request_changed = True
         self._filter: _Filter | None = None
+        self._count: _Filter | None = None  # the search's match count, scanned like a filter
         self._filter_changed = False
         self._find: tuple[re.Pattern[bytes], int, bool] | None = None
         self.found: tuple[int | None, str] | None = None  # (line, message) of the last find
@@ -149,6 +153,17 @@ class LogReader:
         with self._cond:
             self._filter = _Filter(pattern, max(0, context)) if pattern is not None else None
             self._filter_changed = True
+            self._request_changed = True
+            self._cond.notify()
+
+    def set_count(self, pattern: re.Pattern[bytes] | None) -> None:
+        """Count the lines matching ``pattern`` (the search's "N matches"); None stops.
+
+        Scanned on the reader thread in chunks like the filter, and kept up to date as the
+        file grows; the count is published in :attr:`Window.search_matches`.
+        """
+        with self._cond:
+            self._count = _Filter(pattern, 0, keep_rows=False) if pattern is not None else None
             self._request_changed = True
             self._cond.notify()
 
@@ -207,6 +222,8 @@ class LogReader:
             if not index.complete:
                 prepended = index.scan_back()
             filter_progress = self._advance_filter()
+            if self._advance(self._count):
+                filter_progress = True
             if find is not None:
                 self._do_find(find)
             changed = bool(grown or prepended or filter_progress)
@@ -217,7 +234,7 @@ class LogReader:
                 self._publish()
                 last_publish = now
                 pending_growth = False
-            busy = not index.complete or self._filter_pending()
+            busy = not index.complete or self._filter_pending() or self._pending(self._count)
             if busy:
                 self._wait(0.0)
                 continue
@@ -243,10 +260,14 @@ class LogReader:
         self._generation += 1
         if self._filter is not None:
             self._filter = _Filter(self._filter.pattern, self._filter.context)
+        if self._count is not None:
+            self._count = _Filter(self._count.pattern, 0, keep_rows=False)
 
     # -- filter ---------------------------------------------------------------------------
     def _filter_pending(self) -> bool:
-        f = self._filter
+        return self._pending(self._filter)
+
+    def _pending(self, f: _Filter | None) -> bool:
         index = self._index
         if f is None or index is None or not index.complete:
             return False
@@ -258,9 +279,12 @@ class LogReader:
         Only whole lines advance the scan position; a trailing partial line (still being
         written) is tested but scanned again once it grows, never counted twice.
         """
-        f = self._filter
+        return self._advance(self._filter)
+
+    def _advance(self, f: _Filter | None) -> bool:
+        """One chunk of a filter or count scan (see :meth:`_advance_filter`)."""
         index = self._index
-        if not self._filter_pending():
+        if not self._pending(f):
             return False
         assert f is not None and index is not None
         start = f.scanned_to
@@ -294,6 +318,8 @@ class LogReader:
     def _add_filter_row(f: _Filter, line: int) -> None:
         f.matches += 1
         f.last_line = line
+        if not f.keep_rows:
+            return
         low = max(0, line - f.context)
         if f.rows and f.rows[-1] >= low:
             low = f.rows[-1] + 1
@@ -302,7 +328,23 @@ class LogReader:
 
     # -- find ------------------------------------------------------------------------------
     def _do_find(self, request: tuple[re.Pattern[bytes], int, bool]) -> None:
+        """Find the next/previous match, wrapping around the end (as less and vim do)."""
         pattern, from_line, backwards = request
+        self._find_once(pattern, from_line, backwards)
+        if self.found is None or self.found[0] is not None or self._index is None:
+            return
+        total = self._index.line_count
+        restart = total if backwards else -1
+        if restart == from_line:
+            return  # the first pass already covered the whole file
+        self._find_once(pattern, restart, backwards)
+        if self.found is not None and self.found[0] is not None:
+            where = "bottom" if backwards else "top"
+            self.found = (self.found[0], f"search wrapped around to the {where}")
+        else:
+            self.found = (None, "no match")
+
+    def _find_once(self, pattern: re.Pattern[bytes], from_line: int, backwards: bool) -> None:
         index = self._index
         if index is None or index.line_count == 0:
             self.found = (None, "nothing to search")
@@ -312,6 +354,8 @@ class LogReader:
             position = index.end if from_line >= total else index.line_start(max(0, from_line))
             while position > index.base:
                 start = max(index.base, position - _SEARCH_CHUNK)
+                if start > index.base:  # a chunk starts on a line start, or ``^`` lies
+                    start = max(index.base, index.line_start(index.line_of_offset(start)))
                 data = os.pread(index.fd, position - start, start)
                 last = None
                 for match in pattern.finditer(data):
@@ -349,6 +393,7 @@ class LogReader:
         with self._cond:
             request = self._request
             f = self._filter
+            count = self._count
         if f is not None and index.complete:
             rows_total = len(f.rows)
             first = self._first(request, rows_total)
@@ -371,6 +416,8 @@ class LogReader:
             filtering=f is not None,
             filter_busy=f is not None and (not index.complete or self._filter_pending()),
             filter_matches=f.matches if f is not None else 0,
+            search_matches=count.matches if count is not None else None,
+            search_busy=count is not None and (not index.complete or self._pending(count)),
             generation=self._generation,
         )
         if self.first_window_at is None:
@@ -408,7 +455,10 @@ class LogReader:
 def compile_pattern(text: str, *, regex: bool, case: bool) -> re.Pattern[bytes]:
     """A bytes pattern for the reader from what the user typed (raises re.error)."""
     source = text if regex else re.escape(text)
-    return re.compile(source.encode(), 0 if case else re.IGNORECASE)
+    # MULTILINE: the reader searches blocks of many lines, where ``^``/``$`` must mean the
+    # start and end of each line (as the user reads the pattern), not of the block.
+    flags = re.MULTILINE | (0 if case else re.IGNORECASE)
+    return re.compile(source.encode(), flags)
 
 
 def row_of_line(rows: array, line: int) -> int:

@@ -270,7 +270,8 @@ class LogView(Widget, can_focus=True):
             origin = rows[index][0] if 0 <= index < len(rows) else self.top
             if not backwards:
                 origin -= 1
-        pattern = re.compile(self.highlight.pattern.encode(), self.highlight.flags & re.I)
+        flags = self.highlight.flags & (re.IGNORECASE | re.MULTILINE)
+        pattern = re.compile(self.highlight.pattern.encode(), flags)
         self.reader.found = None
         self._find_waiting = True
         self.reader.find(pattern, origin, backwards=backwards)
@@ -285,6 +286,8 @@ class LogView(Widget, can_focus=True):
         if line is None:
             self.notify(message, timeout=2)
             return
+        if message:  # "wrapped around to the top"
+            self.notify(message, timeout=2)
         self.current_match = line
         self._pause()
         height = max(1, self.size.height)

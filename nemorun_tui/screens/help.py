@@ -12,6 +12,7 @@ from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -102,7 +103,7 @@ class HelpScreen(ModalScreen[None]):
             app_rows.append(("ctrl+p", "Command palette: open run by id, panes, theme"))
             yield Static(self._table(app_rows))
             yield Static(
-                'Keys are remappable in config.toml under [keys], e.g. relaunch = "R".',
+                Content('Keys are remappable in config.toml under [keys], e.g. relaunch = "R".'),
                 classes="hint",
                 markup=False,  # "[keys]" is text, not a markup tag
             )

@@ -46,6 +46,8 @@ class ComposeSource:
     title: str | None = None
     overrides: list[str] = field(default_factory=list)
     profile: str | None = None  # None: the recipe's default profile / the parent's executor
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass
@@ -56,6 +58,28 @@ class BuiltPlan:
     flat: dict[str, dict[str, str]]  # job -> path -> display value (with defaults)
     explicit: dict[str, set[str]]  # job -> paths set explicitly (not signature defaults)
     help: str = ""
+
+
+def profile_label(settings: Any, name: str) -> str:
+    """``ci · slurm at ssh://me@login``: a profile's name and where it runs."""
+    try:
+        profile = settings.profile(name)
+    except Exception as exc:  # a broken profile is listed, with why
+        return f"{name} · broken: {exc}"[:60]
+    target = profile.target()
+    where = (
+        profile.backend
+        if target in ("", "local", profile.backend)
+        else (f"{profile.backend} at {target}")
+    )
+    return f"{name} · {where}"
+
+
+def _walk_nodes(node: Any) -> Any:
+    """Every node under ``node``, depth first, in screen order."""
+    for child in node.children:
+        yield child
+        yield from _walk_nodes(child)
 
 
 def override_path(text: str) -> str:
@@ -74,21 +98,24 @@ async def build_plan(
     only ever holds the stored documents and their views.
     """
     from core.engine import Plan
+    from core.engine.executor_overrides import apply_executor_overrides, split_overrides
 
+    # ``executor.nodes=2`` sets the launch's executor, every other override the task.
+    task_overrides, executor_overrides = split_overrides(source.overrides)
     help_text = ""
     if source.parent is not None:
         tasks = {}
-        if source.overrides:  # as-is needs no user code: the stored documents are reused
-            tasks = await helper.rebuild(str(engine.store.home), source.parent, source.overrides)
+        if task_overrides:  # as-is needs no user code: the stored documents are reused
+            tasks = await helper.rebuild(str(engine.store.home), source.parent, task_overrides)
         plan = engine.relaunch_plan(
-            source.parent, source.overrides, executor=source.profile, tasks=tasks
+            source.parent, task_overrides, executor=source.profile, tasks=tasks
         )
         if source.title:
             plan.title = source.title
     else:
         if source.recipe is None:
             raise ValueError("pick a recipe first")
-        built = await helper.build(workspace, source.recipe, source.overrides)
+        built = await helper.build(workspace, source.recipe, task_overrides)
         help_text = built.help
         plan = Plan(
             title=source.title or built.title,
@@ -97,6 +124,15 @@ async def build_plan(
             overrides=list(source.overrides),
         )
         plan.add(built.task, engine.profile(source.profile), name=built.recipe)
+    if executor_overrides:
+        for job in plan.jobs:
+            job.executor = apply_executor_overrides(job.executor, executor_overrides)
+        if source.parent is not None:  # recorded with the run (Detail, the CLI show them)
+            plan.overrides = [*plan.overrides, *executor_overrides]
+    if source.tags:
+        plan.tags = list(source.tags)
+    if source.note:
+        plan.note = source.note
     flat = {}
     explicit = {}
     for job in plan.jobs:
@@ -163,7 +199,8 @@ class ComposePane(Vertical):
     ComposePane #compose-left { width: 30; border-right: solid $primary 30%; }
     ComposePane #compose-left > Label { padding: 0 1; text-style: bold; color: $accent; }
     ComposePane #recipes { height: 1fr; border: none; }
-    ComposePane #profile { margin: 0 0 1 0; }
+    ComposePane #profile { margin: 0; }
+    ComposePane #profile-help { padding: 0 1; color: $text-muted; height: auto; }
     ComposePane #compose-center { width: 1fr; }
     ComposePane #config-tree { height: 1fr; }
     ComposePane #field-editor { display: none; }
@@ -181,6 +218,8 @@ class ComposePane(Vertical):
         Binding("o", "add_override", "Add override", id="add-override"),
         Binding("p", "focus_profile", "Executor", id="profile"),
         Binding("t", "focus_recipes", "Recipes", id="recipes", show=False),
+        Binding("m", "run_info", "Title, tags, note", id="run-info"),
+        Binding("slash", "find_field", "Find field", id="find-field"),
     ]
 
     class LaunchRequested(Message):
@@ -198,6 +237,8 @@ class ComposePane(Vertical):
         self.workspace_error: str | None = None
         self._editing: FieldRef | None = None
         self._free_override = False
+        self._finding = False
+        self._find_text = ""
         self._dryrun_text = ""
 
     def compose(self) -> ComposeResult:
@@ -207,7 +248,8 @@ class ComposePane(Vertical):
                 yield Label("Recipes")
                 yield OptionList(id="recipes")
                 yield Label("Executor profile")
-                yield Select[str]([], id="profile", allow_blank=True, prompt="default")
+                yield Select[str]([], id="profile", allow_blank=True, prompt="default profile")
+                yield Static("", id="profile-help")
             with Vertical(id="compose-center"):
                 yield ConfigTree("config", id="config-tree")
                 yield Static("", id="field-error")
@@ -250,8 +292,7 @@ class ComposePane(Vertical):
         app = self.nemorun
         ref = app.workspace
 
-        profiles = app.engine.settings.profile_names()
-        self.query_one("#profile", Select).set_options((name, name) for name in profiles)
+        self._show_profiles()
         try:
             self.workspace = await app.bridge.call(app.workspace_helper.discover(ref))
         except Exception as exc:
@@ -267,10 +308,13 @@ class ComposePane(Vertical):
                 label.append(f"\n{cell(recipe.help)}", style="dim")
             options.append(Option(label, id=name))
         recipes = self.query_one("#recipes", OptionList)
+        highlighted = recipes.highlighted_option.id if recipes.highlighted_option else None
         recipes.clear_options()
         recipes.add_options(options)
         if options:
-            recipes.highlighted = 0
+            # A reload keeps the recipe the user was on (if it still exists).
+            names = [o.id for o in options]
+            recipes.highlighted = names.index(highlighted) if highlighted in names else 0
         for error in self.workspace.errors:
             app.notify(error, title="Workspace", severity="warning")
         if self.source.recipe is None and self.source.parent is None:
@@ -280,6 +324,70 @@ class ComposePane(Vertical):
                     "Pick one (enter), edit fields (enter), launch with ctrl+l."
                 )
             )
+
+    def _show_profiles(self) -> None:
+        """Profiles with what they are (``gpu · local``, ``ci · slurm at ssh://…``), and
+        what "default" means: the blank choice is config.toml's ``default_executor``."""
+        settings = self.nemorun.engine.settings
+        options = [(profile_label(settings, name), name) for name in settings.profile_names()]
+        select = self.query_one("#profile", Select)
+        with select.prevent(Select.Changed):
+            select.set_options(options)
+            if self.source.profile in settings.profile_names():
+                select.value = self.source.profile
+        default = settings.default_executor
+        where = f" in {settings.path}" if settings.path else " (no config.toml)"
+        self.query_one("#profile-help", Static).update(
+            Text(
+                f"blank: the default, {cell(default)} (default_executor{where}); "
+                "add profiles under [executors.NAME]; p picks one",
+                style="dim",
+            )
+        )
+        select.prompt = f"default ({cell(default)})"
+
+    def reload(self) -> None:
+        """config.toml or the workspace changed: list profiles and recipes again, and
+        rebuild the plan on screen with the same overrides (nothing is lost)."""
+        self._show_profiles()
+        self._load_workspace()
+        if self.source.recipe or self.source.parent:
+            self._rebuild(None)
+
+    def action_run_info(self) -> None:
+        """Set the title, tags and note the launched run records."""
+        self._ask_run_info()
+
+    @work(group="compose-run-info", exclusive=True, exit_on_error=False)
+    async def _ask_run_info(self) -> None:
+        from nemorun_tui.screens.text_input import TextInputScreen, split_tags
+
+        if self.built is None:
+            self.app.notify("pick a recipe first", severity="warning", timeout=3)
+            return
+        source = self.source
+        screen: Any = TextInputScreen(
+            "The run to launch",
+            [
+                ("title", source.title or self.built.plan.title, "a short name for the run"),
+                ("tags (spaces or commas)", " ".join(source.tags), "baseline lr-sweep"),
+                ("note", source.note, "why this run"),
+            ],
+        )
+        answer = await self.app.push_screen_wait(screen)
+        if answer is None:
+            return
+        title, tags, note = answer
+        try:
+            from core.store.files import check_note, check_tags
+
+            source.tags = check_tags(split_tags(tags))
+            source.note = check_note(note)
+        except Exception as exc:
+            self.app.notify(str(exc), severity="error", timeout=6)
+            return
+        source.title = title.strip() or None
+        self._rebuild(None)
 
     @on(OptionList.OptionSelected, "#recipes")
     def _recipe_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -338,6 +446,35 @@ class ComposePane(Vertical):
         self.add_class("-editing")
         editor.focus()
 
+    def action_find_field(self) -> None:
+        """``/``: type part of a field's path; enter puts the cursor on the next match."""
+        if self.built is None:
+            self.query_one("#recipes", OptionList).focus()
+            self.app.notify("pick a recipe first; then / finds a field", timeout=3)
+            return
+        self._editing = None
+        self._free_override = False
+        self._finding = True
+        editor = self.query_one(FieldEditor)
+        editor.value = self._find_text
+        editor.placeholder = "find a field: part of its path (enter: next match)"
+        editor.border_title = "find field"
+        self.add_class("-editing")
+        editor.focus()
+
+    def find_field(self, text: str) -> bool:
+        """Move the tree cursor to the next leaf whose path holds ``text`` (wrapping)."""
+        tree = self.config_tree
+        leaves = [n for n in _walk_nodes(tree.root) if n.data is not None and n.data.leaf]
+        needle = text.lower()
+        hits = [n for n in leaves if needle in f"{n.data.job}.{n.data.path}".lower()]
+        if not hits:
+            return False
+        current = tree.cursor_node
+        after = [n for n in hits if current is not None and n.line > current.line]
+        tree.move_cursor((after or hits)[0])
+        return True
+
     def action_add_override(self) -> None:
         """Type a free override (``trainer=small_trainer``, ``lr*=2``, …)."""
         if self.built is None:
@@ -360,6 +497,13 @@ class ComposePane(Vertical):
     def _editor_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         text = event.value.strip()
+        if self._finding:
+            self._find_text = text
+            found = bool(text) and self.find_field(text)
+            self._close_editor()
+            if text and not found:
+                self.app.notify(f"no field matches “{text}”", severity="warning", timeout=3)
+            return
         if self._free_override:
             if not text:
                 self._close_editor()
@@ -380,6 +524,7 @@ class ComposePane(Vertical):
         self.remove_class("-editing")
         self._editing = None
         self._free_override = False
+        self._finding = False
         if self.built is not None:
             self.config_tree.focus()
 
@@ -428,6 +573,8 @@ class ComposePane(Vertical):
             title=self.source.title,
             overrides=overrides,
             profile=self.source.profile,
+            tags=list(self.source.tags),
+            note=self.source.note,
         )
         try:
             built = await app.bridge.call(
@@ -464,7 +611,14 @@ class ComposePane(Vertical):
                 heading.append(f" — {cell(built.help)}", style="dim")
         profiles = sorted({j.executor.profile_name or j.executor.backend for j in plan.jobs})
         heading.append(f"\ntitle: {cell(plan.title)} · executor: {cell(', '.join(profiles))}")
-        heading.append(" · enter: edit field · o: override · ctrl+l: launch", style="dim")
+        if plan.tags:
+            heading.append(f" · tags: {cell(', '.join(plan.tags))}")
+        if plan.note:
+            heading.append(f" · note: {cell(plan.note)}")
+        heading.append(
+            " · enter: edit field · o: override · m: title/tags/note · ctrl+l: launch",
+            style="dim",
+        )
         self.query_one("#compose-heading", Static).update(heading)
         overrides = self.source.overrides
         line = Text(cell("overrides: " + (" ".join(overrides) if overrides else "(none)")))
@@ -511,19 +665,36 @@ class ComposePane(Vertical):
         tree.root.expand_all()
         if target is not None:
             self.call_after_refresh(tree.move_cursor, target)
+            return
+        # A fresh tree has no cursor (line -1) and enter would do nothing until an arrow
+        # key was pressed: start on the first editable field (unless the user moved first).
+        first = next((n for n in _walk_nodes(tree.root) if n.data and n.data.leaf), None)
+        if first is not None:
+
+            def start_on_first() -> None:
+                if tree.cursor_line < 0:
+                    tree.move_cursor(first)
+
+            self.call_after_refresh(start_on_first)
 
     @work(group="compose-dryrun", exclusive=True, exit_on_error=False)
     async def _preview(self, plan: Plan) -> None:
         app = self.nemorun
         box = self.query_one("#dryrun", Static)
         try:
+            # What will run (the call and its config tree, packaging, env with secrets
+            # redacted), then what the backend would submit. The preview reflects every
+            # field edit; no git run here (the launch's own packaging asks about that).
+            previews = await app.bridge.run(app.engine.preview, plan)
             results = await app.bridge.call(app.engine.dryrun(plan))
         except Exception as exc:
             box.update(Text(block(f"dry run failed: {exc}"), style="red"))
             return
         parts = []
-        for job, result in zip(plan.jobs, results, strict=False):
-            parts.append(f"# job {job.name} on {result.backend}\n{result.summary}")
+        for preview, result in zip(previews, results, strict=False):
+            parts.append(preview.text())
+            lines = "".join(f"# {line}\n" for line in result.summary.splitlines())
+            parts.append(f"# what the {result.backend} backend would submit\n{lines.rstrip()}")
             for name, text in result.artifacts.items():
                 if name == "command":
                     continue

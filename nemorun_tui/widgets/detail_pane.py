@@ -7,7 +7,6 @@ thread; the pane only renders the resulting :class:`DetailData`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,6 +166,7 @@ class DetailPane(VerticalScroll, can_focus=True):
     DetailPane > .heading { text-style: bold; color: $accent; margin-top: 1; }
     DetailPane > #detail-empty { color: $text-muted; padding: 1 1; }
     DetailPane > JobsPanel { border-top: none; padding: 0; max-height: 20; }
+    DetailPane > JobsPanel:focus { border-top: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -177,6 +177,13 @@ class DetailPane(VerticalScroll, can_focus=True):
         Binding("home,g", "scroll_home", "Top", show=False),
         Binding("end,G", "scroll_end", "Bottom", show=False),
         Binding("L", "all_logs", "Logs of every job", id="all-logs"),
+        Binding("slash", "filter_runs", "Filter runs", id="detail-filter"),
+        Binding("t", "manage('tag')", "Tags", id="detail-tag"),
+        Binding("n", "manage('note')", "Note", id="detail-note"),
+        Binding("y", "manage('copy-id')", "Copy id", show=False, id="detail-copy-id"),
+        Binding("Y", "manage('copy-path')", "Copy path", show=False, id="detail-copy-path"),
+        Binding("o", "manage('shell')", "Shell in run folder", show=False, id="detail-shell"),
+        Binding("E", "manage('editor')", "$EDITOR", show=False, id="detail-editor"),
     ]
 
     def __init__(
@@ -196,7 +203,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("Select a run in Runs (1) and press enter.", id="detail-empty")
         yield Static("", id="detail-header", classes="section")
         yield Static("Jobs", classes="heading")
-        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs")
+        yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs", max_rows=18)
         yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
         yield Static("", id="detail-diff")
         yield Static("Config", classes="heading")
@@ -265,6 +272,17 @@ class DetailPane(VerticalScroll, can_focus=True):
             if job.handle is not None:
                 self.post_message(OpenLogs(self.data.record.id, job.name, sender=self))
 
+    def action_filter_runs(self) -> None:
+        """``/``: a page has nothing to narrow, so it goes to the Runs filter (and says so)."""
+        self.app.run_worker(self.app.run_action("filter"))
+
+    def action_manage(self, action: str) -> None:
+        """Edit the tags or note of this run, copy its id or path, open its folder."""
+        from nemorun_tui.messages import ManageRequested
+
+        if self.exp_id is not None:
+            self.post_message(ManageRequested(action, [self.exp_id]))
+
     def tick(self) -> None:
         """Keep the jobs' ages current (re-renders only if their text changed)."""
         self.query_one(JobsPanel).tick()
@@ -288,8 +306,12 @@ class DetailPane(VerticalScroll, can_focus=True):
             plain_row(table, "ended", when(r.ended_at))
         if r.parent:
             plain_row(table, "parent", r.parent)
-        if r.tags:
-            plain_row(table, "tags", ", ".join(r.tags))
+        tags = Text(cell(", ".join(r.tags))) if r.tags else Text("(none: t adds some)", "dim")
+        plain_row(table, "tags", tags)
+        note = getattr(r, "note", "")
+        plain_row(table, "note", Text(cell(note)) if note else Text("(none: n adds one)", "dim"))
+        if getattr(r, "archived", False):
+            plain_row(table, "archived", "yes (hidden from the Runs list)")
         if r.recipe:
             plain_row(table, "recipe", f"{r.recipe}  ({r.workspace or '-'})")
         if r.overrides:
@@ -341,7 +363,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         for job, rec in zip(data.jobs, data.record.jobs, strict=False):
             table = self._kv_table()
             plain_row(table, "job", Text(cell(job.name), style="bold"))
-            plain_row(table, "handle", str(rec.handle) if rec.handle else "(not submitted)")
+            plain_row(table, "handle", handle_text(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
                 plain_row(table, "submitted", when_seconds(rec.submitted_at))
             if job.executor_error:
@@ -349,10 +371,7 @@ class DetailPane(VerticalScroll, can_focus=True):
             for key, value in sorted(job.executor.items()):
                 if value in (None, {}, [], "") and key not in ("backend",):
                     continue
-                shown = (
-                    json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
-                )
-                plain_row(table, key, str(shown))
+                plain_row(table, key, setting_text(key, value))
             if job.provenance is not None:
                 plain_row(table, "packaging", _provenance_line(job.provenance))
                 dirty = job.provenance.get("dirty_files") or []
@@ -383,7 +402,7 @@ class DetailPane(VerticalScroll, can_focus=True):
                 extra = f"parent {event['parent']}" if event.get("parent") else ""
             elif kind == "submitted":
                 what = "submitted"
-                extra = str(event.get("handle", ""))
+                extra = handle_text_of(str(event.get("handle", "")))
             else:
                 what = kind
                 extra = ", ".join(
@@ -398,6 +417,51 @@ class DetailPane(VerticalScroll, can_focus=True):
                 extra,
             )
         return table
+
+
+def handle_text(handle: Any) -> str:
+    """A job's handle as a person reads it: ``12345 on slurm at ssh://me@login`` or, for a
+    local job, its process directory (the ``local://local//tmp/…`` URL form said it twice)."""
+    if handle.backend == handle.target or handle.target in ("", "local"):
+        return f"{handle.job_id}  ({handle.backend})"
+    return f"{handle.job_id}  ({handle.backend} at {handle.target})"
+
+
+def handle_text_of(stored: str) -> str:
+    """:func:`handle_text` for a handle stored as its URL (``local://local//tmp/x``)."""
+    from core.engine.protocol import Handle
+
+    backend, sep, rest = stored.partition("://")
+    if not sep:
+        return stored
+    if "://" in rest:  # a target that is itself a URL: ssh://me@login/12345
+        scheme, _, tail = rest.partition("://")
+        host, _, job_id = tail.partition("/")
+        target = f"{scheme}://{host}"
+    else:
+        target, _, job_id = rest.partition("/")
+    return handle_text(Handle(backend, target, job_id))
+
+
+def setting_text(key: str, value: Any) -> str:
+    """One executor setting, readable: a tunnel as ``ssh me@login:22`` (job dir …), a
+    table as ``k=v`` pairs, a list comma-separated — never raw JSON."""
+    if isinstance(value, dict):
+        data = {k: v for k, v in value.items() if v not in (None, "", {}, [])}
+        kind = str(data.pop("__type__", ""))
+        if key == "tunnel" or kind.endswith("Tunnel"):
+            if kind == "LocalTunnel" or not data.get("host"):
+                job_dir = data.get("job_dir")
+                return f"this machine, job dir {job_dir}" if job_dir else "this machine"
+            user = f"{data.pop('user')}@" if data.get("user") else ""
+            port = f":{data.pop('port')}" if data.get("port") else ""
+            text = f"ssh {user}{data.pop('host')}{port}"
+            rest = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(data.items()))
+            return f"{text} ({rest})" if rest else text
+        return ", ".join(f"{k}={setting_text(k, v)}" for k, v in sorted(data.items())) or "-"
+    if isinstance(value, list):
+        return ", ".join(setting_text(key, v) for v in value) or "-"
+    return str(value)
 
 
 def _provenance_line(prov: dict[str, Any]) -> str:

@@ -22,10 +22,37 @@ from textual.widgets import ContentSwitcher, Input, Static, Tab, Tabs
 from nemorun_tui.logview.reader import compile_pattern
 from nemorun_tui.logview.view import LogView
 from nemorun_tui.messages import OpenLogs
-from nemorun_tui.widgets.format import cell, human_bytes
+from nemorun_tui.widgets.format import TERMINAL_STATES, cell, human_bytes
 
 if TYPE_CHECKING:
     from core.engine.protocol import LogStream
+
+
+#: Open tabs at most: opening one more closes the oldest (not the active) tab, so tabs
+#: never pile up as runs are looked at one after another.
+MAX_TABS = 8
+
+
+@dataclass
+class TabSearch:
+    """One tab's search and filter: each tab keeps its own (flags are the pane's)."""
+
+    search: str = ""
+    filter: str = ""
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a job is doing, for the status line: its state, and its exit code once ended."""
+
+    state: str
+    exit_code: int | None = None
+
+
+def line_pattern(text: str, *, regex: bool, case: bool) -> re.Pattern[str]:
+    """The str twin of :func:`compile_pattern` (highlighting one visible line)."""
+    source = text if regex else re.escape(text)
+    return re.compile(source, re.MULTILINE | (0 if case else re.IGNORECASE))
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,9 @@ class LogsPane(Vertical):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        # "/" finds within the pane on screen everywhere: here the log, in Runs the runs,
+        # in Compose a field.
+        Binding("slash", "start_search", "Search log", id="log-search"),
         Binding("f", "start_filter", "Filter lines", id="log-filter"),
         Binding("s", "switch_stream", "stdout/stderr", id="log-stream"),
         Binding("x", "toggle_regex", "Regex on/off", id="log-regex"),
@@ -96,9 +126,9 @@ class LogsPane(Vertical):
         super().__init__(id=id)
         self.max_rate = max_rate
         self._keys: dict[str, LogKey] = {}
+        self._searches: dict[str, TabSearch] = {}
+        self._jobs: dict[tuple[str, str], JobEnd] = {}
         self._counter = 0
-        self.search_text = ""
-        self.filter_text = ""
         self.regex = False
         self.case = False
         self.context = 2
@@ -110,6 +140,38 @@ class LogsPane(Vertical):
         yield ContentSwitcher(id="log-switcher")
         yield Static("", id="log-status")
         yield SearchBox(placeholder="search (enter: find next)", id="log-search")
+
+    # -- per-tab search -------------------------------------------------------------------
+    def _tab_search(self) -> TabSearch:
+        current = self.query_one("#log-switcher", ContentSwitcher).current or ""
+        return self._searches.setdefault(current, TabSearch())
+
+    @property
+    def search_text(self) -> str:
+        """The active tab's search ('' when none)."""
+        return self._tab_search().search
+
+    @search_text.setter
+    def search_text(self, value: str) -> None:
+        self._tab_search().search = value
+
+    @property
+    def filter_text(self) -> str:
+        """The active tab's line filter ('' when none)."""
+        return self._tab_search().filter
+
+    @filter_text.setter
+    def filter_text(self, value: str) -> None:
+        self._tab_search().filter = value
+
+    # -- job state --------------------------------------------------------------------------
+    def set_job_state(self, exp_id: str, job: str, state: str, exit_code: int | None) -> None:
+        """Tell the pane how a job is doing (the app does, on open and on state changes):
+        the status line then says ENDED or FAILED instead of following a finished log."""
+        new = JobEnd(state, exit_code)
+        if self._jobs.get((exp_id, job)) != new:
+            self._jobs[(exp_id, job)] = new
+            self._update_status()
 
     # -- tabs ---------------------------------------------------------------------------
     @property
@@ -142,6 +204,8 @@ class LogsPane(Vertical):
                 return self.query_one(f"#{view_id}", LogView)
         if replace and self.current_key is not None:
             self.action_close_tab()
+        while len(self._keys) >= MAX_TABS:
+            self._close(next(iter(self._keys)))  # the oldest; the new tab becomes active
         self._counter += 1
         view_id = f"log-{self._counter}"
         view = LogView(path, label=key.label, id=view_id, max_rate=self.max_rate)
@@ -193,10 +257,7 @@ class LogsPane(Vertical):
             return
         ids = list(self._keys)
         index = ids.index(current)
-        closed = self._keys.pop(current)
-        self.post_message(self.Closed(closed))
-        self.query_one(Tabs).remove_tab(f"tab-{current}")
-        self.query_one(f"#{current}", LogView).remove()
+        self._close(current)
         switcher.current = None
         if self._keys:
             remaining = list(self._keys)
@@ -204,6 +265,19 @@ class LogsPane(Vertical):
         else:
             self.query_one("#log-empty").display = True
             self._update_status()
+
+    def _close(self, view_id: str) -> None:
+        """Remove one tab and its view; whatever fed it is told (:class:`Closed`)."""
+        closed = self._keys.pop(view_id)
+        self._searches.pop(view_id, None)
+        self.post_message(self.Closed(closed))
+        self.query_one(Tabs).remove_tab(f"tab-{view_id}")
+        self.query_one(f"#{view_id}", LogView).remove()
+
+    @property
+    def tab_count(self) -> int:
+        """Open tabs."""
+        return len(self._keys)
 
     def action_switch_stream(self) -> None:
         """Show the other stream (stdout ↔ stderr) of the active job in this tab."""
@@ -214,6 +288,10 @@ class LogsPane(Vertical):
         self.post_message(OpenLogs(key.exp_id, key.job, other, sender=self))
 
     # -- search and filter ------------------------------------------------------------------
+    def action_start_search(self) -> None:
+        """``/``: search the log."""
+        self.start_search()
+
     def start_search(self) -> None:
         """``/``: type a pattern; enter highlights it and jumps to the next match."""
         self._open_box("search", self.search_text)
@@ -268,17 +346,19 @@ class LogsPane(Vertical):
         self._update_status()
 
     def _apply_search_to(self, view: LogView) -> None:
-        flags = 0 if self.case else re.IGNORECASE
-        if self.search_text:
-            source = self.search_text if self.regex else re.escape(self.search_text)
-            view.set_highlight(re.compile(source, flags))
-        elif self.filter_text:
-            source = self.filter_text if self.regex else re.escape(self.filter_text)
-            view.set_highlight(re.compile(source, flags))
+        """Give ``view`` its tab's search and filter, compiled with the current flags."""
+        tab = self._searches.setdefault(str(view.id), TabSearch())
+        shown = tab.search or tab.filter
+        if shown:
+            view.set_highlight(line_pattern(shown, regex=self.regex, case=self.case))
         else:
             view.set_highlight(None)
-        if self.filter_text:
-            pattern = compile_pattern(self.filter_text, regex=self.regex, case=self.case)
+        if tab.search:
+            view.reader.set_count(compile_pattern(tab.search, regex=self.regex, case=self.case))
+        else:
+            view.reader.set_count(None)
+        if tab.filter:
+            pattern = compile_pattern(tab.filter, regex=self.regex, case=self.case)
             view.reader.set_filter(pattern, self.context)
             view.follow = True
             view.top = 0
@@ -301,10 +381,10 @@ class LogsPane(Vertical):
         self._reapply(f"{self.context} context lines")
 
     def _reapply(self, what: str) -> None:
-        view = self.view
+        """The flags changed: every tab's search and filter are compiled again with them."""
         try:
-            if view is not None:
-                self._apply_search_to(view)
+            for view_id in self._keys:
+                self._apply_search_to(self.query_one(f"#{view_id}", LogView))
         except re.error as exc:
             self.notify(f"bad pattern: {exc}", severity="error", timeout=4)
             return
@@ -324,7 +404,31 @@ class LogsPane(Vertical):
             text = ""
         else:
             window = view.window
+            # Most telling first, so a narrow terminal still shows it: how the job is
+            # doing, then search and filter counts, then sizes.
             parts: list[str] = [key.stream]
+            end = self._jobs.get((key.exp_id, key.job))
+            ended = end is not None and end.state in TERMINAL_STATES
+            if ended and end is not None:
+                parts.append(ended_label(end))
+                if end.state == "FAILED" and key.stream == "stdout":
+                    parts.append("errors are usually in stderr: s shows it")
+            if not view.follow:
+                new = view.new_lines
+                parts.append(f"PAUSED +{new:,} new (end resumes)" if new else "PAUSED (end)")
+            elif not ended:
+                parts.append("FOLLOWING")
+            if self.search_text:
+                count = window.search_matches
+                found = "" if count is None else f" {count:,} matching lines"
+                if count is not None and window.search_busy:
+                    found += " …"
+                parts.append(f"search “{cell(self.search_text)}”{found} (n/N)")
+            if window.filtering:
+                busy = " …" if window.filter_busy else ""
+                parts.append(
+                    f"filter “{cell(self.filter_text)}” {window.filter_matches:,} matches{busy}"
+                )
             lines = (
                 f"{window.line_count:,} lines"
                 if window.complete
@@ -332,15 +436,6 @@ class LogsPane(Vertical):
             )
             parts.append(lines)
             parts.append(human_bytes(window.size))
-            if view.follow:
-                parts.append("FOLLOWING")
-            else:
-                parts.append(f"PAUSED +{view.new_lines:,} new (end resumes)")
-            if window.filtering:
-                busy = " …" if window.filter_busy else ""
-                parts.append(f"filter “{self.filter_text}” {window.filter_matches:,} matches{busy}")
-            if self.search_text:
-                parts.append(f"search “{self.search_text}” (n/N)")
             flags = []
             if self.regex:
                 flags.append("regex")
@@ -350,7 +445,16 @@ class LogsPane(Vertical):
                 flags.append("wrap")
             if flags:
                 parts.append(",".join(flags))
-            text = "  ·  ".join(parts)
+            text = " · ".join(parts)
         if text != self._status:
             self._status = text
             self.query_one("#log-status", Static).update(Content(text))
+
+
+def ended_label(end: JobEnd) -> str:
+    """``ENDED``, ``FAILED (exit 1)`` or ``CANCELLED``: what a finished job's log line says."""
+    if end.state == "SUCCEEDED":
+        return "ENDED" if end.exit_code in (None, 0) else f"ENDED (exit {end.exit_code})"
+    if end.exit_code is not None:
+        return f"{end.state} (exit {end.exit_code})"
+    return end.state

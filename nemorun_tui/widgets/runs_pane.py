@@ -55,6 +55,15 @@ class RunsPane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("slash", "open_filter", "Filter runs", id="runs-filter"),
+        Binding("t", "manage('tag')", "Tag", id="tag"),
+        Binding("n", "manage('note')", "Note", show=False, id="note"),
+        Binding("a", "manage('archive')", "Archive", show=False, id="archive"),
+        Binding("D", "manage('delete')", "Delete", show=False, id="delete"),
+        Binding("y", "manage('copy-id')", "Copy id", show=False, id="copy-id"),
+        Binding("Y", "manage('copy-path')", "Copy path", show=False, id="copy-path"),
+        Binding("o", "manage('shell')", "Shell in run folder", show=False, id="shell"),
+        Binding("E", "manage('editor')", "$EDITOR on run folder", show=False, id="editor"),
     ]
 
     def __init__(
@@ -71,7 +80,8 @@ class RunsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FilterInput(
-            placeholder="filter: words, state:running, backend:slurm, tag:x", id="runs-filter"
+            placeholder="filter: words, state:running, backend:slurm, tag:x, archived:yes",
+            id="runs-filter",
         )
         yield RunsTable(clock=self.clock, id="runs-table")
         yield Static("", id="runs-status")
@@ -98,6 +108,12 @@ class RunsPane(Vertical):
         """One line: counts, filter, sort, and any poll trouble."""
         table = self.table
         parts = [f"{table.row_count} of {table.total_count} experiments"]
+        archived = table.archived_count
+        if archived and "archived:" not in table.filter_text:
+            parts.append(f"{archived} archived hidden (archived:yes shows them)")
+        marked = len(table.marked_ids())
+        if marked:
+            parts.append(f"{marked} marked (space: mark, esc: unmark all)")
         if table.filter_text:
             parts.append(f"filter “{table.filter_text}”")
         arrow = "▼" if table.sort_reverse else "▲"
@@ -110,6 +126,10 @@ class RunsPane(Vertical):
             self.query_one("#runs-status", Static).update(Content(text))
 
     # -- filter -------------------------------------------------------------------------
+    def action_open_filter(self) -> None:
+        """``/``: filter the runs."""
+        self.open_filter()
+
     def open_filter(self) -> None:
         """Show and focus the filter input."""
         self.add_class("-filtering")
@@ -134,12 +154,31 @@ class RunsPane(Vertical):
         self.table.focus()
 
     def action_clear_filter(self) -> None:
-        """Escape on the table clears an active filter."""
+        """Escape on the table clears an active filter, or else the marks."""
         box = self.query_one(FilterInput)
         if box.value:
             box.value = ""
+        elif not self.has_class("-filtering"):
+            self.table.clear_marks()
         self.remove_class("-filtering")
         self.table.focus()
+
+    def targets(self) -> list[str]:
+        """What an action applies to: the marked runs, else the one under the cursor."""
+        marked = self.table.marked_ids()
+        if marked:
+            return marked
+        return [self.table.cursor_id] if self.table.cursor_id else []
+
+    def action_manage(self, action: str) -> None:
+        """Tag, note, archive, delete, copy or open the marked runs (or the highlighted)."""
+        from nemorun_tui.messages import ManageRequested
+
+        self.post_message(ManageRequested(action, self.targets()))
+
+    @on(RunsTable.MarksChanged)
+    def _marks_changed(self) -> None:
+        self.update_status()
 
     @on(RunsTable.Sorted)
     def _sorted(self) -> None:

@@ -26,29 +26,79 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from nemorun_tui.widgets.format import LIVE_STATES, cell, duration, look, state_label, when
+from nemorun_tui.widgets.format import LIVE_STATES, age, cell, duration, look, state_label
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its key (also the sort key name), header and width (0 = flexible)."""
+    """One column: its key (also the sort key name), header, width (0 = flexible) and
+    priority (0 = always shown; higher numbers give way first on a narrow terminal)."""
 
     key: str
     header: str
     width: int
-    min_total: int = 0  # shown only when the table is at least this wide
+    priority: int = 0
 
 
+#: Screen order. On a narrow terminal (80x24) the priority-0 columns stay: mark, state,
+#: title, the id's unique tail, executor and duration; the others join as width allows.
 COLUMNS: tuple[Column, ...] = (
-    Column("state", "STATE", 13),
+    Column("mark", "", 1),
+    Column("state", "STATE", 12),
     Column("title", "TITLE", 0),
-    Column("id", "ID", 34),
-    Column("backend", "EXECUTOR", 14),
-    Column("jobs", "JOBS", 4),
-    Column("started", "STARTED", 16),
+    Column("short_id", "ID", 13),
+    Column("id", "ID", 34, priority=4),
+    Column("backend", "EXECUTOR", 12),
+    Column("jobs", "JOBS", 4, priority=3),
+    Column("started", "STARTED", 10, priority=1),
     Column("duration", "DURATION", 8),
-    Column("parent", "PARENT", 26, min_total=140),
+    Column("parent", "PARENT", 26, priority=5),
 )
+#: The title never gets narrower than this while a lower-priority column could give way.
+MIN_TITLE = 14
+#: The title's width when the table is scrolled sideways (every column at full width).
+FULL_TITLE = 40
+MARK = "●"
+
+
+def short_id(exp_id: str) -> str:
+    """The id's unique tail (``…090000-a1b2``): time and random suffix tell runs apart."""
+    return exp_id if len(exp_id) <= 13 else "…" + exp_id[-12:]
+
+
+def relative_time(ts: float, now: float) -> str:
+    """``5m ago``, ``3h ago``, ``2d ago``; a date beyond a month (coarse: rare redraws)."""
+    if now - ts > 30 * 86400:
+        return time.strftime("%Y-%m-%d", time.localtime(ts))
+    return f"{age(ts, now)} ago"
+
+
+def choose_columns(width: int) -> list[tuple[Column, int]]:
+    """The columns that fit ``width`` cells and their widths (the title takes the rest).
+
+    Priority-0 columns always show; then, by priority, each other column joins if the
+    title keeps at least :data:`MIN_TITLE` cells. The full id replaces its short tail.
+    """
+    shown = {c.key for c in COLUMNS if c.priority == 0}
+
+    def title_width(keys: set[str]) -> int:
+        cols = [c for c in COLUMNS if c.key in keys]
+        return width - sum(c.width for c in cols) - len(cols)  # one space after each
+
+    for column in sorted((c for c in COLUMNS if c.priority), key=lambda c: c.priority):
+        trial = shown | {column.key}
+        if column.key == "id":
+            trial.discard("short_id")
+        if title_width(trial) >= MIN_TITLE:
+            shown = trial
+    flex = max(8, title_width(shown) + 1)
+    return [(c, c.width or flex) for c in COLUMNS if c.key in shown]
+
+
+def full_columns() -> list[tuple[Column, int]]:
+    """Every column at full width: what scrolling sideways shows."""
+    return [(c, c.width or FULL_TITLE) for c in COLUMNS if c.key != "short_id"]
+
 
 SORT_KEYS: tuple[str, ...] = ("started", "title", "state", "duration", "backend", "id")
 
@@ -77,9 +127,20 @@ def matches_filter(summary: Any, query: str) -> bool:
     """``/`` filter: every word must match; ``state:``, ``backend:``, ``tag:`` narrow fields.
 
     Plain words match the title, id, state, executors (``backend/profile``) or tags
-    (case-insensitive substring); ``backend:`` matches a backend or a profile.
+    (case-insensitive substring); ``backend:`` matches a backend or a profile. Archived runs
+    show only with ``archived:yes`` (only them) or ``archived:all``.
     """
-    for word in query.lower().split():
+    words = query.lower().split()
+    archived = bool(getattr(summary, "archived", False))
+    wanted = next((w.partition(":")[2] for w in words if w.startswith("archived:")), "no")
+    if wanted in ("yes", "true", "1"):
+        if not archived:
+            return False
+    elif wanted not in ("all", "any") and archived:
+        return False
+    for word in words:
+        if word.startswith("archived:"):
+            continue
         field, sep, value = word.partition(":")
         if sep and field in ("state", "backend", "tag", "title", "id", "parent"):
             if field == "state":
@@ -132,6 +193,7 @@ class RunsTable(ScrollView, can_focus=True):
     RunsTable > .runs-table--state-unknown { color: $warning; text-style: italic; }
     RunsTable > .runs-table--state-damaged { color: $error; text-style: reverse; }
     RunsTable > .runs-table--empty { color: $text-muted; text-style: italic; }
+    RunsTable > .runs-table--mark { color: $accent; text-style: bold; }
     """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -146,6 +208,7 @@ class RunsTable(ScrollView, can_focus=True):
         "runs-table--state-unknown",
         "runs-table--state-damaged",
         "runs-table--empty",
+        "runs-table--mark",
     }
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -156,6 +219,9 @@ class RunsTable(ScrollView, can_focus=True):
         Binding("home,g", "jump(0)", "First", show=False),
         Binding("end,G", "jump(-1)", "Last", show=False),
         Binding("enter", "select", "Detail", id="detail"),
+        Binding("space", "toggle_mark", "Mark", id="mark"),
+        Binding("left", "pan(-8)", "Scroll left", show=False),
+        Binding("right", "pan(8)", "Scroll right", show=False),
         Binding("s", "cycle_sort", "Sort", id="sort"),
         Binding("S", "reverse_sort", "Reverse sort", show=False, id="reverse-sort"),
     ]
@@ -167,6 +233,10 @@ class RunsTable(ScrollView, can_focus=True):
 
         def __init__(self, table: RunsTable, exp_id: str | None) -> None:
             super().__init__()
+            # The table is the sender even when a parent's handler made the change (the
+            # filter box): Textual stops a message at its sender's parent otherwise, and
+            # the app would never hear that the cursor moved.
+            self.set_sender(table)
             self.table = table
             self.exp_id = exp_id
 
@@ -180,6 +250,7 @@ class RunsTable(ScrollView, can_focus=True):
 
         def __init__(self, table: RunsTable, exp_id: str) -> None:
             super().__init__()
+            self.set_sender(table)
             self.table = table
             self.exp_id = exp_id
 
@@ -188,11 +259,25 @@ class RunsTable(ScrollView, can_focus=True):
             """The table that sent it (for ``@on(..., "#runs")`` selectors)."""
             return self.table
 
+    class MarksChanged(Message):
+        """An experiment was marked or unmarked."""
+
+        def __init__(self, table: RunsTable) -> None:
+            super().__init__()
+            self.set_sender(table)
+            self.table = table
+
+        @property
+        def control(self) -> RunsTable:
+            """The table that sent it."""
+            return self.table
+
     class Sorted(Message):
         """The sort column or direction changed."""
 
         def __init__(self, table: RunsTable) -> None:
             super().__init__()
+            self.set_sender(table)
             self.table = table
 
         @property
@@ -218,6 +303,12 @@ class RunsTable(ScrollView, can_focus=True):
         self.sort_reverse = True
         self.loaded = False
         self._live_text: dict[str, str] = {}
+        #: Experiments marked with space, for bulk actions (and the Compare screen).
+        self.marked: set[str] = set()
+        #: Cells scrolled sideways (0: the columns that fit; more: every column, panned).
+        self.pan = 0
+        #: Archived runs known (hidden unless the filter asks for them).
+        self.archived_count = 0
 
     # -- data -----------------------------------------------------------------------------
     @property
@@ -234,6 +325,10 @@ class RunsTable(ScrollView, can_focus=True):
     def order(self) -> list[str]:
         """Experiment ids in display order (read-only view for tests and the pane)."""
         return list(self._order)
+
+    def summaries(self) -> Iterable[Any]:
+        """Every summary known (before the filter)."""
+        return self._rows.values()
 
     def summary(self, exp_id: str) -> Any | None:
         """The summary shown for ``exp_id``, if any."""
@@ -302,9 +397,17 @@ class RunsTable(ScrollView, can_focus=True):
         return (s.id,)
 
     def _recompute_order(self) -> None:
-        rows: Iterable[Any] = self._rows.values()
         if self._filter:
-            rows = [s for s in rows if matches_filter(s, self._filter)]
+            rows: list[Any] = [
+                s for s in self._rows.values() if matches_filter(s, self._filter)
+            ]
+        else:  # the common case, kept cheap for 100,000 rows: only archived runs hide
+            rows = [s for s in self._rows.values() if not getattr(s, "archived", False)]
+        self.archived_count = (
+            len(self._rows) - len(rows)
+            if not self._filter
+            else sum(1 for s in self._rows.values() if getattr(s, "archived", False))
+        )
         self._order = [s.id for s in sorted(rows, key=self._sort_value, reverse=self.sort_reverse)]
         self._position = {exp_id: i for i, exp_id in enumerate(self._order)}
 
@@ -398,10 +501,15 @@ class RunsTable(ScrollView, can_focus=True):
         top = int(self.scroll_y)
         for row in range(top, min(len(self._order), top + self.size.height)):
             s = self._rows[self._order[row]]
+            # Only what the row shows that moves with time: a live duration, and the
+            # relative start (coarse: minutes, then hours), so a quiet table stays quiet.
+            text = relative_time(s.created_at, now)
             if s.state in LIVE_STATES and s.ended_at is None:
-                text = coarse_live(live_duration(s, now))
-                if self._live_text.get(s.id) != text:
-                    self._live_text[s.id] = text
+                text += " " + coarse_live(live_duration(s, now))
+            if self._live_text.get(s.id) != text:
+                first = s.id not in self._live_text
+                self._live_text[s.id] = text
+                if not first:
                     self._refresh_row(s.id)
 
     @property
@@ -413,7 +521,7 @@ class RunsTable(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         """Click a row to move the cursor, double-click to open it; click a header to sort."""
         if event.y == 0:
-            key = self._column_at(event.x)
+            key = self._column_at(event.x + self.pan)
             if key in SORT_KEYS:
                 self.sort_by(key)
             elif key == "jobs":
@@ -436,10 +544,50 @@ class RunsTable(ScrollView, can_focus=True):
     # -- rendering ------------------------------------------------------------------------
     def _layout(self, width: int) -> list[tuple[Column, int]]:
         usable = max(20, width - 2)  # minus the scrollbar gutter
-        shown = [c for c in COLUMNS if c.min_total <= usable]
-        fixed = sum(c.width for c in shown if c.width) + len(shown) - 1
-        flex = max(10, usable - fixed)
-        return [(c, c.width or flex) for c in shown]
+        if self.pan:
+            return full_columns()
+        return choose_columns(usable)
+
+    def _full_width(self) -> int:
+        return sum(w + 1 for _, w in full_columns())
+
+    def action_pan(self, delta: int) -> None:
+        """Scroll sideways to see every column at full width (left back to the fit)."""
+        usable = max(20, self.size.width - 2)
+        limit = max(0, self._full_width() - usable)
+        pan = max(0, min(limit, self.pan + delta))
+        if pan != self.pan:
+            self.pan = pan
+            self.refresh()
+
+    # -- marks ----------------------------------------------------------------------------
+    def action_toggle_mark(self) -> None:
+        """Mark (or unmark) the highlighted experiment and move down, as in a file manager."""
+        exp_id = self.cursor_id
+        if exp_id is None:
+            return
+        if exp_id in self.marked:
+            self.marked.discard(exp_id)
+        else:
+            self.marked.add(exp_id)
+        self._refresh_row(exp_id)
+        self.post_message(self.MarksChanged(self))
+        self._set_cursor(self.cursor_row + 1)
+
+    def clear_marks(self) -> bool:
+        """Unmark everything; returns whether anything was marked."""
+        if not self.marked:
+            return False
+        self.marked.clear()
+        self.refresh()
+        self.post_message(self.MarksChanged(self))
+        return True
+
+    def marked_ids(self) -> list[str]:
+        """Marked experiments that still exist, in display order (hidden ones last)."""
+        shown = [i for i in self._order if i in self.marked]
+        hidden = sorted(i for i in self.marked if i in self._rows and i not in self._position)
+        return shown + hidden
 
     def _cells(self, s: Any, now: float) -> dict[str, str]:
         state = "DAMAGED" if s.damaged else s.state
@@ -450,12 +598,14 @@ class RunsTable(ScrollView, can_focus=True):
         title = s.title if not s.damaged else f"{s.title}  ({s.damaged})"
         # Every store string through cell(): a segment's text goes to the terminal as is.
         return {
+            "mark": MARK if s.id in self.marked else " ",
             "state": state_label(state),
             "title": cell(title + (f"  [{', '.join(s.tags)}]" if s.tags else "")),
             "id": cell(s.id),
+            "short_id": cell(short_id(s.id)),
             "backend": cell(",".join(s.executors) or "-"),
             "jobs": str(s.n_jobs),
-            "started": when(s.created_at),
+            "started": relative_time(s.created_at, now),
             "duration": took,
             "parent": cell(s.parent or ""),
         }
@@ -477,7 +627,7 @@ class RunsTable(ScrollView, can_focus=True):
                 if column.key == self.sort_key:
                     label += " ▼" if self.sort_reverse else " ▲"
                 segments.append(Segment(set_cell_size(label, w) + " ", base + header))
-            return Strip(segments).adjust_cell_length(width, base)
+            return self._panned(Strip(segments), width, base)
         row = int(self.scroll_y) + y - 1
         if row >= len(self._order):
             if row == 0:
@@ -500,8 +650,14 @@ class RunsTable(ScrollView, can_focus=True):
                 cell_style = style + self.get_component_rich_style(
                     "runs-table--parent", partial=True
                 )
+            elif column.key == "mark":
+                cell_style = style + self.get_component_rich_style("runs-table--mark", partial=True)
             segments.append(Segment(text, cell_style))
-        strip = Strip(segments)
+        return self._panned(Strip(segments), width, style)
+
+    def _panned(self, strip: Strip, width: int, style: Style) -> Strip:
+        if self.pan:
+            strip = strip.crop(self.pan, strip.cell_length)
         if strip.cell_length < width:
             strip = strip.extend_cell_length(width, style)
         return strip.crop(0, width)

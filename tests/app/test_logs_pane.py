@@ -49,7 +49,7 @@ async def test_scrolling_up_pauses_counts_new_lines_and_end_resumes(
     app = demo_app
     async with app.run_test(size=SIZE) as pilot:
         view = await _open(pilot)
-        assert view.follow and "FOLLOWING" in _status(app)
+        assert view.follow and "ENDED" in _status(app)  # the demo run has finished
         await pilot.press("up")
         assert not view.follow
         with _log_path(demo_home).open("a") as log:
@@ -59,7 +59,7 @@ async def test_scrolling_up_pauses_counts_new_lines_and_end_resumes(
         assert "late line 6" not in view.visible_text()
         await pilot.press("end")
         await wait_for(pilot, lambda: "late line 6" in view.visible_text(), what="resumed")
-        assert "FOLLOWING" in _status(app)
+        assert "ENDED" in _status(app) and "PAUSED" not in _status(app)
 
 
 async def test_search_highlights_and_filter_keeps_only_matching_lines(demo_app: Any) -> None:
