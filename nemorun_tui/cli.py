@@ -108,6 +108,9 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
+    p.add_argument(
+        "--rank", type=int, metavar="N", help="only rank N's lines (torchrun / ft launchers)"
+    )
     _raw_arg(p)
 
 
@@ -601,6 +604,9 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data = record.to_dict()
         data["state"] = record.state.value
         data["events"] = store.events(exp_id)
+        from nemorun_tui.cli_attempts import json_attempts
+
+        json_attempts(record, data)
         _print_json(data)
     else:
         from core.textsafe import escape_cell as cell  # a title or reason never splits a line
@@ -615,10 +621,16 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
                 extra.append(j.reason)
             if j.observed_at:
                 extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
+            from nemorun_tui.cli_attempts import attempt_lines, job_extras, retries_of
+
+            retries = retries_of(store, exp_id, j.name)
+            extra.extend(job_extras(j, retries))
             print(
                 f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
                 f"{(f'{dur:.1f}s' if dur is not None else '-'):>8}  {cell('; '.join(extra))}"
             )
+            for line in attempt_lines(j, retries):
+                print(line)
     from core.engine.states import JobState
 
     if record.state in (JobState.FAILED, JobState.CANCELLED):
@@ -647,7 +659,10 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
 
         out = _JobOutput(args.raw)
         try:
-            async for chunk in engine.logs(exp_id, args.job, follow=args.follow, stream=stream):
+            chunks = engine.logs(
+                exp_id, args.job, follow=args.follow, stream=stream, rank=args.rank
+            )
+            async for chunk in chunks:
                 out.write(chunk)
         finally:
             out.close()
