@@ -87,7 +87,8 @@ async def test_requeue_is_a_restart_of_the_same_job_not_a_failure(
 ) -> None:
     marker = tmp_path / "ran-once"
     # First run: mark and wait to be requeued; second run: finish at once.
-    text = f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; sleep 120"
+    again = tmp_path / "again"
+    text = f"if [ -e {marker} ]; then touch {again}; exit 0; fi; touch {marker}; sleep 120"
     plan = Plan(title="requeue")
     plan.add(
         Script(inline=text),
@@ -102,6 +103,18 @@ async def test_requeue_is_a_restart_of_the_same_job_not_a_failure(
         await asyncio.sleep(0.2)
     rq = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     assert rq.returncode == 0, rq.stderr
+    # Slurm holds a requeued job back for ~2 minutes (its BeginTime); let it start now.
+    for _ in range(120):
+        held = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True
+        ).stdout.split()
+        if held == ["PENDING", "BeginTime"]:
+            update = ["scontrol", "update", f"JobId={job_id}", "StartTime=now"]
+            if subprocess.run(update, capture_output=True).returncode == 0:
+                break
+        elif held[:1] != ["PENDING"] and marker.exists() and (tmp_path / "again").exists():
+            break
+        await asyncio.sleep(0.25)
     done = await finished(engine, record.id)
     job = done.jobs[0]
     assert job.state is JobState.SUCCEEDED, job.reason
