@@ -604,7 +604,7 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data = record.to_dict()
         data["state"] = record.state.value
         data["events"] = store.events(exp_id)
-        from nemorun_tui.cli_attempts import json_attempts
+        from nemorun_tui.job_status import json_attempts
 
         json_attempts(record, data)
         _print_json(data)
@@ -621,7 +621,7 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
                 extra.append(j.reason)
             if j.observed_at:
                 extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
-            from nemorun_tui.cli_attempts import attempt_lines, job_extras, retries_of
+            from nemorun_tui.job_status import attempt_lines, job_extras, retries_of
 
             retries = retries_of(store, exp_id, j.name)
             extra.extend(job_extras(j, retries))

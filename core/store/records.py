@@ -352,6 +352,11 @@ class ExperimentRecord:
         return aggregate_state([j.state for j in self.jobs])
 
     @property
+    def stalled_jobs(self) -> int:
+        """How many RUNNING jobs are flagged STALLED (core.engine.stall); a flag, not a state."""
+        return sum(1 for j in self.jobs if j.stalled and j.state is JobState.RUNNING)
+
+    @property
     def backends(self) -> list[str]:
         return sorted({j.backend for j in self.jobs})
 
@@ -434,6 +439,8 @@ class ExperimentSummary:
     ended_at: float | None = None
     damaged: str | None = None
     executors: tuple[str, ...] = ()
+    #: RUNNING jobs flagged STALLED (hang detection): the Runs table marks the row.
+    stalled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

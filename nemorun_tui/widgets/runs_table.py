@@ -449,8 +449,11 @@ class RunsTable(ScrollView, can_focus=True):
             took = duration(live_duration(s, now))
         title = s.title if not s.damaged else f"{s.title}  ({s.damaged})"
         # Every store string through cell(): a segment's text goes to the terminal as is.
+        label = state_label(state)
+        if getattr(s, "stalled", 0) and state == "RUNNING":
+            label = "⚠ STALLED"  # a flag on a RUNNING job (hang detection), not a state
         return {
-            "state": state_label(state),
+            "state": label,
             "title": cell(title + (f"  [{', '.join(s.tags)}]" if s.tags else "")),
             "id": cell(s.id),
             "backend": cell(",".join(s.executors) or "-"),

@@ -1,7 +1,7 @@
-"""What ``status`` adds for retried, restarted and stalled jobs (issue 13).
+"""What ``status`` and Detail add for retried, restarted and stalled jobs (issue 13).
 
-Kept apart from cli.py so the command stays a thin dispatcher: these lines are built from
-the stored record only (no backend, no engine), and every stored string goes through
+Shared by the CLI and the app's Detail pane, so both say the same: these lines are built
+from the stored record only (no backend, no engine), and every stored string goes through
 :func:`core.textsafe.escape_cell` before it reaches the terminal.
 """
 
@@ -41,6 +41,17 @@ def attempt_lines(job: Any, retries: int | None) -> list[str]:
             bits.append(f"{_clock(a.submitted_at)}-{_clock(a.ended_at) if a.ended_at else '?'}")
         lines.append(f"      attempt {a.number}: {' '.join(bits)}")
     return lines
+
+
+def detail_rows(job: Any, retries: int | None) -> list[tuple[str, str]]:
+    """(key, value) rows for Detail: STALLED flag, restarts, the attempts."""
+    rows = [("flag", e) for e in job_extras(job, retries) if e.startswith("STALLED")]
+    if job.restarts:
+        rows.append(("restarts", f"{job.restarts} (requeued by the scheduler: same job)"))
+    for line in attempt_lines(job, retries):
+        key, _, value = line.strip().partition(": ")
+        rows.append((key, value) if value else ("attempts", key))
+    return rows
 
 
 def json_attempts(record: Any, data: dict[str, Any]) -> None:
