@@ -34,10 +34,10 @@ class ExecutorProfile:
     packager: Any = None
     profile_name: str | None = None
     #: Hang detection (core.engine.stall): a RUNNING job whose logs have not grown for this
-    #: long (e.g. "15m") is flagged STALLED; None: off. ``on_stall``: "flag" (only show it),
-    #: "notify" (also a notification event) or "cancel" (also cancel the job).
+    #: long (e.g. "15m") is flagged STALLED; None: off. ``on_stall``: None or "flag" (only
+    #: show it), "notify" (also a notification event) or "cancel" (also cancel the job).
     stall_after: str | None = None
-    on_stall: str = "flag"
+    on_stall: str | None = None
 
     def target(self) -> str:
         """The group this profile's jobs are polled in (one cluster / host)."""
