@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -30,7 +31,10 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 t = torch.tensor([float(rank + 1)])
 dist.all_reduce(t)
-print(f"rank={rank} world={dist.get_world_size()} sum={t.item():g} node={os.environ['GROUP_RANK']}")
+print(
+    f"rank={rank} world={dist.get_world_size()} sum={t.item():g} node={os.environ['GROUP_RANK']}"
+    f" slurm={os.environ['SLURMD_NODENAME']}"
+)
 dist.destroy_process_group()
 """
 
@@ -74,7 +78,48 @@ async def test_two_ranks_all_reduce_through_torchrun_on_one_node(
     assert job.state is JobState.SUCCEEDED, (job.reason, await _text(engine, done.id, None))
     for rank in (0, 1):
         text = await _text(engine, done.id, rank)
-        assert f"rank={rank} world=2 sum=3 node=0\n" in text, text
+        assert f"rank={rank} world=2 sum=3 node=0 slurm=" in text, text
+
+
+def multi_partition() -> tuple[bool, str]:
+    """The CI cluster's 2-node partition (node2, node3: .ci/services/slurm.sh)."""
+    out = subprocess.run(
+        ["sinfo", "-h", "-p", "multi", "-o", "%D %T"], capture_output=True, text=True
+    )
+    rows = out.stdout.split()
+    if out.returncode != 0 or not rows:
+        return False, "no partition `multi` (2 nodes) on this cluster: run .ci/services/slurm.sh"
+    return True, ""
+
+
+async def test_two_nodes_two_ranks_each_all_reduce_through_torchrun(
+    engine: Engine, tmp_path: Path
+) -> None:
+    require_service(importlib.util.find_spec("torch") is not None, "torch is not installed")
+    ok, why = multi_partition()
+    require_service(ok, why)
+    path = tmp_path / "allreduce.py"
+    path.write_text(ALL_REDUCE)
+    plan = Plan(title="ddp-2-nodes")
+    plan.add(
+        Script(path=str(path), entrypoint="python"),
+        executor(tmp_path, nodes=2, ntasks_per_node=2, partition="multi", launcher="torchrun"),
+        name="allreduce",
+    )
+    record = await engine.launch(plan)
+    done = await finished(engine, record.id)
+    job = done.jobs[0]
+    assert job.state is JobState.SUCCEEDED, (job.reason, await _text(engine, done.id, None))
+    nodes = set()
+    for rank in range(4):
+        text = await _text(engine, done.id, rank)
+        # 1 + 2 + 3 + 4 over four ranks on two nodes (two launchers, one per node).
+        match = re.search(
+            rf"^rank={rank} world=4 sum=10 node=(\d) slurm=(\S+)$", text, re.MULTILINE
+        )
+        assert match, text
+        nodes.add(match.groups())
+    assert nodes == {("0", "node2"), ("1", "node3")} or nodes == {("0", "node3"), ("1", "node2")}
 
 
 async def _text(engine: Engine, exp_id: str, rank: int | None, stream: str = "stdout") -> str:
