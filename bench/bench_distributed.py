@@ -1,11 +1,13 @@
 """Distributed launches (issue 13): seconds from launch until every rank is running.
 
-For torchrun with 2 ranks and, as the in-run reference, 1 rank, on the local executor and
-on the real Slurm cluster (one node, LocalTunnel). Each rank's script prints the wall time
-as its very first statement (rank started) and again once ``init_process_group`` returned
-(rank joined: every rank reached the rendezvous). A figure is the latest of the ranks
-minus the moment ``Engine.launch`` was called. Runs are paired (1 rank, 2 ranks, 1, 2 …)
-so a drift in the machine's speed moves both sides of a ratio alike.
+For torchrun with 2 ranks and, as the in-run reference, 1 rank: on the local executor, on
+the real Slurm cluster (one node, LocalTunnel), and on 2 Slurm nodes with one rank each
+(the CI cluster's partition ``multi``); plus bare ``torchrun`` without the engine. Each
+rank's script prints the wall time as its very first statement (rank started) and again
+once ``init_process_group`` returned (rank joined: every rank reached the rendezvous). A
+figure is the latest of the ranks minus the moment ``Engine.launch`` was called. Runs are
+paired (1 rank, 2 ranks, 1, 2 …) so a drift in the machine's speed moves both sides of a
+ratio alike.
 
 Needs torch (the CPU wheel: ``pip install torch==2.13.0``); Slurm figures are skipped, with
 why, when the cluster is not running. ``NRT_BENCH_RUNS`` sets the pairs (default 3).
@@ -17,6 +19,7 @@ import asyncio
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,8 +91,6 @@ async def series(label: str, make_executor: object, runs: int) -> None:
 def bare_torchrun(n: int, runs: int) -> None:
     """The same ranks started by ``python -m torch.distributed.run`` from a shell, no engine:
     what the launcher itself costs on this machine right now (torch's import dominates)."""
-    import subprocess
-
     from core.launchers import RANK_PREFIX_ENV, free_port
 
     with tempfile.TemporaryDirectory(prefix="nrt-bench-bare-") as tmp:
@@ -141,6 +142,25 @@ def main() -> int:
         )
 
     asyncio.run(series("slurm torchrun", slurm, runs))
+
+    multi = subprocess.run(["sinfo", "-h", "-p", "multi", "-o", "%D"], capture_output=True)
+    if not multi.stdout.strip():
+        print("slurm 2 nodes skipped: no partition `multi` (run .ci/services/slurm.sh)")
+        return 0
+
+    def nodes(n: int, tmp: str) -> object:
+        # n=1: one node, one rank (the reference); n=2: two nodes, one rank each.
+        return SlurmExecutor(
+            nodes=n,
+            ntasks_per_node=1,
+            partition="multi",
+            launcher="torchrun",
+            tunnel=LocalTunnel(job_dir=str(Path(tmp) / "cluster")),
+            poll_rate=5.0,
+            time="5",
+        )
+
+    asyncio.run(series("slurm torchrun, ranks on separate nodes", nodes, runs))
     return 0
 
 
