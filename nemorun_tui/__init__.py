@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "recipe": "core.recipes",
     "factory": "core.recipes",
     "JobState": "core.engine.states",
+    "Torchrun": "core.launchers",
+    "FaultTolerance": "core.launchers",
 }
 
 __all__ = sorted(_EXPORTS)

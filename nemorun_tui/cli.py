@@ -180,6 +180,9 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--stderr", action="store_true", help="the stderr stream instead of stdout")
+    p.add_argument(
+        "--rank", type=int, metavar="N", help="only rank N's lines (torchrun / ft launchers)"
+    )
     _raw_arg(p)
 
 
@@ -809,9 +812,12 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data = record.to_dict()
         data["state"] = record.state.value
         data["events"] = store.events(exp_id)
+        from nemorun_tui.job_status import json_attempts
+
+        json_attempts(record, data)
         _print_json(data)
     else:
-        sys.stdout.write(_status_text(record))
+        sys.stdout.write(_status_text(record, store))
     return _status_code(record)
 
 
@@ -823,8 +829,9 @@ def _status_code(record: ExperimentRecord) -> int:
     return EXIT_OK
 
 
-def _status_text(record: ExperimentRecord, *, ages: bool = True) -> str:
+def _status_text(record: ExperimentRecord, store: Store, *, ages: bool = True) -> str:
     from core.textsafe import escape_cell as cell  # a title or reason never splits a line
+    from nemorun_tui.job_status import attempt_lines, job_extras, retries_of
 
     lines = [f"{cell(record.id)}  {cell(record.title)}  {record.state.value}"]
     if record.parent:
@@ -842,11 +849,14 @@ def _status_text(record: ExperimentRecord, *, ages: bool = True) -> str:
             extra.append(j.reason)
         if j.observed_at and ages:
             extra.append(f"seen {_age(j.observed_at)} ago via {j.source}")
+        retries = retries_of(store, record.id, j.name)
+        extra.extend(job_extras(j, retries))
         shown = f"{dur:.1f}s" if dur is not None and ages else "-"
         lines.append(
             f"  {cell(j.name):<20} {j.state.value:<10} {cell(j.backend):<8} "
             f"{shown:>8}  {cell('; '.join(extra))}"
         )
+        lines.extend(attempt_lines(j, retries))
     return "\n".join(lines) + "\n"
 
 
@@ -880,10 +890,11 @@ def _cmd_status_watch(args: argparse.Namespace, store: Store) -> int:
                 if not record.state.is_terminal:
                     await engine.refresh([exp_id])
                     record = engine.store.load(exp_id)
-                key = _status_text(record, ages=False)
+                key = _status_text(record, store, ages=False)
                 if key != shown:
                     shown = key
-                    sys.stdout.write(f"-- {time.strftime('%H:%M:%S')}\n{_status_text(record)}")
+                    text = _status_text(record, store)
+                    sys.stdout.write(f"-- {time.strftime('%H:%M:%S')}\n{text}")
                     sys.stdout.flush()
                 if record.state.is_terminal:
                     return record
@@ -923,7 +934,8 @@ def _cmd_logs(args: argparse.Namespace, engine: Engine) -> int:
 
         out = _JobOutput(args.raw)
         try:
-            async for chunk in engine.logs(exp_id, job, follow=args.follow, stream=stream):
+            chunks = engine.logs(exp_id, job, follow=args.follow, stream=stream, rank=args.rank)
+            async for chunk in chunks:
                 out.write(chunk)
         finally:
             out.close()

@@ -9,6 +9,14 @@
 # cancelled instead of pending forever), AccountingStoreFlags=job_comment (sacct shows the tag),
 # 8 configured CPUs on the 2-core machine (SlurmdParameters=config_overrides) so that several
 # short test jobs run at once.
+# Multi-node launches (issue 13): besides `localhost` (partition `debug`, the default, as
+# before), `node2` and `node3` are two more slurmds on this machine (this Debian build has
+# Slurm's multiple-slurmd support: each node its own Port, and spool, pid and log via %n),
+# in partition `multi`. Traffic stays on 127.0.0.1. They are listed before `localhost`
+# because Slurm resolves an unknown node name to a node called `localhost`, so a node added
+# after it reads as a duplicate. Adding them to a running cluster restarts slurmctld once
+# (running jobs survive); localhost's files keep their old paths through symlinks, so its
+# running slurmd and jobs are not disturbed.
 # State, logs and pid files: $NEMORUN_CI_DIR/slurm (default /tmp/nemorun-ci/slurm).
 set -euo pipefail
 CI_DIR=${NEMORUN_CI_DIR:-/tmp/nemorun-ci}
@@ -59,11 +67,11 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$D/spool/ctld
-SlurmdSpoolDir=$D/spool/d
+SlurmdSpoolDir=$D/spool/d-%n
 SlurmctldPidFile=$D/slurmctld.pid
-SlurmdPidFile=$D/slurmd.pid
+SlurmdPidFile=$D/slurmd-%n.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
@@ -86,14 +94,29 @@ InactiveLimit=0
 MinJobAge=5
 KillWait=2
 MaxArraySize=10001
+NodeName=node2 NodeHostname=node2 NodeAddr=127.0.0.1 Port=6828 CPUs=4 RealMemory=$MEM State=UNKNOWN
+NodeName=node3 NodeHostname=node3 NodeAddr=127.0.0.1 Port=6838 CPUs=4 RealMemory=$MEM State=UNKNOWN
 NodeName=localhost NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=8 RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=multi Nodes=node2,node3 MaxTime=INFINITE State=UP
 CONF
 CONF_CHANGED=0
+NODES_CHANGED=0
 if ! cmp -s "$NEW_CONF" /etc/slurm/slurm.conf; then
+    # New nodes or partitions need a slurmctld restart; anything else a reconfigure.
+    if ! diff -q <(grep -E '^(NodeName|PartitionName)=' "$NEW_CONF") \
+            <(grep -E '^(NodeName|PartitionName)=' /etc/slurm/slurm.conf 2>/dev/null) >/dev/null; then
+        NODES_CHANGED=1
+    fi
     cp "$NEW_CONF" /etc/slurm/slurm.conf
     CONF_CHANGED=1
 fi
+# Per-node files (%n). The first node's resolve to the paths it had before node2 existed,
+# so a slurmd started by an older version of this script keeps its spool (running steps).
+mkdir -p "$D/spool/d" "$D/spool/d-node2" "$D/spool/d-node3"
+ln -sfn "$D/spool/d" "$D/spool/d-localhost"
+ln -sfn "$D/slurmd.pid" "$D/slurmd-localhost.pid"
+ln -sfn "$D/log/slurmd.log" "$D/log/slurmd-localhost.log"
 rm -f "$NEW_CONF"
 chmod 644 /etc/slurm/slurm.conf
 
@@ -137,7 +160,19 @@ sacctmgr -n -P list cluster format=cluster | grep -qx ci || sacctmgr -i -Q add c
 
 # 4. slurmctld + slurmd
 if alive "$D/slurmctld.pid" slurmctld && scontrol ping 2>/dev/null | grep -q UP; then
-    if [ "$CONF_CHANGED" = 1 ]; then scontrol reconfigure || fail "scontrol reconfigure failed"; fi
+    if [ "$NODES_CHANGED" = 1 ]; then
+        # A quick restart (state is saved; running jobs keep running), then every slurmd
+        # re-reads slurm.conf.
+        echo "slurm.conf changed its nodes: restarting slurmctld"
+        OLD=$(cat "$D/slurmctld.pid")
+        scontrol shutdown slurmctld || fail "scontrol shutdown slurmctld failed"
+        for _ in $(seq 1 100); do [ -d "/proc/$OLD" ] || break; sleep 0.05; done
+        /usr/sbin/slurmctld
+        wait_for 30 sh -c 'scontrol ping | grep -q UP' || fail "slurmctld did not restart"
+        scontrol reconfigure || fail "scontrol reconfigure failed"
+    elif [ "$CONF_CHANGED" = 1 ]; then
+        scontrol reconfigure || fail "scontrol reconfigure failed"
+    fi
 else
     /usr/sbin/slurmctld
     wait_for 30 sh -c 'scontrol ping | grep -q UP' || fail "slurmctld did not start"
@@ -145,13 +180,28 @@ fi
 if ! alive "$D/slurmd.pid" slurmd; then
     /usr/sbin/slurmd -N localhost
 fi
+for NODE in node2 node3; do
+    if ! alive "$D/slurmd-$NODE.pid" slurmd; then
+        /usr/sbin/slurmd -N "$NODE"
+    fi
+done
 if ! wait_for 30 sh -c 'sinfo -h -o %T | grep -Eq "^(idle|mixed|allocated)"'; then
     # A node left DOWN/DRAIN by an earlier run on this machine: resume it once.
     scontrol update nodename=localhost state=resume 2>/dev/null || true
     wait_for 30 sh -c 'sinfo -h -o %T | grep -Eq "^(idle|mixed|allocated)"' || fail "node localhost not usable: $(sinfo -h -o '%T %E')"
 fi
+usable() { sinfo -h -n "$1" -o %T | grep -Eq "^(idle|mixed|allocated)"; }
+for NODE in node2 node3; do
+    if ! wait_for 30 usable "$NODE"; then
+        scontrol update nodename="$NODE" state=resume 2>/dev/null || true
+        wait_for 30 usable "$NODE" || fail "node $NODE not usable: $(sinfo -h -n "$NODE" -o '%T %E')"
+    fi
+done
 # Smoke test: a job runs and shows up in accounting.
 JOB=$(sbatch --parsable --output=/dev/null --wrap true) || fail "sbatch failed"
 wait_for 60 sh -c "sacct -n -X -j $JOB -o State | grep -q COMPLETED" || fail "smoke job $JOB did not complete: $(sacct -n -X -j "$JOB" -o State,ExitCode)"
-echo "slurm ready (smoke job $JOB completed); state and logs in $D"
+# Both nodes in one job (multi-node launches).
+JOB2=$(sbatch --parsable --output=/dev/null -p multi -N 2 --wrap 'srun true') || fail "2-node sbatch failed"
+wait_for 60 sh -c "sacct -n -X -j $JOB2 -o State | grep -q COMPLETED" || fail "2-node smoke job $JOB2 did not complete: $(sacct -n -X -j "$JOB2" -o State,ExitCode)"
+echo "slurm ready (smoke jobs $JOB, $JOB2 completed); state and logs in $D"
 sinfo

@@ -18,6 +18,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -147,14 +148,16 @@ class LocalBackend:
             )
         _check_env(job.env, "env")
         _check_env(job.secret_env, "secret env")
+        argv, launch_env = _launch(job, own_dir, dry=dry)
+        env = {**job.env, **launch_env}
         spec: dict[str, Any] = {
             "schema": sv.SCHEMA,
             "experiment_id": job.experiment_id,
             "job_name": job.job_name,
             "run_tag": job.run_tag,
-            "argv": list(job.argv),
+            "argv": argv,
             "workdir": os.path.abspath(job.workdir),
-            "env": {k: v for k, v in sorted(job.env.items()) if k not in job.secret_env},
+            "env": {k: v for k, v in sorted(env.items()) if k not in job.secret_env},
             "secret_env": {k: REDACTED for k in sorted(job.secret_env)},
             "dependencies": self._dependencies(job, own_dir=own_dir, must_exist=not dry),
             "cancel_grace_seconds": self._grace_for(job),
@@ -186,7 +189,7 @@ class LocalBackend:
         """The command line, cwd and environment names; reads dependencies, writes nothing."""
         own_dir = os.path.abspath(job.job_dir)
         spec = self._render_spec(job, own_dir=own_dir, dry=True)
-        command = shlex.join(job.argv)
+        command = shlex.join(spec["argv"])
         env_names = ", ".join(spec["env"]) or "(none)"
         lines = [command, f"  cwd: {spec['workdir']}", f"  env: {env_names}"]
         if spec["secret_env"]:
@@ -257,6 +260,7 @@ class LocalBackend:
         env["PYTHONUNBUFFERED"] = "1"  # Python jobs stream their logs (a job may override)
         env.update(launch_guard.job_env())  # a JobSpec not built by the engine: still marked
         env.update(job.env)
+        env.update(_launch_env(job))  # the rank prefix of launcher logs (core.launchers)
         env.update(job.secret_env)  # only in memory and the process environment, never on disk
         log_fd = os.open(
             root / sv.LOGS / sv.SUPERVISOR_LOG,
@@ -386,6 +390,29 @@ class LocalBackend:
     @staticmethod
     def _any_ended(dirs: Sequence[str]) -> bool:
         return any(os.path.exists(os.path.join(d, sv.RESULT)) for d in dirs)
+
+    # ------------------------------------------------------------------ stall
+    async def log_activity(self, handles: Sequence[Handle]) -> dict[Handle, tuple[int, float]]:
+        """Per job: bytes in its logs and when they last grew (optional capability, used by
+        hang detection, core.engine.stall). Jobs whose files are gone are left out."""
+        return await asyncio.to_thread(self._log_activity, list(handles))
+
+    def _log_activity(self, handles: list[Handle]) -> dict[Handle, tuple[int, float]]:
+        out: dict[Handle, tuple[int, float]] = {}
+        for handle in handles:
+            if handle.backend != self.name or not os.path.isabs(handle.job_id):
+                continue
+            size, mtime = 0, 0.0
+            for name in sv.STREAMS.values():
+                try:
+                    st = os.stat(os.path.join(handle.job_id, sv.LOGS, name))
+                except OSError:
+                    continue
+                size += st.st_size
+                mtime = max(mtime, st.st_mtime)
+            if mtime:
+                out[handle] = (size, mtime)
+        return out
 
     # ------------------------------------------------------------------ cancel
 
@@ -596,6 +623,75 @@ def _follow_watch(run_dir: str) -> DirWatch | None:
         return DirWatch([run_dir, os.path.join(run_dir, sv.LOGS)])
     except WatchUnavailable:
         return None
+
+
+#: Where torchrun keeps its per-rank log files, inside the run directory.
+RANK_LOG_DIR = "torchrun"
+
+
+def _launch_env(job: JobSpec) -> dict[str, str]:
+    launcher = getattr(job.executor, "launcher", None)
+    if launcher is None:
+        return {}
+    from core.launchers import RANK_PREFIX_ENV
+
+    return dict(RANK_PREFIX_ENV)
+
+
+def _launch(job: JobSpec, own_dir: str, *, dry: bool) -> tuple[list[str], dict[str, str]]:
+    """The command the supervisor runs, and the environment the launcher adds.
+
+    With a launcher, ``ntasks_per_node`` ranks run under torchrun (or ft_launcher) with the
+    rendezvous on 127.0.0.1 and a free port (chosen now; a dry run shows a placeholder). The
+    launcher's package is checked with the job's interpreter first, so a missing one is a
+    clear error before anything starts. Without one, a job asking for several tasks is
+    refused instead of silently running one.
+    """
+    launcher = getattr(job.executor, "launcher", None)
+    ntasks = int(getattr(job.executor, "ntasks_per_node", 1) or 1)
+    if launcher is None:
+        if ntasks > 1:
+            raise BackendError(
+                f"job {job.job_name!r}: ntasks_per_node={ntasks} needs a launcher "
+                "(launcher='torchrun'); a plain process is one task"
+            )
+        return list(job.argv), {}
+    from core.launchers import (
+        RANK_PREFIX_ENV,
+        LauncherError,
+        free_port,
+        launch_argv,
+        missing_package_error,
+        package_importable,
+        ranks_per_node,
+    )
+
+    python = job.argv[0] if job.argv and job.argv[0] == sys.executable else sys.executable
+    if not dry:
+        check, module = package_importable(launcher, python)
+        try:
+            found = subprocess.run(check, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(
+                f"cannot check the launcher's package with {python}: {exc}"
+            ) from None
+        if found.returncode != 0:
+            raise BackendError(str(missing_package_error(launcher, module, "on this machine")))
+    port = launcher.rdzv_port or (None if dry else free_port())
+    try:
+        argv = launch_argv(
+            launcher,
+            job.argv,
+            python=python,
+            nnodes=1,
+            nproc_per_node=ranks_per_node(launcher, ntasks),
+            rdzv_endpoint=f"127.0.0.1:{port if port else '<free port>'}",
+            rdzv_id=job.run_tag,
+            log_dir=os.path.join(own_dir, RANK_LOG_DIR),
+        )
+    except LauncherError as exc:
+        raise BackendError(f"job {job.job_name!r}: {exc}") from None
+    return argv, dict(RANK_PREFIX_ENV)
 
 
 def _extract_code(job: JobSpec, dest: Path) -> str:

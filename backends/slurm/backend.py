@@ -243,6 +243,7 @@ class SlurmBackend:
         except TransportError as exc:
             raise BackendError(f"cannot prepare {rendered.job_dir}: {exc}") from exc
 
+        await self._check_launcher(executor, rendered.argv)
         secrets = {k: v for k, v in job.secret_env.items() if v is not None}
         last_error = ""
         for attempt in range(3):
@@ -271,6 +272,57 @@ class SlurmBackend:
             if found is not None:
                 return self._remember_submit(found, rendered.job_dir, executor, job.run_tag)
         raise BackendError(f"sbatch of {job.job_name} failed after 3 attempts: {last_error}")
+
+    async def _check_launcher(self, executor: SlurmExecutor, argv: list[str]) -> None:
+        """A launcher whose package the cluster's interpreter cannot import is refused here,
+        before sbatch, with the reason (instead of a job failing later on every node)."""
+        launcher = getattr(executor, "launcher", None)
+        if launcher is None:
+            return
+        import sys
+
+        from core.launchers import missing_package_error, package_importable
+
+        python = executor.python or sys.executable
+        if argv and argv[0] in (executor.python, sys.executable):
+            python = argv[0]
+        check, module = package_importable(launcher, python)
+        try:
+            rc, _, _ = await self._run(check, timeout=self.query_timeout)
+        except TransportError as exc:
+            raise BackendError(
+                f"cannot check the launcher's package on {self.target}: {exc}"
+            ) from None
+        if rc != 0:
+            where = f"on {self.target} ({python})"
+            raise BackendError(str(missing_package_error(launcher, module, where)))
+
+    async def log_activity(self, handles: Sequence[Handle]) -> dict[Handle, tuple[int, float]]:
+        """Per job: bytes in its stdout+stderr files and their last modification time, from
+        one ``stat`` on the cluster for all (hang detection, core.engine.stall)."""
+        paths: dict[str, Handle] = {}
+        for h in handles:
+            job_dir = self._dirs.get(h.job_id)
+            if not job_dir or not parse.is_job_id(h.job_id):
+                continue
+            for stream in ("stdout", "stderr"):
+                paths[job_key_file(job_dir, h.job_id, stream)] = h
+        if not paths:
+            return {}
+        self.stats["stat"] += 1
+        result = await self.transport().run(
+            ["stat", "-c", "%s %Y %n", "--", *paths], timeout=self.query_timeout
+        )
+        out: dict[Handle, tuple[int, float]] = {}
+        for line in result.stdout.decode(errors="replace").splitlines():
+            size, _, rest = line.partition(" ")
+            mtime, _, name = rest.partition(" ")
+            owner = paths.get(name)
+            if owner is None or not size.isdigit() or not mtime.isdigit():
+                continue
+            before = out.get(owner, (0, 0.0))
+            out[owner] = (before[0] + int(size), max(before[1], float(mtime)))
+        return out
 
     async def _ship_code(self, executor: SlurmExecutor, job: JobSpec, job_dir: str) -> None:
         """Make the packaged code available in ``<job_dir>/code``, verified by its hash.

@@ -185,7 +185,10 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         exports.append(f"export {name}={shlex.quote(str(value))}")
 
     command = argv
-    if _uses_srun(executor):
+    launcher = getattr(executor, "launcher", None)
+    if launcher is not None:
+        command_text = _launch_lines(executor, job, argv, job_dir, workdir)
+    elif _uses_srun(executor):
         srun = ["srun", *map(str, executor.srun_args)]
         if executor.container_image:
             srun.append(f"--container-image={executor.container_image}")
@@ -195,6 +198,8 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         command = [*srun, *argv]
     if not command:
         raise BackendError("the job has no command (empty argv)")
+    if launcher is None:
+        command_text = shlex.join(str(a) for a in command)
 
     script_path = posixpath.join(job_dir, f"sbatch-{path_part(job.run_tag)}.sh")
     sbatch = ["sbatch", "--parsable", "--export=ALL"]
@@ -218,7 +223,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         q_job_dir=shlex.quote(job_dir),
         q_workdir=shlex.quote(workdir),
         setup_lines=(executor.setup_lines or "").rstrip("\n"),
-        command=shlex.join(str(a) for a in command),
+        command=command_text,
     )
     return Rendered(
         job_dir=job_dir,
@@ -229,6 +234,95 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
         task_upload=upload,
         argv=argv,
     )
+
+
+#: Placeholder for the rendezvous endpoint: the script computes it on the first node.
+_RDZV_PLACEHOLDER = "NEMORUN_RDZV_ENDPOINT_PLACEHOLDER"
+#: Rank log files of the launcher, per node, inside the job dir.
+RANK_LOG_DIR = "torchrun"
+
+
+def _srun_prefix(executor: SlurmExecutor, workdir: str) -> list[str]:
+    srun = ["srun", *map(str, executor.srun_args)]
+    if executor.container_image:
+        srun.append(f"--container-image={executor.container_image}")
+        if executor.container_mounts:
+            srun.append(f"--container-mounts={','.join(executor.container_mounts)}")
+        srun.append("--container-workdir=" + workdir)
+    return srun
+
+
+def _launch_lines(
+    executor: SlurmExecutor, job: JobSpec, argv: list[str], job_dir: str, workdir: str
+) -> str:
+    """The rendezvous lines and the ``srun <launcher>`` line (core.launchers).
+
+    One launcher per node (``srun --ntasks-per-node=1``), each starting
+    ``nproc_per_node`` ranks; the rendezvous is on the first host of
+    ``scontrol show hostnames $SLURM_JOB_NODELIST`` (its NodeAddr when Slurm has one), on a
+    free port picked on that host (the batch script runs there) unless the launcher names one.
+    Every word is quoted except the endpoint, a variable the script sets itself.
+    """
+    from core.launchers import RANK_PREFIX_TEMPLATE, LauncherError, launch_argv, ranks_per_node
+
+    launcher = executor.launcher
+    python = executor.python or sys.executable
+    if argv and argv[0] in (executor.python, sys.executable):
+        python = argv[0]
+    nproc = ranks_per_node(launcher, executor.ntasks_per_node)
+    try:
+        line = launch_argv(
+            launcher,
+            argv,
+            python=python,
+            nnodes=executor.nodes,
+            nproc_per_node=nproc,
+            rdzv_endpoint=_RDZV_PLACEHOLDER,
+            rdzv_id=job.run_tag,
+            log_dir=posixpath.join(job_dir, RANK_LOG_DIR),
+        )
+    except LauncherError as exc:
+        raise BackendError(f"job {job.job_name!r}: {exc}") from None
+    cpus = nproc * (executor.cpus_per_task or 1)
+    srun = [
+        *_srun_prefix(executor, workdir),
+        f"--nodes={executor.nodes}",
+        f"--ntasks={executor.nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={cpus}",
+    ]
+    endpoint_flag = f"--rdzv-endpoint={_RDZV_PLACEHOLDER}"
+    words = [shlex.quote(w) for w in srun]
+    replaced = False
+    for word in line:
+        if word == endpoint_flag and not replaced:  # the launcher's own flag, never user args
+            words.append('"--rdzv-endpoint=$NEMORUN_RDZV_ENDPOINT"')
+            replaced = True
+        else:
+            words.append(shlex.quote(word))
+    port = (
+        str(launcher.rdzv_port)
+        if launcher.rdzv_port
+        else "$(" + shlex.join([python, "-c", _FREE_PORT]) + ")"
+    )
+    return "\n".join(
+        [
+            "# --- rendezvous: the first host of the allocation, a free port there",
+            'NEMORUN_RDZV_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            'nemorun_addr=$(scontrol show node "$NEMORUN_RDZV_HOST" -o 2>/dev/null'
+            " | sed -n 's/.* NodeAddr=\\([^ ]*\\).*/\\1/p')",
+            "NEMORUN_RDZV_HOST=${nemorun_addr:-$NEMORUN_RDZV_HOST}",
+            f"NEMORUN_RDZV_PORT={port}",
+            'export NEMORUN_RDZV_ENDPOINT="$NEMORUN_RDZV_HOST:$NEMORUN_RDZV_PORT"',
+            # Every rank's line arrives rank-prefixed in this job's log (core.launchers).
+            f"export TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE={shlex.quote(RANK_PREFIX_TEMPLATE)}",
+            'echo "nemorun-tui: rendezvous at $NEMORUN_RDZV_ENDPOINT" >&2',
+            " ".join(words),
+        ]
+    )
+
+
+_FREE_PORT = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 
 
 def code_dir(job_dir: str) -> str:

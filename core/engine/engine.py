@@ -221,7 +221,16 @@ class Engine:
             from core.engine.monitor import Monitor
 
             self._monitor = Monitor(self.store)
+            self._monitor.before_record = self._retry_failed
         return self._monitor
+
+    async def _retry_failed(
+        self, exp_id: str, reports: dict[str, StatusReport]
+    ) -> dict[str, StatusReport]:
+        """``retries=N``: re-submit failed jobs with attempts left (core.engine.retries)."""
+        from core.engine.retries import retry_failed
+
+        return await retry_failed(self, exp_id, reports)
 
     # -- composing -----------------------------------------------------------------------
     def profile(self, name: str | None = None) -> ExecutorProfile:
@@ -300,9 +309,18 @@ class Engine:
         """Everything that can be checked before writing: names, profiles, secrets, backends."""
         if not plan.jobs:
             raise LaunchError(f"experiment `{plan.title}` has no jobs; add one with exp.add(...)")
+        from core.engine.stall import StallConfigError, check_profile
+
         for job in plan.jobs:
             registry.backend_class(job.executor.backend)
             resolve_secret_env(job.executor)
+            try:
+                check_profile(job.executor)
+            except StallConfigError as exc:
+                raise LaunchError(f"job `{job.name}`: {exc}") from None
+            retries = job.executor.retries
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise LaunchError(f"job `{job.name}`: retries must be an integer >= 0")
 
     def preview(self, plan: Plan, *, preflight: bool = False) -> list[JobPreview]:
         """What each job will run: the call and its config tree, packaging, env (secrets
@@ -447,7 +465,7 @@ class Engine:
                 continue
             launch_window.crash_point("after-submit")  # tests only: the launch window
             try:
-                recorded = self._set_submitted(exp_id, job.name, handle)
+                recorded = self._set_submitted(exp_id, job.name, handle, workdir)
             except Exception as exc:  # e.g. a full disk: never leave a job running untracked
                 with contextlib.suppress(Exception):
                     await registry.get_backend(job.executor).cancel(handle)
@@ -467,8 +485,11 @@ class Engine:
                 await launch_window.release(backend, handle, self.store, exp_id, job.name)
                 emit(Submitted(job.name, JobState.SUBMITTED, handle, None))
 
-    def _set_submitted(self, exp_id: str, job_name: str, handle: Handle) -> bool:
-        """Record the handle; False when the job had already ended (e.g. cancelled)."""
+    def _set_submitted(
+        self, exp_id: str, job_name: str, handle: Handle, workdir: str | None = None
+    ) -> bool:
+        """Record the handle (and where it was launched from, for retries); False when the
+        job had already ended (e.g. cancelled)."""
         now = time.time()
         alive = True
 
@@ -476,6 +497,8 @@ class Engine:
             nonlocal alive
             job = record.job(job_name)
             job.handle = handle
+            if workdir is not None:
+                job.workdir = workdir
             if job.state.is_terminal:
                 alive = False
                 return
@@ -673,8 +696,13 @@ class Engine:
         follow: bool = False,
         offset: int = 0,
         stream: LogStream = "stdout",
+        rank: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """Log bytes of one job (the only job when ``job`` is None)."""
+        """Log bytes of one job (the only job when ``job`` is None).
+
+        ``rank`` keeps only that rank's lines of a launcher's log (``[rank<N>]:`` prefixed,
+        see core.launchers), without the prefix; ``offset`` is then in the whole log.
+        """
         record = self.store.load(exp_id)
         rec = record.job(job) if job else _only_job(record)
         if rec.handle is None:
@@ -682,8 +710,19 @@ class Engine:
                 f"job `{rec.name}` of {exp_id} was never submitted ({rec.state.value})"
             )
         backend = self.backend_for(exp_id, rec.name)
-        async for chunk in backend.logs(rec.handle, offset=offset, follow=follow, stream=stream):
-            yield chunk
+        chunks = backend.logs(rec.handle, offset=offset, follow=follow, stream=stream)
+        if rank is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        from core.launchers import RankFilter
+
+        picked = RankFilter(rank)
+        async for chunk in chunks:
+            if out := picked.feed(chunk):
+                yield out
+        if rest := picked.flush():
+            yield rest
 
     def log_source(self, exp_id: str, job: str, stream: LogStream = "stdout") -> LogSource:
         """Where to read a job's log from (blocking; front ends never look at backend files)."""

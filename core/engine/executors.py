@@ -33,6 +33,11 @@ class ExecutorProfile:
     retries: int = 0
     packager: Any = None
     profile_name: str | None = None
+    #: Hang detection (core.engine.stall): a RUNNING job whose logs have not grown for this
+    #: long (e.g. "15m") is flagged STALLED; None: off. ``on_stall``: None or "flag" (only
+    #: show it), "notify" (also a notification event) or "cancel" (also cancel the job).
+    stall_after: str | None = None
+    on_stall: str | None = None
 
     def target(self) -> str:
         """The group this profile's jobs are polled in (one cluster / host)."""
@@ -80,6 +85,22 @@ class LocalExecutor(ExecutorProfile):
     ntasks_per_node: int = 1
     nodes: int = 1
     cancel_grace_seconds: float = 5.0
+    #: None (one process), "torchrun"/Torchrun(...) or "ft"/FaultTolerance(...): see
+    #: core.launchers. With a launcher, ntasks_per_node ranks run under the supervisor.
+    launcher: Any = None
+
+    def __post_init__(self) -> None:
+        self.launcher = _launcher_from(self.launcher)
+
+
+def _launcher_from(value: Any) -> Any:
+    """A launcher object (or None) from a profile's value; core.launchers loads only when
+    one is set, so profiles without a launcher cost nothing."""
+    if value is None:
+        return None
+    from core.launchers import as_launcher
+
+    return as_launcher(value)
 
 
 class UnknownProfileError(ValueError):
@@ -243,8 +264,12 @@ class SlurmExecutor(ExecutorProfile):
     port: int | None = None
     identity: str | None = None
     ssh_config: str | None = None
+    #: None, "torchrun"/Torchrun(...) or "ft"/FaultTolerance(...): srun starts it once per
+    #: node, with the rendezvous on the allocation's first host (see core.launchers).
+    launcher: Any = None
 
     def __post_init__(self) -> None:
+        self.launcher = _launcher_from(self.launcher)
         self.tunnel = _tunnel_from(self.tunnel)
         if self.host:
             if isinstance(self.tunnel, SSHTunnel) and self.tunnel.host not in ("", self.host):

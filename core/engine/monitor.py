@@ -14,12 +14,13 @@ import contextlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from core.engine import launch_window, registry, stale_files
 from core.engine.executors import ExecutorProfile, profile_from_dict
 from core.engine.protocol import Backend, Handle
+from core.engine.stall import StallNotice, check_stalls
 from core.engine.states import TERMINAL_STATES, StatusReport
 from core.store import DamagedManifestError, ExperimentNotFound, StateChange, Store
 
@@ -36,7 +37,11 @@ class PollError:
     at: float
 
 
-MonitorEvent = StateChange | PollError
+MonitorEvent = StateChange | PollError | StallNotice
+
+#: Called with (exp_id, reports) before they are recorded; returns the reports to record
+#: (the engine's retries take out the FAILED reports of jobs it re-submitted).
+BeforeRecord = Callable[[str, dict[str, StatusReport]], Awaitable[dict[str, StatusReport]]]
 
 
 class Monitor:
@@ -54,6 +59,7 @@ class Monitor:
         self.last_poll: dict[tuple[str, str], float] = {}
         self.poll_calls = 0
         self._adopter = launch_window.Adopter()  # jobs whose launcher died unrecorded
+        self.before_record: BeforeRecord | None = None
 
     def subscribe(self) -> asyncio.Queue[MonitorEvent]:
         queue: asyncio.Queue[MonitorEvent] = asyncio.Queue()
@@ -126,12 +132,24 @@ class Monitor:
         changes: list[StateChange] = []
         for exp_id, job_reports in per_exp.items():
             try:
+                if self.before_record is not None:
+                    job_reports = await self.before_record(exp_id, job_reports)
                 changes.extend(self.store.record_statuses(exp_id, job_reports))
             except (DamagedManifestError, ExperimentNotFound):
                 continue
         for change in changes:
             self._publish(change)
+        await self._check_stalls(list(per_exp))
         return changes
+
+    async def _check_stalls(self, exp_ids: list[str]) -> None:
+        """Hang detection (core.engine.stall) for the experiments just polled."""
+        records = []
+        for exp_id in exp_ids:
+            with contextlib.suppress(DamagedManifestError, ExperimentNotFound):
+                records.append(self.store.load(exp_id))
+        if records:
+            await check_stalls(self.store, records, self._profile, self._backend_for, self._publish)
 
     async def _poll_group(
         self, key: tuple[str, str], backend: Backend, members: list[tuple[str, str, Handle]]

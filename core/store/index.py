@@ -35,7 +35,7 @@ from urllib.parse import quote
 MANIFEST = "experiment.json"
 INDEX_FILE = "index.sqlite"
 #: Bump when the index's tables change: an index of another version is rebuilt.
-INDEX_VERSION = 7
+INDEX_VERSION = 8
 #: Manifests verified per listing (see the module docstring): ~2-4 ms of stat calls.
 VERIFY_SLICE = 2000
 #: Version token of a folder without a manifest.
@@ -72,6 +72,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[Any, str], Any], Any], ...] = (
     ("executors", "LIST", lambda r, v: _join(r.executors), ""),
     ("archived", "INTEGER", lambda r, v: int(r.archived), 0),
     ("note", "TEXT", lambda r, v: r.note, ""),
+    ("stalled", "INTEGER", lambda r, v: r.stalled_jobs, 0),
     ("version", "TEXT", lambda r, v: v, MISSING),
 )
 _NAMES = [c[0] for c in COLUMNS]

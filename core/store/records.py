@@ -152,8 +152,74 @@ def _handle(value: Any) -> Handle | None:
 
 
 @dataclass
+class Attempt:
+    """One earlier submission of a job that was retried (``retries=N`` on its profile).
+
+    The job's own fields describe its current (last) attempt; these are the ones before it,
+    oldest first, numbered from 1, each with its handle, outcome and times.
+    """
+
+    number: int
+    handle: Handle | None = None
+    state: JobState = JobState.FAILED
+    exit_code: int | None = None
+    reason: str | None = None
+    submitted_at: float | None = None
+    ended_at: float | None = None
+    restarts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "handle": self.handle.to_dict() if self.handle else None,
+            "state": self.state.value,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "submitted_at": self.submitted_at,
+            "ended_at": self.ended_at,
+            "restarts": self.restarts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Attempt:
+        if not isinstance(data, dict):
+            raise ValueError("an attempt must be an object")
+        number = _opt_int(data, "number")
+        if number is None or number < 1:
+            raise ValueError("an attempt needs a `number` >= 1")
+        state = data.get("state", "FAILED")
+        if not isinstance(state, str) or state not in _STATES:
+            raise ValueError(f"attempt {number} has an unknown state {_short(repr(state), 40)}")
+        return cls(
+            number=number,
+            handle=_handle(data.get("handle")),
+            state=_STATES[state],
+            exit_code=_opt_int(data, "exit_code"),
+            reason=_opt_text(data, "reason"),
+            submitted_at=_opt_time(data, "submitted_at"),
+            ended_at=_opt_time(data, "ended_at"),
+            restarts=max(0, _opt_int(data, "restarts") or 0),
+        )
+
+
+def _attempts(data: Mapping[str, Any]) -> list[Attempt]:
+    value = data.get("attempts")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 10_000:
+        raise ValueError("`attempts` must be a list")
+    return [Attempt.from_dict(a) for a in value]
+
+
+@dataclass
 class JobRecord:
-    """One job of an experiment as the store knows it."""
+    """One job of an experiment as the store knows it.
+
+    ``attempts`` are the earlier submissions of a retried job (the job's own fields are its
+    current attempt: see :attr:`attempt`). ``workdir`` is where it was launched from (a retry
+    runs there again). ``last_output_at``/``log_bytes``/``stalled`` are hang detection's
+    (core.engine.stall): STALLED is a flag on a RUNNING job, not a state.
+    """
 
     name: str
     kind: str
@@ -169,9 +235,46 @@ class JobRecord:
     dependencies: list[str] = field(default_factory=list)
     submitted_at: float | None = None
     ended_at: float | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    workdir: str | None = None
+    last_output_at: float | None = None
+    log_bytes: int | None = None
+    stalled: bool = False
+
+    @property
+    def attempt(self) -> int:
+        """The number of the current attempt (1 until the job is retried)."""
+        return len(self.attempts) + 1
+
+    def all_attempts(self) -> list[Attempt]:
+        """Every attempt, the current one last (built from the job's own fields)."""
+        current = Attempt(
+            number=self.attempt,
+            handle=self.handle,
+            state=self.state,
+            exit_code=self.exit_code,
+            reason=self.reason,
+            submitted_at=self.submitted_at,
+            ended_at=self.ended_at,
+            restarts=self.restarts,
+        )
+        return [*self.attempts, current]
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        # Written only when used, so manifests of jobs without them stay as they were.
+        if self.attempts:
+            extra["attempts"] = [a.to_dict() for a in self.attempts]
+        if self.workdir is not None:
+            extra["workdir"] = self.workdir
+        if self.last_output_at is not None:
+            extra["last_output_at"] = self.last_output_at
+        if self.log_bytes is not None:
+            extra["log_bytes"] = self.log_bytes
+        if self.stalled:
+            extra["stalled"] = True
         return {
+            **extra,
             "name": self.name,
             "kind": self.kind,
             "backend": self.backend,
@@ -217,6 +320,11 @@ class JobRecord:
             dependencies=dependencies,
             submitted_at=_opt_time(data, "submitted_at"),
             ended_at=_opt_time(data, "ended_at"),
+            attempts=_attempts(data),
+            workdir=_opt_text(data, "workdir"),
+            last_output_at=_opt_time(data, "last_output_at"),
+            log_bytes=_opt_int(data, "log_bytes"),
+            stalled=data.get("stalled") is True,
         )
 
     @property
@@ -259,6 +367,11 @@ class ExperimentRecord:
     @property
     def state(self) -> JobState:
         return aggregate_state([j.state for j in self.jobs])
+
+    @property
+    def stalled_jobs(self) -> int:
+        """How many RUNNING jobs are flagged STALLED (core.engine.stall); a flag, not a state."""
+        return sum(1 for j in self.jobs if j.stalled and j.state is JobState.RUNNING)
 
     @property
     def backends(self) -> list[str]:
@@ -351,6 +464,8 @@ class ExperimentSummary:
     executors: tuple[str, ...] = ()
     archived: bool = False
     note: str = ""
+    #: RUNNING jobs flagged STALLED (hang detection): the Runs table marks the row.
+    stalled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

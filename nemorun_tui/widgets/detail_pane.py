@@ -366,6 +366,11 @@ class DetailPane(VerticalScroll, can_focus=True):
             plain_row(table, "handle", handle_text(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
                 plain_row(table, "submitted", when_seconds(rec.submitted_at))
+            from nemorun_tui.job_status import detail_rows
+
+            retries = job.executor.get("retries")
+            for key, value in detail_rows(rec, retries if isinstance(retries, int) else None):
+                plain_row(table, key, value)
             if job.executor_error:
                 plain_row(table, "executor", Text(cell(job.executor_error), style="italic"))
             for key, value in sorted(job.executor.items()):

@@ -113,6 +113,8 @@ class LogsPane(Vertical):
         Binding("right_square_bracket", "tab(1)", "Next tab", show=False),
         Binding("left_square_bracket", "tab(-1)", "Previous tab", show=False),
         Binding("d", "close_tab", "Close tab", id="log-close"),
+        Binding("R", "rank(1)", "Next rank", id="log-rank", show=False),
+        Binding("A", "rank(0)", "All ranks", show=False),
     ]
 
     class Closed(Message):
@@ -133,6 +135,8 @@ class LogsPane(Vertical):
         self.case = False
         self.context = 2
         self._status = ""
+        #: Show one rank's lines of a launcher's log (``[rank<N>]:`` prefixed), or all.
+        self.rank: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Tabs(id="log-tabs")
@@ -362,8 +366,20 @@ class LogsPane(Vertical):
             view.reader.set_filter(pattern, self.context)
             view.follow = True
             view.top = 0
+        elif self.rank is not None:
+            view.reader.set_filter(re.compile(rb"^\[rank%d\]:" % self.rank, re.MULTILINE), 0)
+            view.follow = True
+            view.top = 0
         else:
             view.reader.set_filter(None)
+
+    def action_rank(self, step: int) -> None:
+        """``R``: show the next rank's lines only (torchrun/ft logs); ``A``: every rank."""
+        if step == 0:
+            self.rank = None
+        else:
+            self.rank = 0 if self.rank is None else self.rank + step
+        self._reapply("all ranks" if self.rank is None else f"rank {self.rank} only")
 
     def action_toggle_regex(self) -> None:
         """Treat the search/filter text as a regular expression, or as plain text."""
@@ -407,6 +423,8 @@ class LogsPane(Vertical):
             # Most telling first, so a narrow terminal still shows it: how the job is
             # doing, then search and filter counts, then sizes.
             parts: list[str] = [key.stream]
+            if self.rank is not None:
+                parts.append(f"rank {self.rank}")
             end = self._jobs.get((key.exp_id, key.job))
             ended = end is not None and end.state in TERMINAL_STATES
             if ended and end is not None:

@@ -398,9 +398,7 @@ class RunsTable(ScrollView, can_focus=True):
 
     def _recompute_order(self) -> None:
         if self._filter:
-            rows: list[Any] = [
-                s for s in self._rows.values() if matches_filter(s, self._filter)
-            ]
+            rows: list[Any] = [s for s in self._rows.values() if matches_filter(s, self._filter)]
         else:  # the common case, kept cheap for 100,000 rows: only archived runs hide
             rows = [s for s in self._rows.values() if not getattr(s, "archived", False)]
         self.archived_count = (
@@ -597,9 +595,12 @@ class RunsTable(ScrollView, can_focus=True):
             took = duration(live_duration(s, now))
         title = s.title if not s.damaged else f"{s.title}  ({s.damaged})"
         # Every store string through cell(): a segment's text goes to the terminal as is.
+        label = state_label(state)
+        if getattr(s, "stalled", 0) and state == "RUNNING":
+            label = "⚠ STALLED"  # a flag on a RUNNING job (hang detection), not a state
         return {
             "mark": MARK if s.id in self.marked else " ",
-            "state": state_label(state),
+            "state": label,
             "title": cell(title + (f"  [{', '.join(s.tags)}]" if s.tags else "")),
             "id": cell(s.id),
             "short_id": cell(short_id(s.id)),

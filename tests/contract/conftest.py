@@ -251,6 +251,8 @@ async def kubernetes_target(tmp_path: Path) -> AsyncIterator[ContractTarget]:
                 await backend.cancel_experiment(CONTRACT_EXPERIMENT)
             await backend.close()
             assert cluster.emu is not None and cluster.emu.invalid == [], cluster.emu.invalid
+
+
 # --------------------------------------------------------------------------- docker
 
 
