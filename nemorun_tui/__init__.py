@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "recipe": "core.recipes",
     "factory": "core.recipes",
     "JobState": "core.engine.states",
+    "sweep": "core.engine.sweep_api",
 }
 
 __all__ = sorted(_EXPORTS)

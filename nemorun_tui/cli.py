@@ -87,6 +87,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dryrun", action="store_true", help="show what would be submitted; write nothing"
     )
+    from nemorun_tui.cli_sweep import add_run_sweep_args
+
+    add_run_sweep_args(p)  # -m/--multirun, --zip, --throttle
 
 
 def _ls_args(p: argparse.ArgumentParser) -> None:
@@ -133,6 +136,9 @@ def _relaunch_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="package the current code instead of reusing the parent's archive",
     )
+    from nemorun_tui.cli_sweep import add_relaunch_failed_arg
+
+    add_relaunch_failed_arg(p)  # --failed
     _common_launch(p, name=False)
 
 
@@ -317,6 +323,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
     from core.engine import Plan
 
+    if getattr(args, "multirun", False):
+        from nemorun_tui.cli_sweep import cmd_run_sweep
+
+        return cmd_run_sweep(args, engine)
     profile = engine.profile(args.executor)
     if args.script is not None:
         if args.recipe or args.overrides:
@@ -342,6 +352,10 @@ def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
+    if getattr(args, "failed", False):
+        from nemorun_tui.cli_sweep import cmd_relaunch_failed
+
+        return cmd_relaunch_failed(args, engine)
     exp_id = engine.store.resolve(args.exp)
     plan = engine.relaunch_plan(
         exp_id, args.overrides, executor=args.executor, repackage=args.repackage

@@ -702,6 +702,14 @@ class SlurmBackend:
 
         return done
 
+    async def submit_array(
+        self, specs: list[JobSpec], throttle: int | None = None
+    ) -> tuple[Handle, list[Handle]]:
+        """Many points as ONE array job, one sbatch (see backends.slurm.array_sweep)."""
+        from backends.slurm.array_sweep import submit_array
+
+        return await submit_array(self, specs, throttle)
+
     async def close(self) -> None:
         """Close the transport's connection (it reopens lazily if this backend is used again)."""
         if self._transport is not None:

@@ -52,6 +52,7 @@ TASK_FILE = "task.json"
 VIEW_FILE = "view.json"
 PROVENANCE_FILE = "provenance.json"
 EXECUTOR_FILE = "executor.json"
+POINT_FILE = "point.json"  # a sweep point's values (core.sweep)
 RUNNER_MODULE = "core.runner"
 
 
@@ -72,6 +73,8 @@ class PlannedJob:
     executor: ExecutorProfile
     dependencies: list[str] = field(default_factory=list)
     package: Any = None
+    #: A sweep point's values (core.sweep.Point.to_dict), stored as the job's point.json.
+    point: dict[str, Any] | None = None
 
 
 #: Longest job name, in UTF-8 bytes: it becomes a folder and a Slurm job name.
@@ -90,6 +93,9 @@ class Plan:
     recipe: str | None = None
     overrides: list[str] = field(default_factory=list)
     sequential: bool = False
+    #: A sweep on Slurm submitted as one array job: at most this many points run at once
+    #: (sbatch's ``%`` throttle); None: no limit (see core.engine.sweep_submit).
+    array_throttle: int | None = None
 
     def add(
         self,
@@ -340,6 +346,8 @@ class Engine:
                 files[job.name][VIEW_FILE] = _json(stored.view.to_dict())
             if job.package is not None:
                 files[job.name][PROVENANCE_FILE] = _json(job.package.provenance.to_dict())
+            if job.point is not None:
+                files[job.name][POINT_FILE] = _json(job.point)
             jobs.append(
                 JobRecord(
                     name=job.name,
@@ -401,7 +409,12 @@ class Engine:
         workdir = os.getcwd()
         handles: dict[str, Handle] = {}
         failed: dict[str, str] = {}
+        from core.engine.sweep_submit import submit_as_array
+
+        arrayed = await submit_as_array(self, exp_id, plan, emit)  # a sweep: one array job
         for job in plan.jobs:
+            if job.name in arrayed:
+                continue
             if self.store.load(exp_id).job(job.name).state.is_terminal:
                 # Cancelled (or failed) while earlier jobs were being submitted: leave it.
                 failed[job.name] = "ended before submission"
