@@ -168,9 +168,9 @@ def _range(args: list[str], raw: str) -> list[str]:
     if not 1 <= len(args) <= 3 or any(not a.strip() for a in args):
         raise SweepError(f"`{raw}`: range() takes 1 to 3 numbers: range(start, stop[, step])")
     nums = [_number(a, raw) for a in args]
-    start, stop, step = (0, nums[0], 1) if len(nums) == 1 else (nums[0], nums[1], 1)
-    if len(nums) == 3:
-        step = nums[2]
+    start: int | float = 0 if len(nums) == 1 else nums[0]
+    stop: int | float = nums[0] if len(nums) == 1 else nums[1]
+    step: int | float = nums[2] if len(nums) == 3 else 1
     if step == 0:
         raise SweepError(f"`{raw}`: range() step must not be zero")
     count = max(0, math.ceil((stop - start) / step))
@@ -240,8 +240,8 @@ def expand(
     if mode == "zip":
         lengths = {len(p.values) for p in varying}
         if len(lengths) > 1:
-            shown = ", ".join(f"{p.path}: {len(p.values)}" for p in varying)
-            raise SweepError(f"zip needs equally long value lists ({shown})")
+            sizes = ", ".join(f"{p.path}: {len(p.values)}" for p in varying)
+            raise SweepError(f"zip needs equally long value lists ({sizes})")
         count = lengths.pop() if lengths else 1
         combos: Any = (tuple(p.values[i % len(p.values)] for p in params) for i in range(count))
     else:

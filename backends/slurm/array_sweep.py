@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.slurm.script import remote_job_dir, render
+from core.engine.executors import SlurmExecutor
 from core.engine.launch_window import run_tag
 from core.engine.protocol import BackendError, Handle, JobSpec
 from core.transport import TransportError
@@ -37,8 +38,10 @@ def array_spec(specs: list[JobSpec], throttle: int | None) -> JobSpec:
     """The one JobSpec submitted for all points: ``bash points.sh`` with ``--array``."""
     first = specs[0]
     executor = first.executor
+    if not isinstance(executor, SlurmExecutor):
+        raise BackendError(f"a Slurm array needs a SlurmExecutor, got {type(executor).__name__}")
     array = f"0-{len(specs) - 1}" + (f"%{throttle}" if throttle else "")
-    arr_exec = dataclasses.replace(executor, array=array)  # type: ignore[type-var]
+    arr_exec = dataclasses.replace(executor, array=array)
     local_dir = str(Path(first.job_dir).parent.parent / ARRAY_NAME)
     spec = JobSpec(
         experiment_id=first.experiment_id,
@@ -120,5 +123,7 @@ async def submit_array(
     except TransportError as exc:
         raise BackendError(f"cannot prepare the sweep's points: {exc}") from exc
     handle = await backend.submit(spec)
-    tasks = [Handle(handle.backend, handle.target, f"{handle.job_id}_{i}") for i in range(len(specs))]
+    tasks = [
+        Handle(handle.backend, handle.target, f"{handle.job_id}_{i}") for i in range(len(specs))
+    ]
     return handle, tasks

@@ -62,14 +62,12 @@ def _package_sha(job: PlannedJob) -> str | None:
     return getattr(job.package, "sha256", None) if job.package is not None else None
 
 
-async def submit_as_array(
-    engine: Engine, exp_id: str, plan: Plan, emit: OnLaunchEvent
-) -> set[str]:
+async def submit_as_array(engine: Engine, exp_id: str, plan: Plan, emit: OnLaunchEvent) -> set[str]:
     """Submit the plan's points as one array when it qualifies; the names it took care of."""
     jobs = array_jobs(plan)
     if jobs is None:
         return set()
-    backend = registry.get_backend(jobs[0].executor)
+    backend: Any = registry.get_backend(jobs[0].executor)  # has submit_array (array_jobs)
     workdir = os.getcwd()
     specs = []
     for job in jobs:
@@ -109,7 +107,9 @@ async def submit_as_array(
     await launch_window.release(backend, array_handle, engine.store, exp_id, ARRAY_NAME)
     for name, handle in by_name.items():
         state = JobState.CANCELLED if name in ended else JobState.SUBMITTED
-        emit(Submitted(name, state, handle, "cancelled while submitting" if name in ended else None))
+        emit(
+            Submitted(name, state, handle, "cancelled while submitting" if name in ended else None)
+        )
     return set(names)
 
 
