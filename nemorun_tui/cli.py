@@ -142,6 +142,12 @@ def _relaunch_args(p: argparse.ArgumentParser) -> None:
     _common_launch(p, name=False)
 
 
+def _import_args(p: argparse.ArgumentParser) -> None:
+    from nemorun_tui.cli_import import add_import_args
+
+    add_import_args(p)
+
+
 def _recipes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
@@ -156,6 +162,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "relaunch": ("run a past experiment again, with overrides", _relaunch_args),
     "recipes": ("list the workspace's recipes", _recipes_args),
     "rebuild-index": ("rebuild the listing cache from the manifests", lambda p: None),
+    "import-nemo-run": ("import NeMo Run's experiments (read only)", _import_args),
 }
 
 
@@ -300,6 +307,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_ls(args)
     if command == "status":
         return _cmd_status(args, _store(args))
+    if command == "import-nemo-run":
+        from nemorun_tui.cli_import import cmd_import
+
+        return cmd_import(args)
     if command == "rebuild-index":
         store = _store(args)
         store.rebuild_index()

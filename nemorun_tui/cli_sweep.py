@@ -45,7 +45,7 @@ def add_relaunch_failed_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _throttle(text: str | None) -> int | None:
-    from nemorun_tui.cli import UsageError
+    from core.engine import LaunchError as UsageError  # see cmd_run_sweep
 
     if text is None:
         return None
@@ -57,9 +57,12 @@ def _throttle(text: str | None) -> int | None:
 
 def cmd_run_sweep(args: argparse.Namespace, engine: Engine) -> int:
     """``run RECIPE -m ...``: every point checked, then one experiment (one array on Slurm)."""
+    # Usage errors are core's LaunchError (exit 2): under `python -m nemorun_tui.cli` this
+    # module imports a second copy of nemorun_tui.cli, whose UsageError the CLI would not know.
+    from core.engine import LaunchError as UsageError
     from core.engine.sweep_plan import recipe_sweep_plan
     from core.recipes import discover
-    from nemorun_tui.cli import UsageError, _launch, _workspace_ref
+    from nemorun_tui.cli import _launch, _workspace_ref
 
     if args.script is not None:
         raise UsageError("-m sweeps a recipe's config; it cannot be combined with --script")

@@ -53,6 +53,7 @@ VIEW_FILE = "view.json"
 PROVENANCE_FILE = "provenance.json"
 EXECUTOR_FILE = "executor.json"
 POINT_FILE = "point.json"  # a sweep point's values (core.sweep)
+IMPORT_FILE = "nemo_run.json"  # what NeMo Run recorded of an imported job (core.importers)
 RUNNER_MODULE = "core.runner"
 
 
@@ -677,9 +678,25 @@ class Engine:
             raise StoreError(
                 f"job `{rec.name}` of {exp_id} was never submitted ({rec.state.value})"
             )
+        kept = self._imported_log(exp_id, rec, stream)
+        if kept is not None:  # an imported job's output, copied at import (core.importers)
+            data = kept.read_bytes()[offset:]
+            if data:
+                yield data
+            return
         backend = self.backend_for(exp_id, rec.name)
         async for chunk in backend.logs(rec.handle, offset=offset, follow=follow, stream=stream):
             yield chunk
+
+    def _imported_log(self, exp_id: str, rec: JobRecord, stream: LogStream) -> Path | None:
+        """The copy of an ended imported job's log (its scheduler's files are not ours)."""
+        if not rec.state.is_terminal or rec.backend == "local":  # local: the backend reads it
+            return None
+        job_dir = self.store.job_dir(exp_id, rec.name)
+        kept = job_dir / "logs" / f"{stream}.log"
+        if (job_dir / IMPORT_FILE).is_file() and kept.is_file():
+            return kept
+        return None
 
     def log_source(self, exp_id: str, job: str, stream: LogStream = "stdout") -> LogSource:
         """Where to read a job's log from (blocking; front ends never look at backend files)."""

@@ -96,3 +96,19 @@ def test_relaunch_failed_runs_only_the_failed_points(cli) -> None:  # type: igno
     assert cli("logs", child["id"], "x=3").stdout == "x=3 tag=\n"
     nothing = cli("relaunch", "--failed", child["id"])
     assert nothing.returncode == 2 and "no failed or cancelled" in nothing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "-m", "pt"), "at least one KEY=VALUES"),
+        (("run", "-m", "--script", "echo hi"), "cannot be combined with --script"),
+        (("run", "-m", "--throttle", "0", "pt", "x=1,2"), "--throttle takes"),
+        (("run", "-m", "pt", "x=range(0,0)"), "range() is empty"),
+        (("run", "-m", "--zip", "pt", "x=1,2", "tag=a,b,c"), "equally long"),
+    ],
+)
+def test_bad_sweeps_are_usage_errors(cli, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    out = cli(*args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
