@@ -31,7 +31,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     # Errors are core's (exit 2): under `python -m nemorun_tui.cli` this module's import of
     # nemorun_tui.cli is a second copy, whose UsageError the running CLI would not know.
-
     from core.importers.nemo_run import experiment_dirs, import_store, source_home
     from core.store import StoreError
     from nemorun_tui.cli import EXIT_OK, _print_json, _progress, _store

@@ -334,10 +334,8 @@ async def import_store(
             result.damaged.extend((str(path), p) for p in exp.problems)
     finally:
         for transport in transports.values():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort
                 await transport.close()
-            except Exception:
-                pass
     return result
 
 

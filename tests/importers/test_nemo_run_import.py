@@ -152,9 +152,12 @@ def test_fiddle_reader_bounds_hostile_documents() -> None:
     def pack(doc: object) -> str:
         return base64.urlsafe_b64encode(zlib.compress(json.dumps(doc).encode())).decode()
 
-    cycle = {"root": {"type": "ref", "key": "a"},
-             "objects": {"a": {"type": {"type": "pyref", "module": "builtins", "name": "list"},
-                               "items": [["Index(index=0)", {"type": "ref", "key": "a"}]]}}}  # fmt: skip
+    a_list = {"type": "pyref", "module": "builtins", "name": "list"}
+    itself = [["Index(index=0)", {"type": "ref", "key": "a"}]]
+    cycle = {
+        "root": {"type": "ref", "key": "a"},
+        "objects": {"a": {"type": a_list, "items": itself}},
+    }
     with pytest.raises(FiddleJSONError, match="contains itself"):
         decode_text(pack(cycle))
     with pytest.raises(FiddleJSONError, match="missing object"):
