@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.engine.engine import POINT_FILE, LaunchError, Plan, PlannedJob
@@ -130,3 +131,67 @@ def failed_points_plan(
     full.jobs = jobs
     full.array_throttle = throttle
     return full
+
+
+# -- the sweep view's table (no UI here: the app renders it) ----------------------------------
+#: Asked for a job's last value of the chosen metric; None until metrics exist (another
+#: issue), then the app passes a reader of the job's recorded metrics.
+MetricOf = Callable[[str, str], float | None]
+
+
+@dataclass
+class SweepRow:
+    job: str
+    values: dict[str, str]
+    state: JobState
+    duration: float | None
+    metric: float | None = None
+
+
+@dataclass
+class SweepTable:
+    """One row per point: the varying values (``columns``), state, duration and metric."""
+
+    exp_id: str
+    columns: list[str]
+    rows: list[SweepRow]
+
+    def sorted_by(self, column: str, *, reverse: bool = False) -> list[SweepRow]:
+        """Rows ordered by a value column, ``state``, ``duration`` or ``metric``; numbers
+        compare as numbers, and rows without a value go last either way."""
+
+        def key(row: SweepRow) -> tuple[int, Any]:
+            if column == "state":
+                return (0, (row.state.value,))
+            raw: Any = {"duration": row.duration, "metric": row.metric}.get(
+                column, row.values.get(column)
+            )
+            if raw is None or raw == "":
+                return (1, ())
+            try:
+                return (0, (0, float(raw), ""))
+            except (TypeError, ValueError):
+                return (0, (1, 0.0, str(raw)))
+
+        present = [r for r in self.rows if key(r)[0] == 0]
+        missing = [r for r in self.rows if key(r)[0] == 1]
+        return sorted(present, key=lambda r: key(r)[1], reverse=reverse) + missing
+
+
+def sweep_table(engine: Engine, exp_id: str, metric_of: MetricOf | None = None) -> SweepTable:
+    """The sweep view's rows; jobs without a point.json show their name as the only value."""
+    record = engine.store.load(exp_id)
+    columns: list[str] = []
+    rows = []
+    for job in record.jobs:
+        point = stored_point(engine, exp_id, job.name)
+        values = point.get("values") if point else None
+        if not isinstance(values, dict):
+            values = {"job": job.name}
+        shown = {str(k): str(v) for k, v in values.items()}
+        for key in shown:
+            if key not in columns:
+                columns.append(key)
+        metric = metric_of(exp_id, job.name) if metric_of is not None else None
+        rows.append(SweepRow(job.name, shown, job.state, job.duration, metric))
+    return SweepTable(exp_id, columns, rows)
