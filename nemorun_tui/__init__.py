@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "factory": "core.recipes",
     "JobState": "core.engine.states",
     "sweep": "core.engine.sweep_api",
+    "Plugin": "core.nemo_compat",
+    "autoconvert": "core.nemo_compat",
+    "cli": "nemorun_tui.cli",  # run.cli.entrypoint / run.cli.factory / run.cli.main
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,7 +43,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nemorun_tui' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -192,7 +192,13 @@ def _common_launch(p: argparse.ArgumentParser, *, name: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: Sequence[str] | Callable[..., Any] | None = None, **options: Any) -> NoReturn:
+    """The ``nemorun-tui`` command; ``run.cli.main(fn)`` (a NeMo Run entry point) runs ``fn``
+    with the command line's overrides instead (nemorun_tui.nemo_cli)."""
+    if callable(argv):
+        from nemorun_tui.nemo_cli import run_entrypoint
+
+        sys.exit(run_entrypoint(argv, **options))
     sys.exit(run_cli(argv))
 
 
@@ -768,6 +774,15 @@ def _age(ts: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def __getattr__(name: str) -> Any:
+    """``run.cli.entrypoint`` / ``run.cli.factory`` (NeMo Run's names), loaded on first use."""
+    if name in ("entrypoint", "factory"):
+        from nemorun_tui import nemo_cli
+
+        return getattr(nemo_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover
