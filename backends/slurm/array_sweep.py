@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from backends.slurm.script import remote_job_dir, render
 from core.engine.executors import SlurmExecutor
 from core.engine.launch_window import run_tag
-from core.engine.protocol import BackendError, Handle, JobSpec
+from core.engine.protocol import BackendError, DryRun, Handle, JobSpec
 from core.transport import TransportError
 
 if TYPE_CHECKING:
@@ -92,6 +92,33 @@ def points_script(specs: list[JobSpec], point_argvs: list[list[str]], dirs: list
     )
     lines.append("esac")
     return "\n".join(lines) + "\n"
+
+
+def dryrun_array(specs: list[JobSpec], throttle: int | None) -> DryRun:
+    """What :func:`submit_array` would write and run, with no side effects."""
+    spec = array_spec(specs, throttle)
+    executor = spec.executor
+    assert isinstance(executor, SlurmExecutor)
+    rendered = render(executor, spec)
+    points = [render(_slurm(p), p) for p in specs]
+    script = points_script(specs, [r.argv for r in points], [r.job_dir for r in points])
+    summary = (
+        f"ONE sbatch for {len(specs)} points: array {executor.array}; job dir {rendered.job_dir}"
+    )
+    artifacts = {
+        "sbatch.sh": rendered.script,
+        "points.sh": script,
+        "command": " ".join(rendered.sbatch_argv),
+    }
+    return DryRun(backend="slurm", summary=summary, artifacts=artifacts)
+
+
+def _slurm(spec: JobSpec) -> SlurmExecutor:
+    if not isinstance(spec.executor, SlurmExecutor):
+        raise BackendError(
+            f"a Slurm array needs a SlurmExecutor, got {type(spec.executor).__name__}"
+        )
+    return spec.executor
 
 
 async def submit_array(

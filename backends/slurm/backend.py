@@ -710,6 +710,12 @@ class SlurmBackend:
 
         return await submit_array(self, specs, throttle)
 
+    async def dryrun_array(self, specs: list[JobSpec], throttle: int | None = None) -> DryRun:
+        """The array's script, points and sbatch command; nothing written or submitted."""
+        from backends.slurm.array_sweep import dryrun_array
+
+        return dryrun_array(specs, throttle)
+
     async def close(self) -> None:
         """Close the transport's connection (it reopens lazily if this backend is used again)."""
         if self._transport is not None:

@@ -312,6 +312,11 @@ class Engine:
         self.validate(plan)
         exp_id = "dryrun"
         workdir = os.getcwd()
+        from core.engine.sweep_submit import dryrun_array
+
+        arrayed = await dryrun_array(self, exp_id, plan)  # a sweep that is one array job
+        if arrayed is not None:
+            return [arrayed]
         fake = {
             j.name: Handle(j.executor.backend, j.executor.target(), f"<{j.name}>")
             for j in plan.jobs

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.engine import launch_guard, launch_window, registry
 from core.engine.launch_events import OnLaunchEvent, Submitted
-from core.engine.protocol import BackendError, Handle
+from core.engine.protocol import BackendError, DryRun, Handle
 from core.engine.states import JobState, StatusReport
 
 if TYPE_CHECKING:
@@ -111,6 +111,22 @@ async def submit_as_array(engine: Engine, exp_id: str, plan: Plan, emit: OnLaunc
             Submitted(name, state, handle, "cancelled while submitting" if name in ended else None)
         )
     return set(names)
+
+
+async def dryrun_array(engine: Engine, exp_id: str, plan: Plan) -> DryRun | None:
+    """The one array submission a sweep would make (script, command, points), or None
+    when the plan is not submitted as an array. Writes nothing."""
+    jobs = array_jobs(plan)
+    if jobs is None:
+        return None
+    backend: Any = registry.get_backend(jobs[0].executor)
+    dry = getattr(backend, "dryrun_array", None)
+    if dry is None:
+        return None
+    workdir = os.getcwd()
+    specs = [engine.job_spec(exp_id, job, {}, workdir, None) for job in jobs]
+    result: DryRun = await dry(specs, plan.array_throttle)
+    return result
 
 
 def _record_handles(engine: Engine, exp_id: str, handles: dict[str, Handle]) -> set[str]:
