@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backends.slurm.script import remote_job_dir, render
 from core.engine.executors import SlurmExecutor
@@ -154,3 +154,53 @@ async def submit_array(
         Handle(handle.backend, handle.target, f"{handle.job_id}_{i}") for i in range(len(specs))
     ]
     return handle, tasks
+
+
+async def unsplit_tasks(
+    backend: SlurmBackend, handles: list[Handle], known: dict[str, Any]
+) -> dict[str, Any]:
+    """Rows for array-task handles (``<id>_<i>``) that neither squeue nor sacct lists.
+
+    A task that never started (cancelled, or its array ended, while it was still pending)
+    gets no record of its own: sacct keeps one record under the array's bare id for all
+    of them. Each such task takes that record's (terminal) state, so a cancelled sweep
+    point reads CANCELLED instead of UNKNOWN. One sacct call, and only while such tasks
+    exist.
+    """
+    from backends.slurm import parse
+    from backends.slurm.backend import SACCT_ENV
+
+    missing = [
+        h
+        for h in handles
+        if "_" in h.job_id
+        and h.job_id not in known
+        and parse.is_job_id(h.job_id)
+        and not any(getattr(r, "array_job", None) == h.job_id for r in known.values())
+    ]
+    if not missing:
+        return {}
+    bases = sorted({parse.array_job_of(h.job_id) for h in missing}, key=int)
+    rc, out, _ = await backend._run(
+        ["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(bases), "-o", parse.SACCT_FORMAT],
+        env=SACCT_ENV,
+    )
+    if rc != 0:
+        return {}
+    rows = parse.group_by_key(parse.parse_sacct(out, names=backend._names))
+    found: dict[str, Any] = {}
+    for h in missing:
+        base = parse.array_job_of(h.job_id)
+        row = rows.get(base)
+        if row is None or row.array_job is not None or not row.state.is_terminal:
+            continue
+        if h.job_id in rows:
+            continue
+        found[h.job_id] = dataclasses.replace(
+            row,
+            key=h.job_id,
+            array_job=base,
+            started_at=None,
+            reason=f"never started: the array's pending tasks ended {row.slurm_state}",
+        )
+    return found

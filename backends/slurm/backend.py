@@ -472,6 +472,9 @@ class SlurmBackend:
             else:
                 sacct_error = err or f"exit {rc}"
         merged = {**sacct_rows, **rows}  # squeue is fresher where both know a job
+        from backends.slurm.array_sweep import unsplit_tasks
+
+        merged.update(await unsplit_tasks(self, handles, merged))  # array tasks never started
         for h in handles:
             report = await self._report_for(h, merged, now)
             if report is not None and report.state.is_terminal and h.job_id in self._arrays:

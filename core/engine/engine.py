@@ -647,8 +647,12 @@ class Engine:
         targets = [record.job(job)] if job else list(record.jobs)
         asked = []
         errors = []
+        from core.engine.sweep_submit import cancel_batched
+
+        batched = await cancel_batched(self, exp_id, targets)  # e.g. a sweep's array tasks
+        asked.extend(batched)
         for rec in targets:
-            if rec.state.is_terminal:
+            if rec.state.is_terminal or rec.name in batched:
                 continue
             self.store.append_event(exp_id, {"kind": "cancel-requested", "job": rec.name})
             try:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,57 @@ def test_hundred_point_sweep_is_one_sbatch_and_failed_points_relaunch(tmp_path: 
         ("x=42", "SUCCEEDED"),
     ]
     assert cli("logs", child["id"], "x=7").stdout == "x=7 job=x=7\n"
+
+
+def test_cancelling_a_sweep_array_is_one_scancel(tmp_path: Path) -> None:
+    ok, why = slurm_available()
+    require_service(ok, why)
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("sbatch", "scancel"):
+        real = shutil.which(tool)
+        assert real is not None
+        (shim / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\nexec {real} "$@"\n')
+        (shim / tool).chmod(0o755)
+    ws = tmp_path / "ws.py"
+    ws.write_text(
+        "from core.config import Script\nfrom core.recipes import recipe\n\n"
+        "@recipe\ndef nap() -> Script:\n    return Script(inline='sleep 60')\n"
+    )
+    config = tmp_path / "config" / "nemorun-tui" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        '[executors.cluster]\nbackend = "slurm"\n'
+        f'job_dir = "{tmp_path / "cluster-jobs"}"\npoll_rate = 5.0\n'
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{shim}:{os.environ['PATH']}",
+        "NEMORUN_TUI_HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "--workspace", str(ws), *args],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    started = cli(
+        "run", "-q", "-m", "--detach", "--executor", "cluster", "--throttle", "2",
+        "nap", "inline='sleep 60','sleep 61','sleep 62','sleep 63','sleep 64','sleep 65'",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    exp = started.stdout.strip()
+    assert cli("cancel", exp).returncode == 0
+    scancels = [c for c in calls.read_text().splitlines() if c.startswith("scancel")]
+    assert len(scancels) == 1 and scancels[0].count("_") == 6  # six task ids, one call
+    deadline = time.monotonic() + 120
+    while True:
+        status = json.loads(cli("status", exp, "--json").stdout)
+        states = {j["state"] for j in status["jobs"]}
+        if states == {"CANCELLED"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert states == {"CANCELLED"}
