@@ -190,3 +190,21 @@ def test_a_recorded_slurm_job_id_is_polled_like_ours(source: Path, store: Store)
     # Where Slurm still knows the job (this machine), its state is NeMo Run's; on a fresh
     # cluster the id is unknown and says so, never a guessed success.
     assert polled.state.value in (expected()[exp]["jobs"]["hello"]["state"], "UNKNOWN")
+
+
+def test_detail_shows_every_imported_run_without_importing_its_code(
+    source: Path, store: Store
+) -> None:
+    from nemorun_tui.widgets.detail_pane import load_detail
+
+    run_import(source, store)
+    engine = Engine(store)
+    for exp in expected():
+        detail = load_detail(engine, exp)
+        assert [j.name for j in detail.jobs] == [j.name for j in store.load(exp).jobs]
+    partial = load_detail(engine, exp_id("local-partial"))
+    (train,) = partial.jobs
+    assert train.config_error is None and train.config is not None
+    assert train.config.get("optim.lr") == "0.25" and "nr_tasks" not in sys.modules
+    docker = load_detail(engine, exp_id("docker-unknown")).jobs[0]
+    assert docker.executor_error is not None  # not imported: shown as such, not a crash
