@@ -340,10 +340,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
     from core.engine import Plan
 
-    if getattr(args, "multirun", False):
+    if getattr(args, "multirun", False) or getattr(args, "to_yaml", False):
         from nemorun_tui.cli_sweep import cmd_run_sweep
 
-        return cmd_run_sweep(args, engine)
+        return cmd_run_sweep(args, engine)  # -m sweeps, --to-yaml prints (cli_sweep)
     profile = engine.profile(args.executor)
     if args.script is not None:
         if args.recipe or args.overrides:

@@ -8,7 +8,7 @@ says the syntax); an item with one value is the same in every point.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -27,6 +27,11 @@ def add_run_sweep_args(p: argparse.ArgumentParser) -> None:
         "--zip",
         action="store_true",
         help="with -m: pair the i-th values of every list instead of crossing them",
+    )
+    p.add_argument(
+        "--to-yaml",
+        action="store_true",
+        help="print the resolved config (every point's with -m) as YAML; run nothing",
     )
     p.add_argument(
         "--throttle",
@@ -70,9 +75,12 @@ def cmd_run_sweep(args: argparse.Namespace, engine: Engine) -> int:
         raise UsageError("name a recipe to sweep (see `nemorun-tui recipes`)")
     if "=" in args.recipe:
         raise UsageError(f"`{args.recipe}` looks like an override; put the recipe name first")
+    ws = discover(_workspace_ref(args, engine))
+    if not args.multirun:  # --to-yaml of one run
+        plan = engine.recipe_plan(ws, args.recipe, args.overrides, profile=args.executor)
+        return _print_yaml(plan, sweep=False)
     if not args.overrides:
         raise UsageError("-m needs at least one KEY=VALUES item, e.g. optimizer.lr=1e-3,3e-4")
-    ws = discover(_workspace_ref(args, engine))
     plan = recipe_sweep_plan(
         engine,
         ws,
@@ -83,11 +91,27 @@ def cmd_run_sweep(args: argparse.Namespace, engine: Engine) -> int:
         mode="zip" if args.zip else "grid",
         throttle=_throttle(args.throttle),
     )
+    if args.to_yaml:
+        return _print_yaml(plan, sweep=True)
     if not args.quiet and not args.dryrun:
         from nemorun_tui.cli import _progress
 
         _progress(f"sweep: {len(plan.jobs)} points checked")
     return _launch(plan, engine, args)
+
+
+def _print_yaml(plan: Any, *, sweep: bool) -> int:
+    """The resolved config(s) of ``plan`` as YAML on stdout (nothing recorded or run)."""
+    import sys
+
+    from core.nemo_compat import task_as_data, to_yaml
+
+    if sweep:
+        data: Any = {job.name: task_as_data(job.task) for job in plan.jobs}
+    else:
+        data = task_as_data(plan.jobs[0].task)
+    sys.stdout.write(to_yaml(data))
+    return 0
 
 
 def cmd_relaunch_failed(args: argparse.Namespace, engine: Engine) -> int:

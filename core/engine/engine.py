@@ -286,9 +286,11 @@ class Engine:
         ``workspace`` is a loaded :class:`core.recipes.Workspace`. This imports user code, so
         the app calls it only inside its workspace helper process, never in its own.
         """
+        from core.nemo_compat import expand_override_files
         from core.overrides import apply_overrides
 
         found = workspace.get(recipe)
+        overrides = expand_override_files(overrides)  # `@file.yaml`: its fields, in place
         task = apply_overrides(found.make(), list(overrides), factories=workspace.factories)
         plan = Plan(
             title=title or found.name,

@@ -69,7 +69,10 @@ def recipe_sweep_plan(
 
     Imports user code (the recipe), like :meth:`Engine.recipe_plan`.
     """
+    from core.nemo_compat import expand_override_files
+
     found = workspace.get(recipe)
+    items = expand_override_files(items)  # `@file.yaml`: its fields, in place
     params = [parse_param(text) for text in items]
     plan = task_sweep_plan(
         found.make(),

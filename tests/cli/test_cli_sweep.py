@@ -112,3 +112,19 @@ def test_bad_sweeps_are_usage_errors(cli, args: tuple[str, ...], message: str) -
     out = cli(*args)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_override_files_and_to_yaml(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "o.json").write_text('{"x": 7, "tag": "from, json"}')
+    (tmp_path / "o.toml").write_text('tag = "from toml"\n')
+    shown = cli("run", "--to-yaml", "pt", f"@{tmp_path / 'o.json'}")
+    assert shown.returncode == 0, shown.stderr
+    assert "x: 7" in shown.stdout and "tag: from, json" in shown.stdout
+    assert not (tmp_path / "home" / "experiments").exists()  # printed, nothing recorded
+    out = cli("run", "-q", "pt", f"@{tmp_path / 'o.json'}", f"@{tmp_path / 'o.toml'}")
+    assert out.returncode == 0, out.stderr
+    assert cli("logs", "pt").stdout == "x=7 tag=from toml\n"  # the later file wins
+    points = cli("run", "--to-yaml", "-m", "pt", "x=1,2")
+    assert points.returncode == 0 and "x=1:" in points.stdout and "x=2:" in points.stdout
+    bad = cli("run", "pt", f"@{tmp_path / 'missing.yaml'}")
+    assert bad.returncode == 2 and "cannot read overrides file" in bad.stderr
