@@ -66,8 +66,11 @@ def test_experiment_script_runs_with_only_its_import_changed(
             "NEMORUN_HOME": str(tmp_path / "nemo-home"),
             "PATH": f"{NEMO_PYTHON.parent}:{env['PATH']}",
         }
+        nemo_env["COLUMNS"] = "200"  # its rich console must not wrap our one line
         theirs = run([str(NEMO_PYTHON), str(SCRIPTS / "experiment_script.py")], nemo_env, tmp_path)
-        assert "STATUS {'train': 'SUCCEEDED', 'echo': 'SUCCEEDED'}" in theirs.stdout
+        said = theirs.stdout + theirs.stderr
+        assert theirs.returncode == 0, said[-2000:]
+        assert "STATUS {'train': 'SUCCEEDED', 'echo': 'SUCCEEDED'}" in said, said[-2000:]
 
 
 def test_entrypoint_script_overrides_files_and_to_yaml(tmp_path: Path, env: dict[str, str]) -> None:
