@@ -36,6 +36,10 @@ _EXPORTS: dict[str, str] = {
     "JobState": "core.engine.states",
     "Torchrun": "core.launchers",
     "FaultTolerance": "core.launchers",
+    "sweep": "core.engine.sweep_api",
+    "Plugin": "core.nemo_compat",
+    "autoconvert": "core.nemo_compat",
+    "cli": "nemorun_tui.cli",  # run.cli.entrypoint / run.cli.factory / run.cli.main
 }
 
 __all__ = sorted(_EXPORTS)
@@ -45,7 +49,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nemorun_tui' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -204,6 +204,7 @@ class NemorunApp(App[int]):
         Binding("e", "edit", "Edit+relaunch", id="edit"),
         Binding("c", "cancel", "Cancel", id="cancel"),
         Binding("slash", "filter", "Filter", id="filter"),
+        Binding("m", "sweep", "Sweep", show=False, id="sweep"),  # not in the footer: see help
     ]
 
     def __init__(
@@ -679,6 +680,14 @@ class NemorunApp(App[int]):
         exp_id = self._need_run()
         if exp_id is not None:
             self.post_message(OpenLogs(exp_id))
+
+    def action_sweep(self) -> None:
+        """Show the current run's points (nemorun_tui.widgets.sweep_view)."""
+        exp_id = self._need_run()
+        if exp_id is not None:
+            from nemorun_tui.widgets.sweep_view import SweepScreen
+
+            self.push_screen(SweepScreen(exp_id))
 
     def action_relaunch(self) -> None:
         """Relaunch the current run as is."""

@@ -120,6 +120,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dryrun", action="store_true", help="show what would be submitted; write nothing"
     )
+    from nemorun_tui.cli_sweep import add_run_sweep_args
+
+    add_run_sweep_args(p)  # -m/--multirun, --zip, --throttle
 
 
 def _tag_note_args(p: argparse.ArgumentParser) -> None:
@@ -213,7 +216,16 @@ def _relaunch_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="run in DIR (default: the directory the parent was launched from)",
     )
+    from nemorun_tui.cli_sweep import add_relaunch_failed_arg
+
+    add_relaunch_failed_arg(p)  # --failed
     _common_launch(p, name=False)
+
+
+def _import_args(p: argparse.ArgumentParser) -> None:
+    from nemorun_tui.cli_import import add_import_args
+
+    add_import_args(p)
 
 
 def _recipes_args(p: argparse.ArgumentParser) -> None:
@@ -258,6 +270,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "note": ("set the note of an experiment", _note_args),
     "archive": ("hide experiments from the default listing (--undo: show again)", _archive_args),
     "rm": ("delete finished experiments and their logs (asks first)", _rm_args),
+    "import-nemo-run": ("import NeMo Run's experiments (read only)", _import_args),
 }
 
 
@@ -295,7 +308,13 @@ def _common_launch(p: argparse.ArgumentParser, *, name: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: Sequence[str] | Callable[..., Any] | None = None, **options: Any) -> NoReturn:
+    """The ``nemorun-tui`` command; ``run.cli.main(fn)`` (a NeMo Run entry point) runs ``fn``
+    with the command line's overrides instead (nemorun_tui.nemo_cli)."""
+    if callable(argv):
+        from nemorun_tui.nemo_cli import run_entrypoint
+
+        sys.exit(run_entrypoint(argv, **options))
     sys.exit(run_cli(argv))
 
 
@@ -442,6 +461,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from nemorun_tui import cli_manage
 
         return cli_manage.run(args, _store(args))
+    if command == "import-nemo-run":
+        from nemorun_tui.cli_import import cmd_import
+
+        return cmd_import(args)
     if command == "rebuild-index":
         store = _store(args)
         store.rebuild_index()
@@ -465,6 +488,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace, engine: Engine) -> int:
     from core.engine import Plan
 
+    if getattr(args, "multirun", False) or getattr(args, "to_yaml", False):
+        from nemorun_tui.cli_sweep import cmd_run_sweep
+
+        return cmd_run_sweep(args, engine)  # -m sweeps, --to-yaml prints (cli_sweep)
     profile = engine.profile(args.executor)
     if args.script is not None:
         if args.recipe or args.overrides:
@@ -501,6 +528,10 @@ def _apply_tag_note(plan: Plan, args: argparse.Namespace) -> None:
 
 
 def _cmd_relaunch(args: argparse.Namespace, engine: Engine) -> int:
+    if getattr(args, "failed", False):
+        from nemorun_tui.cli_sweep import cmd_relaunch_failed
+
+        return cmd_relaunch_failed(args, engine)
     exp_id = engine.store.resolve(args.exp)
     plan = engine.relaunch_plan(
         exp_id, args.overrides, executor=args.executor, repackage=args.repackage
@@ -1070,6 +1101,15 @@ def _age(ts: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def __getattr__(name: str) -> Any:
+    """``run.cli.entrypoint`` / ``run.cli.factory`` (NeMo Run's names), loaded on first use."""
+    if name in ("entrypoint", "factory"):
+        from nemorun_tui import nemo_cli
+
+        return getattr(nemo_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -524,6 +524,9 @@ class SlurmBackend:
             else:
                 sacct_error = err or f"exit {rc}"
         merged = {**sacct_rows, **rows}  # squeue is fresher where both know a job
+        from backends.slurm.array_sweep import unsplit_tasks
+
+        merged.update(await unsplit_tasks(self, handles, merged))  # array tasks never started
         for h in handles:
             report = await self._report_for(h, merged, now)
             if report is not None and report.state.is_terminal and h.job_id in self._arrays:
@@ -753,6 +756,20 @@ class SlurmBackend:
             return report.state.is_terminal or report.state is JobState.UNKNOWN
 
         return done
+
+    async def submit_array(
+        self, specs: list[JobSpec], throttle: int | None = None
+    ) -> tuple[Handle, list[Handle]]:
+        """Many points as ONE array job, one sbatch (see backends.slurm.array_sweep)."""
+        from backends.slurm.array_sweep import submit_array
+
+        return await submit_array(self, specs, throttle)
+
+    async def dryrun_array(self, specs: list[JobSpec], throttle: int | None = None) -> DryRun:
+        """The array's script, points and sbatch command; nothing written or submitted."""
+        from backends.slurm.array_sweep import dryrun_array
+
+        return dryrun_array(specs, throttle)
 
     async def close(self) -> None:
         """Close the transport's connection (it reopens lazily if this backend is used again)."""

@@ -53,6 +53,8 @@ TASK_FILE = "task.json"
 VIEW_FILE = "view.json"
 PROVENANCE_FILE = "provenance.json"
 EXECUTOR_FILE = "executor.json"
+POINT_FILE = "point.json"  # a sweep point's values (core.sweep)
+IMPORT_FILE = "nemo_run.json"  # what NeMo Run recorded of an imported job (core.importers)
 RUNNER_MODULE = "core.runner"
 
 
@@ -73,6 +75,8 @@ class PlannedJob:
     executor: ExecutorProfile
     dependencies: list[str] = field(default_factory=list)
     package: Any = None
+    #: A sweep point's values (core.sweep.Point.to_dict), stored as the job's point.json.
+    point: dict[str, Any] | None = None
 
 
 #: Longest job name, in UTF-8 bytes: it becomes a folder and a Slurm job name.
@@ -94,6 +98,9 @@ class Plan:
     note: str = ""
     #: Where the jobs run; None: the current directory (a relaunch: the parent's).
     workdir: str | None = None
+    #: A sweep on Slurm submitted as one array job: at most this many points run at once
+    #: (sbatch's ``%`` throttle); None: no limit (see core.engine.sweep_submit).
+    array_throttle: int | None = None
 
     def add(
         self,
@@ -292,9 +299,11 @@ class Engine:
         ``workspace`` is a loaded :class:`core.recipes.Workspace`. This imports user code, so
         the app calls it only inside its workspace helper process, never in its own.
         """
+        from core.nemo_compat import expand_override_files
         from core.overrides import apply_overrides
 
         found = workspace.get(recipe)
+        overrides = expand_override_files(overrides)  # `@file.yaml`: its fields, in place
         task = apply_overrides(found.make(), list(overrides), factories=workspace.factories)
         plan = Plan(
             title=title or found.name,
@@ -335,6 +344,11 @@ class Engine:
         self.validate(plan)
         exp_id = "dryrun"
         workdir = os.getcwd()
+        from core.engine.sweep_submit import dryrun_array
+
+        arrayed = await dryrun_array(self, exp_id, plan)  # a sweep that is one array job
+        if arrayed is not None:
+            return [arrayed]
         fake = {
             j.name: Handle(j.executor.backend, j.executor.target(), f"<{j.name}>")
             for j in plan.jobs
@@ -370,6 +384,8 @@ class Engine:
                 files[job.name][VIEW_FILE] = _json(stored.view.to_dict())
             if job.package is not None:
                 files[job.name][PROVENANCE_FILE] = _json(job.package.provenance.to_dict())
+            if job.point is not None:
+                files[job.name][POINT_FILE] = _json(job.point)
             jobs.append(
                 JobRecord(
                     name=job.name,
@@ -436,7 +452,12 @@ class Engine:
         workdir = plan.workdir or self.store.load(exp_id).workdir or os.getcwd()
         handles: dict[str, Handle] = {}
         failed: dict[str, str] = {}
+        from core.engine.sweep_submit import submit_as_array
+
+        arrayed = await submit_as_array(self, exp_id, plan, emit)  # a sweep: one array job
         for job in plan.jobs:
+            if job.name in arrayed:
+                continue
             if self.store.load(exp_id).job(job.name).state.is_terminal:
                 # Cancelled (or failed) while earlier jobs were being submitted: leave it.
                 failed[job.name] = "ended before submission"
@@ -668,8 +689,12 @@ class Engine:
         targets = [record.job(job)] if job else list(record.jobs)
         asked = []
         errors = []
+        from core.engine.sweep_submit import cancel_batched
+
+        batched = await cancel_batched(self, exp_id, targets)  # e.g. a sweep's array tasks
+        asked.extend(batched)
         for rec in targets:
-            if rec.state.is_terminal:
+            if rec.state.is_terminal or rec.name in batched:
                 continue
             self.store.append_event(exp_id, {"kind": "cancel-requested", "job": rec.name})
             try:
@@ -709,6 +734,12 @@ class Engine:
             raise StoreError(
                 f"job `{rec.name}` of {exp_id} was never submitted ({rec.state.value})"
             )
+        kept = self._imported_log(exp_id, rec, stream)
+        if kept is not None:  # an imported job's output, copied at import (core.importers)
+            data = kept.read_bytes()[offset:]
+            if data:
+                yield data
+            return
         backend = self.backend_for(exp_id, rec.name)
         chunks = backend.logs(rec.handle, offset=offset, follow=follow, stream=stream)
         if rank is None:
@@ -723,6 +754,16 @@ class Engine:
                 yield out
         if rest := picked.flush():
             yield rest
+
+    def _imported_log(self, exp_id: str, rec: JobRecord, stream: LogStream) -> Path | None:
+        """The copy of an ended imported job's log (its scheduler's files are not ours)."""
+        if not rec.state.is_terminal or rec.backend == "local":  # local: the backend reads it
+            return None
+        job_dir = self.store.job_dir(exp_id, rec.name)
+        kept = job_dir / "logs" / f"{stream}.log"
+        if (job_dir / IMPORT_FILE).is_file() and kept.is_file():
+            return kept
+        return None
 
     def log_source(self, exp_id: str, job: str, stream: LogStream = "stdout") -> LogSource:
         """Where to read a job's log from (blocking; front ends never look at backend files)."""

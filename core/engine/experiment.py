@@ -118,11 +118,19 @@ class Experiment:
         executor: ExecutorProfile | None = None,
         name: str | None = None,
         dependencies: Sequence[str] = (),
+        plugins: Sequence[Any] = (),
     ) -> str:
-        """Add a job; returns its id (its name) to use in ``dependencies`` of later jobs."""
+        """Add a job; returns its id (its name) to use in ``dependencies`` of later jobs.
+
+        ``plugins`` (``run.Plugin``) get ``setup(task, executor)`` now, before launch, on
+        this job's own copy of the executor (core.nemo_compat)."""
         if self.id is not None:
             raise RuntimeError(f"experiment {self.id} was already launched; use reset()")
         profile = executor or self.executor or self.engine.profile()
+        if plugins:
+            from core.nemo_compat import apply_plugins
+
+            task, profile = apply_plugins(plugins, task, profile)
         return self.plan.add(task, profile, name=name, dependencies=dependencies)
 
     def dryrun(self, *, print_out: bool = True) -> list[DryRun]:
@@ -191,16 +199,41 @@ class Experiment:
             raise RuntimeError("experiment not launched yet")
         return self.id
 
-    def status(self, *, refresh: bool = True) -> dict[str, JobState]:
+    def status(self, *, refresh: bool = True, return_dict: bool = False) -> dict[str, Any]:
+        """Each job's state; ``return_dict`` (NeMo Run's) gives per job ``status``,
+        ``handle``, ``executor`` (backend) and ``local_dir`` instead."""
         if self.skipped is not None:
-            return {j.name: j.state for j in self.skipped.jobs}
-        exp_id = self._require_id()
-        if refresh:
-            _sync(self.engine.refresh([exp_id]))
-        record = self.engine.store.load(exp_id)
-        return {j.name: j.state for j in record.jobs}
+            record = self.skipped
+        else:
+            exp_id = self._require_id()
+            if refresh:
+                _sync(self.engine.refresh([exp_id]))
+            record = self.engine.store.load(exp_id)
+        if not return_dict:
+            return {j.name: j.state for j in record.jobs}
+        return {
+            j.name: {
+                "status": j.state,
+                "handle": str(j.handle) if j.handle else None,
+                "executor": j.backend,
+                "job_id": j.handle.job_id if j.handle else None,
+                "local_dir": None
+                if self.skipped is not None
+                else str(self.engine.store.job_dir(record.id, j.name)),
+            }
+            for j in record.jobs
+        }
 
-    def logs(self, job: str | None = None, *, stream: LogStream = "stdout") -> str:
+    def logs(
+        self, job: str | None = None, *, stream: LogStream = "stdout", regex: str | None = None
+    ) -> str:
+        """The job's output; with ``regex`` (NeMo Run's), only the lines it matches."""
+        if regex is not None:
+            import re
+
+            pattern = re.compile(regex)
+            text = self.logs(job, stream=stream)
+            return "".join(line for line in text.splitlines(True) if pattern.search(line))
         if self.skipped is not None:
             return ""
         exp_id = self._require_id()

@@ -1,0 +1,1 @@
+"""Importers: other tools' stores read into ours (read only; the source never changes)."""

@@ -1,0 +1,47 @@
+"""The sweep's array job as rendered (dry run): one sbatch, one case per point, quoted."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from core.config import Script
+from core.engine import Engine
+from core.engine.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.sweep_plan import task_sweep_plan
+from core.engine.sweep_submit import array_jobs
+from core.store import Store
+from core.sweep import parse_param
+
+
+async def test_dry_run_of_a_sweep_on_slurm_is_one_array(tmp_path: Path) -> None:
+    executor = SlurmExecutor(tunnel=LocalTunnel(job_dir=str(tmp_path / "jobs")))
+    hostile = "'$(touch /tmp/pwned)'"
+    params = [parse_param(f"inline='echo a','echo b',{hostile}")]
+    plan = task_sweep_plan(Script(inline="true"), params, executor, title="s", throttle=2)
+    engine = Engine(Store(tmp_path / "home"))
+    (dry,) = await engine.dryrun(plan)
+    assert dry.summary.startswith("ONE sbatch for 3 points: array 0-2%2")
+    assert "#SBATCH --array=0-2%2" in dry.artifacts["sbatch.sh"]
+    points = dry.artifacts["points.sh"]
+    assert points.count("    exec ") == 3 and "*) echo" in points
+    # Every value reaches the script only through shlex.quote (here: the job name).
+    name = plan.jobs[2].name
+    assert f"export NEMORUN_JOB_NAME={shlex.quote(name)}" in points
+    assert not (tmp_path / "jobs").exists() and not (tmp_path / "home").exists()
+
+
+def test_only_sweeps_sharing_one_executor_become_arrays(tmp_path: Path) -> None:
+    executor = SlurmExecutor(tunnel=LocalTunnel(job_dir=str(tmp_path / "jobs")))
+    params = [parse_param("inline='echo a','echo b'")]
+    assert array_jobs(task_sweep_plan(Script(inline="x"), params, executor, title="s"))
+    local = task_sweep_plan(Script(inline="x"), params, LocalExecutor(), title="s")
+    assert array_jobs(local) is None  # the local backend has no arrays
+    mixed = task_sweep_plan(Script(inline="x"), params, executor, title="s")
+    mixed.jobs[1].executor = SlurmExecutor(
+        partition="other", tunnel=LocalTunnel(job_dir=str(tmp_path / "jobs"))
+    )
+    assert array_jobs(mixed) is None
+    sequential = task_sweep_plan(Script(inline="x"), params, executor, title="s")
+    sequential.sequential = True
+    assert array_jobs(sequential) is None
