@@ -364,6 +364,11 @@ def _user_error_code(exc: Exception) -> int | None:
 
         if isinstance(exc, OverrideError):
             return EXIT_USAGE
+    if "core.engine.executor_overrides" in sys.modules:
+        from core.engine.executor_overrides import ExecutorOverrideError
+
+        if isinstance(exc, ExecutorOverrideError):
+            return EXIT_USAGE
     if "core.packaging" in sys.modules:
         from core.packaging import PackagingError
 

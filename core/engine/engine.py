@@ -299,19 +299,23 @@ class Engine:
         ``workspace`` is a loaded :class:`core.recipes.Workspace`. This imports user code, so
         the app calls it only inside its workspace helper process, never in its own.
         """
+        from core.engine.executor_overrides import apply_executor_overrides, split_overrides
         from core.nemo_compat import expand_override_files
         from core.overrides import apply_overrides
 
         found = workspace.get(recipe)
         overrides = expand_override_files(overrides)  # `@file.yaml`: its fields, in place
-        task = apply_overrides(found.make(), list(overrides), factories=workspace.factories)
+        # ``executor.nodes=2`` sets this launch's executor; every other override the task.
+        task_overrides, executor_overrides = split_overrides(overrides)
+        task = apply_overrides(found.make(), task_overrides, factories=workspace.factories)
+        executor = apply_executor_overrides(self.profile(profile), executor_overrides)
         plan = Plan(
             title=title or found.name,
             workspace=workspace.source or None,
             recipe=found.name,
             overrides=list(overrides),
         )
-        plan.add(task, self.profile(profile), name=found.name)
+        plan.add(task, executor, name=found.name)
         return plan
 
     def validate(self, plan: Plan) -> None:
@@ -811,9 +815,14 @@ class Engine:
         still in the package cache (same code, nothing to upload); ``repackage`` packages
         the current tree instead.
         """
+        from core.engine.executor_overrides import apply_executor_overrides, split_overrides
+
         record = self.store.load(exp_id)
+        # ``executor.time=2:00:00`` changes every job's executor for this launch (recorded
+        # with the other overrides); the rest are the tasks'.
+        task_overrides, executor_overrides = split_overrides(overrides)
         if tasks is None:
-            tasks = self.rebuilt_tasks(exp_id, overrides) if overrides else {}
+            tasks = self.rebuilt_tasks(exp_id, task_overrides) if task_overrides else {}
         plan = Plan(
             title=record.title,
             parent=record.id,
@@ -828,6 +837,7 @@ class Engine:
             if task is None:
                 task = self.stored_task(exp_id, job.name)
             profile = self.profile(executor) if executor else self.executor_of(exp_id, job.name)
+            profile = apply_executor_overrides(profile, executor_overrides)
             package = None if repackage else self.recorded_package(exp_id, job.name)
             plan.jobs.append(PlannedJob(job.name, task, profile, list(job.dependencies), package))
         return plan

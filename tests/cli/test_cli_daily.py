@@ -48,6 +48,10 @@ WORKSPACE = textwrap.dedent(
         return Partial(fit, trainer=Config(Trainer), data=Config(Data))
 
     @recipe
+    def probe() -> Script:
+        return Script(inline="echo probe=$NRT_PROBE")
+
+    @recipe
     def sleeper() -> Script:
         return Script(inline="echo started; sleep 30")
     """
@@ -135,6 +139,24 @@ def test_relaunch_exp_then_detach_then_override(env: dict[str, str], tmp_path: P
     cli(env, "status", child, "--watch", "--interval", "0.2")
     assert json.loads(out.read_text())["max_steps"] == 9
     assert {r["id"]: r["parent"] for r in rows(env)}[child] == parent
+
+
+def test_executor_settings_per_launch_in_run_and_relaunch(env: dict[str, str]) -> None:
+    """``executor.<field>=value`` sets this launch's executor (the app's spelling too)."""
+    exp_id = launched(env, "probe", "executor.env.NRT_PROBE=first")
+    assert "probe=first" in cli(env, "logs", exp_id).stdout
+    result = cli(env, "relaunch", exp_id, "executor.env_vars.NRT_PROBE=second", "--detach")
+    assert result.returncode == 0, result.stderr
+    child = result.stdout.strip()
+    cli(env, "status", child, "--watch", "--interval", "0.2")
+    assert "probe=second" in cli(env, "logs", child).stdout
+    status = json.loads(cli(env, "status", child, "--json").stdout)
+    assert "executor.env_vars.NRT_PROBE=second" in status["overrides"]
+
+    bad = cli(env, "run", "probe", "executor.nodez=2")
+    assert bad.returncode == 2
+    assert "nodes" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(rows(env)) == 2  # the refused launch wrote nothing
 
 
 def test_a_usage_error_prints_the_subcommands_usage(env: dict[str, str]) -> None:
@@ -366,7 +388,7 @@ def test_recipes_lists_factories_and_shows_fields(env: dict[str, str]) -> None:
 def test_bad_factory_name_lists_the_known_ones(env: dict[str, str]) -> None:
     result = cli(env, "run", "train", "trainer=nothing_like_it", "--dryrun")
     assert result.returncode == 2
-    assert "factories: sleeper, tiny_trainer, train" in result.stderr
+    assert "factories: probe, sleeper, tiny_trainer, train" in result.stderr
 
 
 def test_path_fields_take_strings_and_their_display(env: dict[str, str], tmp_path: Path) -> None:
