@@ -60,12 +60,15 @@ class SweepScreen(ModalScreen[None]):
 
     async def _load(self) -> None:
         from core.engine.sweep_plan import sweep_table
+        from core.textsafe import escape_cell
 
         app: Any = self.app
         try:
             self.table_data = await app.bridge.run(sweep_table, app.engine, self.exp_id)
         except Exception as exc:
-            self.query_one("#sweep-title", Static).update(f"sweep {self.exp_id}: {exc}")
+            self.query_one("#sweep-title", Static).update(
+                escape_cell(f"sweep {self.exp_id}: {exc}")
+            )
             return
         self.render_rows()
 
@@ -74,6 +77,8 @@ class SweepScreen(ModalScreen[None]):
         return [*(self.table_data.columns if self.table_data else []), *FIXED_COLUMNS]
 
     def render_rows(self) -> None:
+        from rich.text import Text
+
         from core.textsafe import escape_cell
 
         data = self.table_data
@@ -83,14 +88,16 @@ class SweepScreen(ModalScreen[None]):
         table.clear(columns=True)
         for column in self.columns:
             mark = (" ▼" if self.reverse else " ▲") if column == self.sort_column else ""
-            table.add_column(escape_cell(column) + mark, key=column)
+            # Text, not str: DataTable reads a str label or cell as markup, and swept keys
+            # and values are the user's (``[b]``, ``[/]``, ``[@click=...]`` are text).
+            table.add_column(Text(escape_cell(column) + mark), key=column)
         rows = (
             data.sorted_by(self.sort_column, reverse=self.reverse)
             if self.sort_column
             else data.rows
         )
         for row in rows:
-            cells = [escape_cell(row.values.get(c, "")) for c in data.columns]
+            cells: list[Any] = [Text(escape_cell(row.values.get(c, ""))) for c in data.columns]
             cells.append(row.state.value)
             cells.append(f"{row.duration:.1f}s" if row.duration is not None else "-")
             cells.append(f"{row.metric:g}" if row.metric is not None else "-")

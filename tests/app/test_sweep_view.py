@@ -60,3 +60,34 @@ async def test_sweep_view_rows_sort_and_relaunch_failed(
     record = Store(home).load(child.id)
     assert record.parent == exp_id
     assert [j.name for j in record.jobs] == [names[1], names[3]]
+
+
+async def test_sweep_view_values_are_text_not_markup(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Swept keys and values are the user's: ``[b]`` and ``[/]`` show as typed (as markup
+    the first would vanish and the second raise while drawing the table)."""
+    from textual.widgets import DataTable
+    from textual.widgets._data_table import default_cell_formatter
+
+    from nemorun_tui.widgets.sweep_view import SweepScreen
+
+    home = tmp_path / "store"
+    engine = Engine(Store(home), Settings())
+    params = [parse_param("inline='echo [b]x[/b]','echo [/]'")]
+    plan = task_sweep_plan(Script(inline="true"), params, LocalExecutor(), title="mk")
+    record = await engine.launch(plan)
+    await engine.wait(record.id)
+    app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.runs_table.row_count == 1, 10, "listing")
+        await pilot.press("m")
+        await wait_for_screen(pilot, SweepScreen)
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.table_data is not None, 10, "rows")
+        await pilot.pause()
+        table = screen.query_one("#sweep-table", DataTable)
+        shown = sorted(default_cell_formatter(table.get_cell_at((r, 0))).plain for r in range(2))
+        assert shown == ["echo [/]", "echo [b]x[/b]"]
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, SweepScreen)
