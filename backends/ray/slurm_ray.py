@@ -86,6 +86,13 @@ class SlurmRayBackend(SlurmBackend):
             )
         if ex.container_image or ex.srun_args:
             raise BackendError("SlurmRayExecutor does not support container_image or srun_args")
+        if ex.launcher is not None:
+            # The sbatch command is the bootstrap, not the entrypoint: a launcher would
+            # start the bootstrap under torchrun and never reach the Ray job.
+            raise BackendError(
+                "SlurmRayExecutor does not support launcher (the Ray job's entrypoint runs on "
+                "the cluster; start torchrun from it, or use SlurmExecutor)"
+            )
         job_dir = remote_job_dir(ex, job)
         argv = list(job.argv)
         if job.task_file:
