@@ -189,13 +189,7 @@ def render(executor: SlurmExecutor, job: JobSpec, *, job_dir: str | None = None)
     if launcher is not None:
         command_text = _launch_lines(executor, job, argv, job_dir, workdir)
     elif _uses_srun(executor):
-        srun = ["srun", *map(str, executor.srun_args)]
-        if executor.container_image:
-            srun.append(f"--container-image={executor.container_image}")
-            if executor.container_mounts:
-                srun.append(f"--container-mounts={','.join(executor.container_mounts)}")
-            srun.append("--container-workdir=" + workdir)
-        command = [*srun, *argv]
+        command = [*_srun_prefix(executor, workdir), *argv]
     if not command:
         raise BackendError("the job has no command (empty argv)")
     if launcher is None:
