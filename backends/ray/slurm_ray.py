@@ -25,7 +25,7 @@ import dataclasses
 import json
 import posixpath
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from typing import ClassVar
 
@@ -244,29 +244,7 @@ class SlurmRayBackend(SlurmBackend):
         )
 
     # ------------------------------------------------------------------ logs
-    def logs(
-        self,
-        handle: Handle,
-        *,
-        offset: int = 0,
-        follow: bool = False,
-        stream: LogStream = "stdout",
-    ) -> AsyncIterator[bytes]:
-        """The Ray job's stdout/stderr (not the cluster's bring-up, which is Slurm's log)."""
-        return self._ray_logs(handle, offset, follow, stream)
-
-    async def _ray_logs(
-        self, handle: Handle, offset: int, follow: bool, stream: LogStream
-    ) -> AsyncIterator[bytes]:
-        job_dir, key = await self._log_key(handle)
-        t = self.transport()
-        done = self._done_checker(self._handle(key), job_dir, key) if follow else None
-        try:
-            async for chunk in t.tail(
-                ray_log_file(job_dir, stream), offset=offset, follow=follow, done=done
-            ):
-                yield chunk
-        except FileNotFoundError:
-            return  # the Ray job has not started yet
-        except TransportError as exc:
-            raise BackendError(f"logs of {handle.job_id}: {exc}") from exc
+    def _log_path(self, job_dir: str, key: str, stream: LogStream) -> str:
+        """The Ray job's stdout/stderr (not the cluster's bring-up, which is Slurm's log):
+        :meth:`SlurmBackend.logs` tails these, resumable, until the allocation ends."""
+        return ray_log_file(job_dir, stream)

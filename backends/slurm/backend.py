@@ -721,7 +721,7 @@ class SlurmBackend:
         self, handle: Handle, offset: int, follow: bool, stream: LogStream
     ) -> AsyncIterator[bytes]:
         job_dir, key = await self._log_key(handle)
-        path = job_key_file(job_dir, key, stream)
+        path = self._log_path(job_dir, key, stream)
         task_handle = self._handle(key)
         t = self.transport()
         done = self._done_checker(task_handle, job_dir, key) if follow else None
@@ -732,6 +732,10 @@ class SlurmBackend:
             return  # not started yet (no log file): nothing to show
         except TransportError as exc:
             raise BackendError(f"logs of {handle.job_id}: {exc}") from exc
+
+    def _log_path(self, job_dir: str, key: str, stream: LogStream) -> str:
+        """The file :meth:`logs` tails (slurm_ray tails its Ray job's files instead)."""
+        return job_key_file(job_dir, key, stream)
 
     def _done_checker(
         self, handle: Handle, job_dir: str, key: str
