@@ -60,7 +60,8 @@ def apply_executor_overrides(profile: Any, overrides: Iterable[str]) -> Any:
         if not sep or not path.startswith(PREFIX):
             raise ExecutorOverrideError(f"`{text}`: expected executor.FIELD=VALUE")
         name, _, key = path[len(PREFIX) :].strip().partition(".")
-        name = ALIASES.get(name, name)
+        if name not in fields:  # a profile's own field wins (Kubernetes has `gpus`)
+            name = ALIASES.get(name, name)
         if name in FIXED:
             raise ExecutorOverrideError(
                 f"`executor.{name}` cannot be set per launch; choose another executor profile"

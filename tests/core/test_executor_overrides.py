@@ -64,3 +64,13 @@ def test_local_executor_env_and_optional_none() -> None:
     assert local.env_vars == {"A": "1", "B": "2"}
     slurm = apply_executor_overrides(SlurmExecutor(time="1:00"), ["executor.time=none"])
     assert slurm.time is None
+
+
+def test_an_alias_never_hides_a_field_the_profile_has() -> None:
+    """``gpus`` is short for Slurm's ``gpus_per_node``; Kubernetes has its own ``gpus``."""
+    from core.engine.executors_kubernetes import KubernetesExecutor
+
+    kube = apply_executor_overrides(KubernetesExecutor(image="busybox"), ["executor.gpus=2"])
+    assert kube.gpus == 2
+    slurm = apply_executor_overrides(SlurmExecutor(), ["executor.gpus=3"])
+    assert slurm.gpus_per_node == 3
