@@ -60,6 +60,11 @@ class SlurmRayBackend(SlurmBackend):
 
     name: ClassVar[str] = "slurm_ray"
     profile_class: ClassVar[type[ExecutorProfile]] = SlurmRayExecutor
+    #: No sweep arrays (core.engine.sweep_submit looks for these): the array's points.sh
+    #: would run each point's entrypoint bare, with no Ray cluster; a sweep on slurm_ray
+    #: submits one Slurm job (one cluster) per point instead.
+    submit_array = None  # type: ignore[assignment]
+    dryrun_array = None  # type: ignore[assignment]
 
     def __init__(self, executor: SlurmRayExecutor, **kw: object) -> None:
         super().__init__(executor, **kw)  # type: ignore[arg-type]

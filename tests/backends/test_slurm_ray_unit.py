@@ -36,3 +36,25 @@ def test_prepare_refuses_a_launcher_it_would_wrap_around_the_bootstrap(tmp_path:
     )
     with pytest.raises(BackendError, match="launcher"):
         SlurmRayBackend.from_profile(ex).prepare(_spec(ex, tmp_path))
+
+
+async def test_a_sweep_is_one_ray_cluster_per_point_never_a_bare_array(tmp_path: Path) -> None:
+    """The Slurm array runs points.sh, which would start each entrypoint with no Ray cluster."""
+    from core.config import Script
+    from core.engine import Engine
+    from core.engine.executors import LocalTunnel
+    from core.engine.sweep_plan import task_sweep_plan
+    from core.engine.sweep_submit import array_jobs
+    from core.store import Store
+    from core.sweep import parse_param
+
+    ex = SlurmRayExecutor(
+        ray_python="/opt/ray/bin/python", tunnel=LocalTunnel(job_dir=str(tmp_path / "jobs"))
+    )
+    plan = task_sweep_plan(
+        Script(inline="true"), [parse_param("inline='echo a','echo b'")], ex, title="s"
+    )
+    assert array_jobs(plan) is None
+    dries = await Engine(Store(tmp_path / "home")).dryrun(plan)
+    assert len(dries) == 2
+    assert all(d.backend == "slurm_ray" and "ray-config.json" in d.artifacts for d in dries)
