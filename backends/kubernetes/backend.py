@@ -227,13 +227,18 @@ class KubernetesBackend:
         """Start a Job submitted held (suspended), unless its dependencies still gate it."""
         await asyncio.to_thread(self._release_sync, handle.job_id)
 
-    def _release_sync(self, name: str) -> None:
+    def _known_job(self, name: str) -> Any:
+        """The Job from the watch cache, else from the server; "not there" is an error."""
         job = self.cache.job(name)
         if job is None:
             try:
                 job = self._job("get", name)
             except NotFound:
                 raise BackendError(f"no Kubernetes Job {name} in {self.namespace}") from None
+        return job
+
+    def _release_sync(self, name: str) -> None:
+        job = self._known_job(name)
         ann = (job.get("metadata") or {}).get("annotations") or {}
         patch: dict[str, Any] = {"metadata": {"annotations": {names.ANN_HELD: "false"}}}
         if not ann.get(names.ANN_DEPENDS) and names.ANN_CANCELLED not in ann:
@@ -352,12 +357,7 @@ class KubernetesBackend:
         name = handle.job_id
         if name in self._cancelled:
             return
-        job = self.cache.job(name)
-        if job is None:
-            try:
-                job = self._job("get", name)
-            except NotFound:
-                raise BackendError(f"no Kubernetes Job {name} in {self.namespace}") from None
+        job = self._known_job(name)
         current = status.report(job, self.cache.pods_of(name), time.time(), self.kind)
         if current.state.is_terminal:
             self._final.setdefault(handle, current)
