@@ -50,12 +50,16 @@ class RunFailedError(RuntimeError):
         self.exc_message = first.exc_message if first else None
         self.stderr_tail = list(first.stderr_tail) if first else []
         self.log_path = first.log_path if first else None
+        from core.textsafe import escape_cell
+
+        # The message is printed wherever the error surfaces (a terminal, a notebook): the
+        # job's stderr and reasons in it are text, their escape sequences shown, not sent.
         message = f"experiment {record.id} did not succeed: " + "; ".join(
-            f.describe() for f in self.failures
+            escape_cell(f.describe()) for f in self.failures
         )
         if self.stderr_tail:
             message += "\n  last stderr lines:\n" + "\n".join(
-                f"    {line}" for line in self.stderr_tail[-5:]
+                f"    {escape_cell(line)}" for line in self.stderr_tail[-5:]
             )
         if self.log_path:
             message += f"\n  log: {self.log_path}"

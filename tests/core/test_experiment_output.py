@@ -87,3 +87,17 @@ def test_experiment_tags_and_note_are_recorded(tmp_path: Path) -> None:
         exp.run(stream=False)
     record = exp.record
     assert (record.tags, record.note, record.workdir) == (["api"], "from a script", str(Path.cwd()))
+
+
+def test_run_failed_error_message_never_carries_terminal_controls(tmp_path: Path) -> None:
+    """The job's stderr reaches the message as text: an OSC 0 (window title) is shown."""
+    script = run.Script(
+        inline=r"printf 'Traceback (most recent call last)\nValueError: \033]0;pwned\007x\n' >&2;"
+        " exit 3"
+    )
+    with pytest.raises(run.RunFailedError) as info:
+        run.run(script, home=tmp_path, stream=False)
+    error = info.value
+    assert error.exc_message == "\x1b]0;pwned\x07x"  # the data stays as the job wrote it
+    assert "\x1b" not in str(error) and "\x07" not in str(error)
+    assert "\\x1b]0;pwned" in str(error)
