@@ -49,6 +49,9 @@ class KubernetesBackend:
 
     name: ClassVar[str] = "kubernetes"
     profile_class: ClassVar[type[ExecutorProfile]] = KubernetesExecutor
+    #: ``retries`` is the Job's ``backoffLimit``: Kubernetes re-runs failed pods itself (they
+    #: show as restarts), so the engine never re-submits a Job on top (core.engine.retries).
+    retries_natively: ClassVar[bool] = True
 
     def __init__(self, executor: KubernetesExecutor) -> None:
         self.executor = executor

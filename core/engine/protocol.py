@@ -146,4 +146,7 @@ class Backend(Protocol):
 #: ``timeout`` seconds. It reports nothing (the caller polls next) and may return early
 #: for no reason. ``Engine.wait`` uses it between polls instead of sleeping, so a job's end
 #: is seen when it happens (the local backend watches its job dirs for file events).
-OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed")
+#: ``retries_natively: ClassVar[bool]``: the scheduler re-runs a failed job itself (the
+#: profile's ``retries`` maps onto it, e.g. Kubernetes' ``backoffLimit``); the engine then
+#: never re-submits, and the re-runs are reported as ``restarts``.
+OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed", "retries_natively")

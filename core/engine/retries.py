@@ -49,9 +49,12 @@ async def retry_failed(
         if job.state.is_terminal or job.handle is None:
             continue
         try:
-            retries = int(engine.executor_of(exp_id, name).retries or 0)
+            profile = engine.executor_of(exp_id, name)
+            retries = int(profile.retries or 0)
         except (OSError, ValueError):
             continue
+        if retries_natively(profile.backend):
+            continue  # its scheduler retried already (its restarts); a second layer would square
         if job.attempt > retries or _cancel_requested(engine, exp_id, job):
             continue
         report = reports[name]
@@ -65,6 +68,18 @@ async def retry_failed(
             continue
         del out[name]
     return out
+
+
+def retries_natively(backend: str) -> bool:
+    """Whether the backend's scheduler re-runs a failed job itself (``retries`` becomes e.g.
+    a Kubernetes Job's ``backoffLimit``, retried even while nobody watches). The engine then
+    never re-submits: the scheduler's re-runs show as the job's ``restarts``."""
+    from core.engine import registry
+
+    try:
+        return bool(getattr(registry.backend_class(backend), "retries_natively", False))
+    except registry.UnknownBackendError:
+        return False
 
 
 def _cancel_requested(engine: Engine, exp_id: str, job: JobRecord) -> bool:

@@ -77,6 +77,23 @@ async def test_always_failing_ends_failed_after_n_plus_one_attempts(engine: Engi
     assert len({a.handle for a in attempts}) == 3
 
 
+async def test_a_backend_that_retries_natively_is_never_resubmitted(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kubernetes maps ``retries`` onto backoffLimit: the engine must not retry on top."""
+    from backends.local import LocalBackend
+    from core.engine.retries import retries_natively
+
+    assert retries_natively("kubernetes") and not retries_natively("local")
+    monkeypatch.setattr(LocalBackend, "retries_natively", True, raising=False)
+    plan = Plan(title="native")
+    plan.add(Script(inline="exit 7"), LocalExecutor(retries=2), name="native")
+    done = await run(engine, plan)
+    assert done.jobs[0].state is JobState.FAILED
+    assert done.jobs[0].attempts == []
+    assert [e["kind"] for e in engine.store.events(done.id)].count("retry") == 0
+
+
 async def test_no_retries_by_default(engine: Engine) -> None:
     plan = Plan(title="once")
     plan.add(Script(inline="exit 1"), LocalExecutor(), name="once")
