@@ -150,7 +150,18 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "relaunch": ("run a past experiment again, with overrides", _relaunch_args),
     "recipes": ("list the workspace's recipes", _recipes_args),
     "rebuild-index": ("rebuild the listing cache from the manifests", lambda p: None),
+    # What runs produced (nemorun_tui/cli_results.py), added lazily: see _results_args.
+    "metrics": ("print a run's metrics (last values)", lambda p: _results_args("metrics", p)),
+    "artifacts": ("list a run's artifacts, checkpoints", lambda p: _results_args("artifacts", p)),
+    "fetch": ("copy one artifact here, resumably, verified", lambda p: _results_args("fetch", p)),
+    "diff": ("compare two or more runs: what differs", lambda p: _results_args("diff", p)),
 }
+
+
+def _results_args(command: str, p: argparse.ArgumentParser) -> None:
+    from nemorun_tui import cli_results
+
+    getattr(cli_results, f"{command}_args")(p)
 
 
 def command_in(argv: Sequence[str]) -> str | None:
@@ -310,6 +321,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_relaunch(args, engine)
     if command == "recipes":
         return _cmd_recipes(args, engine)
+    if command in ("metrics", "artifacts", "fetch", "diff"):
+        from nemorun_tui import cli_results
+
+        handler: Callable[[argparse.Namespace, Engine], int] = getattr(
+            cli_results, f"cmd_{command}"
+        )
+        return handler(args, engine)
     raise UsageError(f"unknown command {command}")
 
 
@@ -601,6 +619,13 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         data = record.to_dict()
         data["state"] = record.state.value
         data["events"] = store.events(exp_id)
+        found: dict[str, Any] = {}
+        if record.state.value != "SUCCEEDED":  # why each failed or stuck job is so
+            from nemorun_tui.cli_results import causes
+
+            found = causes(_engine(args), record)
+        for job in data["jobs"]:
+            job["cause"] = found.get(job["name"])
         _print_json(data)
     else:
         from core.textsafe import escape_cell as cell  # a title or reason never splits a line

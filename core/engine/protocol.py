@@ -146,4 +146,6 @@ class Backend(Protocol):
 #: ``timeout`` seconds. It reports nothing (the caller polls next) and may return early
 #: for no reason. ``Engine.wait`` uses it between polls instead of sleeping, so a job's end
 #: is seen when it happens (the local backend watches its job dirs for file events).
-OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed")
+#: ``async job_outputs(handle) -> core.results.locate.JobOutputs``: where the job's
+#: ``NEMORUN_JOB_DIR`` and logs are and the transport that reaches them (metrics, artifacts).
+OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed", "job_outputs")
