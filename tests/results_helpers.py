@@ -7,7 +7,11 @@ bookkeeping. Used by tests/core/results and bench/bench_results.py.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.transport import CommandResult, Transport
@@ -67,3 +71,34 @@ class Counting(Transport):
         interval: float = 0.25,
     ) -> AsyncIterator[bytes]:
         return self.inner.tail(remote, offset=offset, follow=follow, done=done, interval=interval)
+
+
+@dataclass
+class PrivateSSHD:
+    """A second sshd with the CI's keys on a free port: a test may kill its connections
+    without touching the shared sshd that other tests (and other people) are using."""
+
+    alias: str
+    ssh_config: Path
+    pid: int
+
+    def connection_pids(self) -> list[int]:
+        kids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                kids.append(int(entry))
+        return kids
+
+    def kill_connections(self) -> int:
+        killed = 0
+        for pid in self.connection_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        return killed

@@ -178,7 +178,7 @@ async def list_artifacts(outputs: JobOutputs, declared: Declared | None = None) 
             checkpoint=is_checkpoint(e.path, e.kind),
             kind=e.kind,
         )
-        for e in sorted(found.values(), key=lambda e: e.path)
+        for e in sorted(found.values(), key=lambda e: (e.path.startswith("/"), e.path))
     ]
     return ArtifactListing(root, outputs.transport.target, time.time(), artifacts, problem=problem)
 

@@ -51,7 +51,7 @@ def _walk(root: str, max_depth: int, max_entries: int) -> list[Entry]:
         except OSError:
             continue
         for item in items:
-            if item.name.startswith("."):
+            if item.name.startswith(".") or (not rel and item.name in PRUNED_DIRS):
                 continue
             path = f"{rel}/{item.name}" if rel else item.name
             try:
@@ -67,7 +67,7 @@ def _walk(root: str, max_depth: int, max_entries: int) -> list[Entry]:
             else:
                 kind = "o"
             out.append(Entry(path, st.st_size, st.st_mtime, kind))
-            if kind == "d" and depth < max_depth and not (not rel and item.name in PRUNED_DIRS):
+            if kind == "d" and depth < max_depth:
                 stack.append((path, depth + 1))
     out.sort(key=lambda e: e.path)
     return out[:max_entries]
