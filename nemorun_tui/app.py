@@ -203,6 +203,8 @@ class NemorunApp(App[int]):
         Binding("e", "edit", "Edit+relaunch", id="edit"),
         Binding("c", "cancel", "Cancel", id="cancel"),
         Binding("slash", "filter", "Filter", id="filter"),
+        Binding("M", "metrics", "Metrics", id="metrics", show=False),
+        Binding("C", "compare", "Compare", id="compare", show=False),
     ]
 
     def __init__(
@@ -685,10 +687,13 @@ class NemorunApp(App[int]):
     # -- logs -------------------------------------------------------------------------------
     @on(OpenLogs)
     def _open_logs(self, message: OpenLogs) -> None:
-        self._resolve_logs(message.exp_id, message.job, message.stream)
+        # ``l`` (no sender) opens where a failed job's error is; a chosen stream is kept.
+        self._resolve_logs(message.exp_id, message.job, message.stream, message.sender is None)
 
     @work(group="open-logs", exit_on_error=False)
-    async def _resolve_logs(self, exp_id: str, job: str | None, stream: LogStream) -> None:
+    async def _resolve_logs(
+        self, exp_id: str, job: str | None, stream: LogStream, where_error: bool = False
+    ) -> None:
         await self.panes()
         try:
             record = await self.bridge.run(self.engine.store.load, exp_id)
@@ -705,6 +710,17 @@ class NemorunApp(App[int]):
                 severity="warning",
             )
             return
+        if where_error and rec.state.value in ("FAILED", "CANCELLED"):
+            from core.results.triage import triage
+
+            cause = None
+            with contextlib.suppress(Exception):  # no cause: the stream asked for
+                cause = await self.bridge.call(triage(self.engine, exp_id, rec.name))
+            if cause is not None and cause.stream not in (None, stream):
+                stream = "stderr" if cause.stream == "stderr" else "stdout"
+                self.notify(
+                    f"{rec.name}: the error is in {stream} (s: the other stream)", timeout=4
+                )
         try:
             source = await self.bridge.run(self.engine.log_source, exp_id, rec.name, stream)
         except Exception as exc:
@@ -897,7 +913,40 @@ class NemorunApp(App[int]):
         )
         yield SystemCommand("Cancel run", "Cancel the current run's live jobs", self.action_cancel)
         yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
+        yield SystemCommand("Metrics", "Plot the current run's metrics", self.action_metrics)
+        yield SystemCommand(
+            "Compare runs", "Compare the marked runs, or pick one", self.action_compare
+        )
         yield from super().get_system_commands(screen)
+
+    # -- metrics and compare (nemorun_tui/screens/metrics.py, compare.py) --------------------
+    def action_metrics(self) -> None:
+        """Plot the current run's metrics (live while it runs)."""
+        from nemorun_tui.screens.metrics import MetricsScreen
+
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.push_screen(MetricsScreen([exp_id]))
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (two or more), else the current run and a picked one."""
+        from nemorun_tui.screens.compare import CompareScreen, PickRunScreen
+
+        marked = [m for m in getattr(self.runs_table, "marked", None) or () if m in self.summaries]
+        if len(marked) >= 2:
+            self.push_screen(CompareScreen(sorted(marked)))
+            return
+        exp_id = self._need_run()
+        if exp_id is None:
+            return
+
+        def picked(other: str | None) -> None:
+            if other:
+                self.push_screen(CompareScreen([exp_id, other]))
+
+        self.push_screen(
+            PickRunScreen(list(self.summaries.values()), exclude=exp_id), callback=picked
+        )
 
 
 def _pane(app: NemorunApp, key: str) -> Callable[[], Any]:

@@ -47,3 +47,39 @@ async def artifacts(
         with contextlib.suppress(Exception):  # a read-only store still lists
             record(engine.store, exp_id, job, listing)
     return listing
+
+
+class MetricsCache:
+    """Metric readers kept per job between refreshes (the app's live views use one).
+
+    Lives on the engine loop. Each refresh reads only what the job's files grew by, and
+    returns *copies* of the series, so the UI thread draws data nobody is appending to.
+    """
+
+    def __init__(self) -> None:
+        self.readers: dict[tuple[str, str], JobMetrics] = {}
+        self.errors: dict[tuple[str, str], str] = {}
+
+    async def refresh(self, engine: Engine, exp_id: str) -> dict[str, MetricsSnapshot]:
+        from core.results.series import Series
+
+        record = engine.store.load(exp_id)
+        out: dict[str, MetricsSnapshot] = {}
+        for job in record.jobs:
+            if job.handle is None:
+                continue
+            key = (exp_id, job.name)
+            try:
+                reader = self.readers.get(key)
+                if reader is None:
+                    reader = self.readers[key] = await job_metrics(engine, exp_id, job.name)
+                snap = await reader.refresh()
+            except Exception as exc:
+                out[job.name] = MetricsSnapshot(problems=[f"{type(exc).__name__}: {exc}"])
+                continue
+            copied = {
+                name: Series(s.name, s.source, s.steps[:], s.values[:], s.times[:])
+                for name, s in snap.series.items()
+            }
+            out[job.name] = MetricsSnapshot(copied, snap.problems, snap.files)
+        return out

@@ -57,7 +57,14 @@ async def locate(engine: Engine, exp_id: str, job: str) -> JobOutputs:
     backend = engine.backend_for(exp_id, job)
     capability = getattr(backend, "job_outputs", None)
     if capability is not None:
-        found = await capability(rec.handle)
+        from core.engine.protocol import BackendError
+
+        try:
+            found = await capability(rec.handle)
+        except BackendError:
+            # The backend's own files are gone (a run dir moved, a purged scratch): what the
+            # store kept of the job is all there is.
+            found = None
         if isinstance(found, JobOutputs):
             return found
     logs: dict[str, str] = {}

@@ -25,6 +25,7 @@ from textual.widgets import Static
 from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
 from nemorun_tui.widgets.format import cell, plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
+from nemorun_tui.widgets.results_panel import ResultsPanel
 
 
 @dataclass
@@ -197,6 +198,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("", id="detail-header", classes="section")
         yield Static("Jobs", classes="heading")
         yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs")
+        yield ResultsPanel(id="detail-results")  # why it failed, artifacts (loaded after)
         yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
         yield Static("", id="detail-diff")
         yield Static("Config", classes="heading")
@@ -244,6 +246,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         self._set_visible(True)
         self.query_one("#detail-header", Static).update(self._header(data))
         self.query_one(JobsPanel).show(data.record)
+        self.query_one(ResultsPanel).load(data.record)
         has_parent = bool(data.record.parent)
         self.query_one("#detail-diff-h").display = has_parent
         self.query_one("#detail-diff").display = has_parent

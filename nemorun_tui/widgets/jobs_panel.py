@@ -44,6 +44,10 @@ def resolved_state_styles(get_color: Callable[[str], str]) -> dict[str, str]:
     return out
 
 
+#: States whose cause is looked for (core.results.triage).
+_TRIAGED = ("FAILED", "CANCELLED", "UNKNOWN")
+
+
 class JobsPanel(Static):
     """A compact table of an experiment's jobs."""
 
@@ -73,11 +77,47 @@ class JobsPanel(Static):
         self.last_poll = last_poll
         self.record: Any | None = None
         self._signature: tuple[Any, ...] | None = None
+        #: Why each failed job failed (core.results.triage), found after the record is shown.
+        self.causes: dict[str, Any] = {}
 
     def show(self, record: Any | None) -> None:
         """Show ``record``'s jobs (None clears); does nothing if the text would not change."""
+        if record is None or self.record is None or record.id != self.record.id:
+            self.causes = {}
         self.record = record
         self.tick()
+        if record is not None and any(j.state.value in _TRIAGED for j in record.jobs):
+            self.run_worker(self._find_causes(record), group="causes", exclusive=True)
+
+    async def _find_causes(self, record: Any) -> None:
+        """The failure causes of the record's failed jobs, from the engine thread (the
+        stored cause when there is one; else the tails of the job's logs are read once)."""
+        from core.results.triage import triage
+
+        app: Any = self.app
+        bridge = getattr(app, "bridge", None)
+        if bridge is None:
+            return
+
+        async def find() -> dict[str, Any]:
+            out = {}
+            for job in record.jobs:
+                if job.state.value in _TRIAGED:
+                    try:
+                        cause = await triage(app.engine, record.id, job.name)
+                    except Exception:
+                        continue  # the reason column keeps the scheduler's reason
+                    if cause is not None:
+                        out[job.name] = cause
+            return out
+
+        try:
+            causes = await bridge.call(find())
+        except Exception:
+            return
+        if self.record is not None and self.record.id == record.id:
+            self.causes = causes
+            self.tick()
 
     def tick(self) -> None:
         """Re-render if anything visible changed (called about once a second)."""
@@ -87,6 +127,7 @@ class JobsPanel(Static):
             signature: tuple[Any, ...] = ("none",)
         else:
             signature = (*tuple(self._row(job, now) for job in record.jobs), record.id)
+        signature = (*signature, tuple(sorted(self.causes)))
         if signature == self._signature:
             return
         self._signature = signature
@@ -125,9 +166,15 @@ class JobsPanel(Static):
             handle,
             exit_code,
             took,
-            job.reason or "",
+            self._reason(job),
             seen,
         )
+
+    def _reason(self, job: Any) -> str:
+        cause = self.causes.get(job.name)
+        if cause is None:
+            return str(job.reason or "")
+        return str(cause.summary)
 
     def _table(self, record: Any, now: float) -> Table:
         styles = resolved_state_styles(self._color)
