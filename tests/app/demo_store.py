@@ -297,9 +297,7 @@ def _outputs(job_dir: Path, start: float, lr: float) -> None:
     for step in range(0, 201, 10):
         loss = 2.9 * (1 - lr * 300) ** (step / 10) if lr < 0.003 else 2.9
         lines.append(
-            json.dumps(
-                {"step": step, "loss": round(loss, 4), "lr": lr, "time": start + step * 0.6}
-            )
+            json.dumps({"step": step, "loss": round(loss, 4), "lr": lr, "time": start + step * 0.6})
         )
     metrics = job_dir / "metrics.jsonl"
     metrics.write_text("\n".join(lines) + "\n")
