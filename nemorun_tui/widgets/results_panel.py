@@ -3,7 +3,8 @@
 Loaded after the rest of Detail, in a worker on the engine thread: finding a cause reads the
 tail of the job's logs and listing artifacts lists its job dir, both possibly over SSH, and
 Detail must not wait for either. In the artifact list, ``f`` fetches the highlighted file
-(resumable, verified, into ``./nemorun-fetched/<run>/``) and ``y`` copies its path.
+(resumable, verified, into ``./nemorun-fetched/<run>/``), ``y`` copies its path and ``R``
+opens edit-and-relaunch with a checkpoint in the recipe's checkpoint field.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ArtifactsList(OptionList):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "fetch", "Fetch artifact", id="artifact-fetch"),
         Binding("y", "copy_path", "Copy path", id="artifact-copy"),
+        Binding("R", "resume", "Relaunch from checkpoint", id="artifact-resume"),
     ]
 
     DEFAULT_CSS = """
@@ -85,6 +87,33 @@ class ArtifactsList(OptionList):
         path = self.full_path(item[1], item[2].path)
         self.app.copy_to_clipboard(path)
         self.app.notify(f"copied {path}", timeout=3)
+
+    def action_resume(self) -> None:
+        """Edit-and-relaunch with this checkpoint in the recipe's checkpoint field."""
+        item = self.selected_item()
+        if item is None:
+            return
+        if not item[2].checkpoint:
+            self.app.notify("not a checkpoint", severity="warning", timeout=3)
+            return
+        self.run_worker(self._resume(*item), group="resume", exit_on_error=False)
+
+    async def _resume(self, exp_id: str, job: str, artifact: Any) -> None:
+        from core.results.resume import resume_override
+        from nemorun_tui.widgets.compose_pane import ComposeSource
+
+        app: Any = self.app
+        job_dir = self.job_dirs.get(job, "")
+        try:
+            override = await app.bridge.run(
+                resume_override, app.engine, exp_id, job, job_dir, artifact.path
+            )
+        except Exception as exc:
+            app.notify(str(exc), severity="warning", timeout=8)
+            return
+        await app.panes()
+        app.compose_pane.start(ComposeSource(parent=exp_id, overrides=[override]))
+        await app.action_pane("compose")
 
     def action_fetch(self) -> None:
         item = self.selected_item()
@@ -206,7 +235,8 @@ class ResultsPanel(Vertical):
         count = len(items)
         ckpts = sum(1 for _, _, a in items if a.checkpoint)
         summary = (
-            f"{count} files and folders, {ckpts} checkpoints · f fetch · y copy path"
+            f"{count} files and folders, {ckpts} checkpoints · f fetch · y copy path · "
+            "R relaunch from checkpoint"
             if count
             else "no artifacts: nothing under NEMORUN_JOB_DIR yet"
         )
