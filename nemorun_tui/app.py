@@ -915,6 +915,9 @@ class NemorunApp(App[int]):
         yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
         yield SystemCommand("Metrics", "Plot the current run's metrics", self.action_metrics)
         yield SystemCommand(
+            "Runs: metric column", "Show a metric's last value in Runs", self.action_runs_metric
+        )
+        yield SystemCommand(
             "Compare runs", "Compare the marked runs, or pick one", self.action_compare
         )
         yield from super().get_system_commands(screen)
@@ -927,6 +930,26 @@ class NemorunApp(App[int]):
         exp_id = self._need_run()
         if exp_id is not None:
             self.push_screen(MetricsScreen([exp_id]))
+
+    def action_runs_metric(self, name: str | None = None) -> None:
+        """Show (or hide, with an empty name) a metric's last value and sparkline in Runs."""
+        from nemorun_tui.widgets.runs_metric import MetricNameScreen, RunsMetricColumn
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            old = getattr(self, "_runs_metric", None)
+            if old is not None:
+                old.stop()
+            self._runs_metric = RunsMetricColumn(self, value) if value else None
+            if self._runs_metric is not None:
+                self._runs_metric.start()
+
+        if name is not None:
+            chosen(name)
+            return
+        current = getattr(getattr(self, "_runs_metric", None), "name", None)
+        self.push_screen(MetricNameScreen(current), callback=chosen)
 
     def action_compare(self) -> None:
         """Compare the marked runs (two or more), else the current run and a picked one."""

@@ -50,6 +50,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("parent", "PARENT", 26, min_total=140),
 )
 
+#: The optional metric column (nemorun_tui/widgets/runs_metric.py fills it): last value and
+#: a sparkline of a chosen metric, shown before STARTED when a metric is chosen.
+METRIC_COLUMN = Column("metric", "METRIC", 24)
+
 SORT_KEYS: tuple[str, ...] = ("started", "title", "state", "duration", "backend", "id")
 
 
@@ -437,6 +441,9 @@ class RunsTable(ScrollView, can_focus=True):
     def _layout(self, width: int) -> list[tuple[Column, int]]:
         usable = max(20, width - 2)  # minus the scrollbar gutter
         shown = [c for c in COLUMNS if c.min_total <= usable]
+        if getattr(self, "metric_name", None):
+            at = next((i for i, c in enumerate(shown) if c.key == "started"), len(shown))
+            shown.insert(at, METRIC_COLUMN)
         fixed = sum(c.width for c in shown if c.width) + len(shown) - 1
         flex = max(10, usable - fixed)
         return [(c, c.width or flex) for c in shown]
@@ -458,6 +465,7 @@ class RunsTable(ScrollView, can_focus=True):
             "started": when(s.created_at),
             "duration": took,
             "parent": cell(s.parent or ""),
+            "metric": getattr(self, "metric_cells", {}).get(s.id, ""),
         }
 
     def _state_style(self, state: str) -> Style:
@@ -474,6 +482,8 @@ class RunsTable(ScrollView, can_focus=True):
             segments = []
             for column, w in layout:
                 label = column.header
+                if column.key == "metric":
+                    label = cell(str(getattr(self, "metric_name", "") or "METRIC")).upper()
                 if column.key == self.sort_key:
                     label += " ▼" if self.sort_reverse else " ▲"
                 segments.append(Segment(set_cell_size(label, w) + " ", base + header))

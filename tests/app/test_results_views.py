@@ -210,3 +210,33 @@ async def test_metrics_view_is_live_while_the_run_goes_on(tmp_path: Path, make_a
             20,
             "polling to stop once the run ended",
         )
+
+
+async def test_runs_metric_column_shows_last_value_and_sparkline(demo_app: Any) -> None:
+    from nemorun_tui.widgets.runs_metric import MetricNameScreen
+
+    async with demo_app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        demo_app.action_runs_metric()
+        await wait_for_screen(pilot, MetricNameScreen)
+        await pilot.press(*"loss", "enter")
+        table = demo_app.runs_table
+        column = demo_app._runs_metric
+        await wait_for(pilot, lambda: column.refreshes >= 1, what="metric column")
+        assert table.metric_cells[SECOND].startswith("0.0023 ")
+        assert table.metric_cells[FIRST].startswith("0.4398 ")
+        assert table.metric_cells[SECOND].endswith("▁") and "█" in table.metric_cells[SECOND]
+        assert FAILED not in table.metric_cells or table.metric_cells[FAILED] == ""
+        header = "".join(seg.text for seg in table.render_line(0))
+        assert "LOSS" in header
+        line = next(
+            "".join(seg.text for seg in table.render_line(y))
+            for y in range(1, 8)
+            if SECOND in "".join(seg.text for seg in table.render_line(y))
+        )
+        assert "0.0023" in line
+        assert {SECOND, FIRST} <= column.done  # ended runs are not read again
+        demo_app.action_runs_metric("")  # an empty name hides the column
+        assert table.metric_name is None and "LOSS" not in "".join(
+            seg.text for seg in table.render_line(0)
+        )
