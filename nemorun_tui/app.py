@@ -507,6 +507,10 @@ class NemorunApp(App[int]):
             self.report_error(f"poll of {where} failed: {event.message}", key=where)
 
     def _run_ended(self, change: Any) -> None:
+        from core.results.jobs import record_end
+
+        # Record what the job left (artifacts.json) and why it failed (cause.json).
+        self.bridge.submit(record_end(self.engine, change.exp_id, change.job))
         severity = "information" if change.new.value == "SUCCEEDED" else "warning"
         reason = f" ({change.report.reason})" if change.report.reason else ""
         code = change.report.exit_code

@@ -431,6 +431,9 @@ async def _launch_and_wait(
             print(record.id)  # scriptable: the id is the only thing on stdout
             return EXIT_OK if all(j.handle for j in record.jobs) else EXIT_FAILED
         record = await _wait_streaming(engine, record.id, quiet=quiet, raw=raw)
+        from nemorun_tui.cli_results import record_results
+
+        await record_results(engine, record, quiet=quiet)  # artifacts.json, why it failed
     except asyncio.CancelledError:
         raise
     finally:

@@ -324,3 +324,28 @@ def causes(engine: Engine, record: ExperimentRecord) -> dict[str, dict[str, Any]
 
     result: dict[str, dict[str, Any] | None] = asyncio.run(_closing(all_causes()))
     return result
+
+
+async def record_results(engine: Engine, record: ExperimentRecord, *, quiet: bool) -> None:
+    """After ``run``/``relaunch`` waited: record each job's artifacts and say why a failed job
+    failed (one stderr line each), within a bound so a slow cluster cannot hold the exit."""
+    from core.results.jobs import record_end
+
+    async def each() -> None:
+        for job in record.jobs:
+            if job.handle is None:
+                continue
+            cause = await record_end(engine, record.id, job.name)
+            if cause is not None and not quiet and cause.kind != "cancelled":
+                where = " (see logs --stderr)" if cause.stream == "stderr" else ""
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] {_cell(job.name)}: {_cell(cause.summary)}"
+                    f"{where}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    try:
+        await asyncio.wait_for(each(), timeout=30)
+    except TimeoutError:
+        print("nemorun-tui: recording artifacts took too long; skipped", file=sys.stderr)

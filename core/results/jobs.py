@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.results.artifacts import ArtifactListing, list_artifacts, record, recorded
 from core.results.locate import declared, locate
@@ -83,3 +83,18 @@ class MetricsCache:
             }
             out[job.name] = MetricsSnapshot(copied, snap.problems, snap.files)
         return out
+
+
+async def record_end(engine: Engine, exp_id: str, job: str) -> Any:
+    """At a job's end: record its artifacts (``artifacts.json``) and, when it failed, its
+    cause (``cause.json``); returns the cause or None. Best effort: a listing that cannot be
+    made now is made when someone looks."""
+    from core.results.triage import triage
+
+    with contextlib.suppress(Exception):
+        await artifacts(engine, exp_id, job)
+    rec = engine.store.load(exp_id).job(job)
+    if rec.state.value in ("FAILED", "CANCELLED", "UNKNOWN"):
+        with contextlib.suppress(Exception):
+            return await triage(engine, exp_id, job)
+    return None

@@ -154,3 +154,28 @@ def test_status_json_carries_the_failure_cause(env: dict[str, str]) -> None:
     assert any("ValueError: bad batch size 0" in line["text"] for line in cause["lines"])
     ok = launch(env, "train")
     assert json.loads(cli(env, "status", ok, "--json").stdout)["jobs"][0]["cause"] is None
+
+
+def test_run_says_why_it_failed_and_records_artifacts_at_the_end(env: dict[str, str]) -> None:
+    done = cli(env, "run", "crash")
+    assert done.returncode == 1
+    assert "crash: ValueError: bad batch size 0 at " in done.stderr
+    assert "(see logs --stderr)" in done.stderr
+    exp = json.loads(cli(env, "ls", "--json").stdout)[0]["id"]
+    stored = Path(env["NEMORUN_TUI_HOME"]) / "experiments" / exp / "jobs" / "crash"
+    assert json.loads((stored / "cause.json").read_text())["cause"]["kind"] == "python-exception"
+    ok = cli(env, "run", "train", "-q")
+    assert ok.returncode == 0
+    exp = json.loads(cli(env, "ls", "--json").stdout)[0]["id"]
+    listing = json.loads(
+        (
+            Path(env["NEMORUN_TUI_HOME"])
+            / "experiments"
+            / exp
+            / "jobs"
+            / "train"
+            / "artifacts.json"
+        ).read_text()
+    )
+    assert listing["final"] is True
+    assert "checkpoints/last.ckpt" in [a["path"] for a in listing["artifacts"]]
