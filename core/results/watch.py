@@ -207,7 +207,8 @@ class JobMetrics:
 
 def _declared(entry: Entry, patterns: list[str]) -> bool:
     return any(
-        not posixpath.isabs(p) and fnmatch.fnmatchcase(entry.path, p.lstrip("./")) for p in patterns
+        not posixpath.isabs(p) and fnmatch.fnmatchcase(entry.path, p.removeprefix("./"))
+        for p in patterns
     )
 
 

@@ -147,9 +147,10 @@ class CompareScreen(Screen[None]):
         cache = MetricsCache()
         finals = []
         self.series = []
-        for exp_id, names in zip(out.runs, out.jobs[0] if out.jobs else [], strict=False):
+        paired = out.jobs[0] if out.jobs else [None] * len(out.runs)  # the first job pair
+        for exp_id, job in zip(out.runs, paired, strict=True):
             snaps = await app.bridge.call(cache.refresh(app.engine, exp_id))
-            snap = snaps.get(names)
+            snap = snaps.get(job) if job else None
             self.series.append(dict(snap.series) if snap else {})
             finals.append(snap.last_values() if snap else {})
         add_final_metrics(out, finals)

@@ -131,7 +131,11 @@ class ArtifactsList(OptionList):
         from core.results.locate import locate
 
         app: Any = self.app
-        dest = Path.cwd() / FETCH_DIR / exp_id / job / artifact.path.lstrip("/")
+        parts = [p for p in artifact.path.split("/") if p not in ("", ".")]
+        if ".." in parts or not parts:  # a listing is remote data: never a way out of here
+            app.report_error(f"refusing to fetch {artifact.path!r}: not a plain path", every=0)
+            return
+        dest = Path.cwd() / FETCH_DIR / exp_id / job / Path(*parts)
 
         def show(done: int, total: int, rate: float) -> None:
             app.call_from_thread(
