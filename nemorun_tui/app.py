@@ -917,12 +917,10 @@ class NemorunApp(App[int]):
         )
         yield SystemCommand("Cancel run", "Cancel the current run's live jobs", self.action_cancel)
         yield SystemCommand("Logs", "Open the current run's logs", self.action_logs)
-        yield SystemCommand("Metrics", "Plot the current run's metrics", self.action_metrics)
+        # One entry only, so the palette's "Open run" hits stay on its first page; the Metrics
+        # view is M, and its `c` puts the metric in a Runs column.
         yield SystemCommand(
-            "Runs: metric column", "Show a metric's last value in Runs", self.action_runs_metric
-        )
-        yield SystemCommand(
-            "Compare runs", "Compare the marked runs, or pick one", self.action_compare
+            "Runs: compare", "Compare the marked runs, or pick one (C)", self.action_compare
         )
         yield from super().get_system_commands(screen)
 

@@ -98,6 +98,8 @@ async def detail_failed(pilot: Any) -> None:
     app.runs_table.move_cursor_to("fail-20250601-100000-e5f6")
     await pilot.press("enter")
     await _wait(lambda: app.detail_pane.query_one("#detail-results").loaded_at is not None)
+    await pilot.pause(0.2)
+    app.detail_pane.scroll_end(animate=False)  # the cause and artifacts close the page
 
 
 async def metrics(pilot: Any) -> None:

@@ -48,6 +48,7 @@ class MetricsScreen(Screen[None]):
         Binding("left", "pan(-0.25)", "Pan left", show=False),
         Binding("right", "pan(0.25)", "Pan right", show=False),
         Binding("0", "reset", "Reset zoom", show=False),
+        Binding("c", "runs_column", "Show in Runs", id="metrics-runs-column"),
     ]
 
     def __init__(self, exp_ids: list[str], *, metric: str | None = None, interval: float = 2.0):
@@ -183,3 +184,10 @@ class MetricsScreen(Screen[None]):
 
     def action_reset(self) -> None:
         self.view.reset()
+
+    def action_runs_column(self) -> None:
+        """Show this metric's last value and sparkline as a column in Runs."""
+        app: Any = self.app
+        if self.metric is not None:
+            app.action_runs_metric(self.metric)
+            app.notify(f"Runs now shows a {self.metric} column", timeout=3)

@@ -198,7 +198,6 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("", id="detail-header", classes="section")
         yield Static("Jobs", classes="heading")
         yield JobsPanel(clock=self.clock, last_poll=self.last_poll, id="detail-jobs")
-        yield ResultsPanel(id="detail-results")  # why it failed, artifacts (loaded after)
         yield Static("Changes against the parent", classes="heading", id="detail-diff-h")
         yield Static("", id="detail-diff")
         yield Static("Config", classes="heading")
@@ -207,6 +206,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("", id="detail-executor")
         yield Static("Event timeline", classes="heading")
         yield Static("", id="detail-events")
+        yield ResultsPanel(id="detail-results")  # why it failed, artifacts (loaded after)
 
     def on_mount(self) -> None:
         """Start empty."""

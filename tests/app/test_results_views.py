@@ -66,6 +66,8 @@ async def test_metrics_view_plots_zooms_switches_axis_and_scale(demo_app: Any) -
         assert view.window == (0.25, 0.75) and view.last_plot.x_range == (30.0, 90.0)
         await pilot.press("right")
         assert view.window == (0.375, 0.875)
+        await pilot.press("c")  # this metric as a column in Runs
+        assert demo_app.runs_table.metric_name == "loss"
         await pilot.press("0", "escape")
         assert not isinstance(demo_app.screen, MetricsScreen)
 
