@@ -205,6 +205,8 @@ class NemorunApp(App[int]):
         Binding("c", "cancel", "Cancel", id="cancel"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("m", "sweep", "Sweep", show=False, id="sweep"),  # not in the footer: see help
+        Binding("M", "metrics", "Metrics", id="metrics", show=False),
+        Binding("C", "compare", "Compare", id="compare", show=False),
     ]
 
     def __init__(
@@ -528,6 +530,10 @@ class NemorunApp(App[int]):
             self.report_error(f"poll of {where} failed: {event.message}", key=where)
 
     def _run_ended(self, change: Any) -> None:
+        from core.results.jobs import record_end
+
+        # Record what the job left (artifacts.json) and why it failed (cause.json).
+        self.bridge.submit(record_end(self.engine, change.exp_id, change.job))
         severity = "information" if change.new.value == "SUCCEEDED" else "warning"
         reason = f" ({change.report.reason})" if change.report.reason else ""
         code = change.report.exit_code
@@ -738,10 +744,13 @@ class NemorunApp(App[int]):
     # -- logs -------------------------------------------------------------------------------
     @on(OpenLogs)
     def _open_logs(self, message: OpenLogs) -> None:
-        self._resolve_logs(message.exp_id, message.job, message.stream)
+        # ``l`` (no sender) opens where a failed job's error is; a chosen stream is kept.
+        self._resolve_logs(message.exp_id, message.job, message.stream, message.sender is None)
 
     @work(group="open-logs", exit_on_error=False)
-    async def _resolve_logs(self, exp_id: str, job: str | None, stream: LogStream) -> None:
+    async def _resolve_logs(
+        self, exp_id: str, job: str | None, stream: LogStream, where_error: bool = False
+    ) -> None:
         await self.panes()
         try:
             record = await self.bridge.run(self.engine.store.load, exp_id)
@@ -758,6 +767,17 @@ class NemorunApp(App[int]):
                 severity="warning",
             )
             return
+        if where_error and rec.state.value in ("FAILED", "CANCELLED"):
+            from core.results.triage import triage
+
+            cause = None
+            with contextlib.suppress(Exception):  # no cause: the stream asked for
+                cause = await self.bridge.call(triage(self.engine, exp_id, rec.name))
+            if cause is not None and cause.stream not in (None, stream):
+                stream = "stderr" if cause.stream == "stderr" else "stdout"
+                self.notify(
+                    f"{rec.name}: the error is in {stream} (s: the other stream)", timeout=4
+                )
         try:
             source = await self.bridge.run(self.engine.log_source, exp_id, rec.name, stream)
         except Exception as exc:
@@ -967,7 +987,61 @@ class NemorunApp(App[int]):
             "Read config.toml and the workspace again (also done when they change)",
             self.action_reload,
         )
+        # One entry only, so the palette's "Open run" hits stay on its first page; the Metrics
+        # view is M, and its `c` puts the metric in a Runs column.
+        yield SystemCommand(
+            "Runs: compare", "Compare the marked runs, or pick one (C)", self.action_compare
+        )
         yield from super().get_system_commands(screen)
+
+    # -- metrics and compare (nemorun_tui/screens/metrics.py, compare.py) --------------------
+    def action_metrics(self) -> None:
+        """Plot the current run's metrics (live while it runs)."""
+        from nemorun_tui.screens.metrics import MetricsScreen
+
+        exp_id = self._need_run()
+        if exp_id is not None:
+            self.push_screen(MetricsScreen([exp_id]))
+
+    def action_runs_metric(self, name: str | None = None) -> None:
+        """Show (or hide, with an empty name) a metric's last value and sparkline in Runs."""
+        from nemorun_tui.widgets.runs_metric import MetricNameScreen, RunsMetricColumn
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            old = getattr(self, "_runs_metric", None)
+            if old is not None:
+                old.stop()
+            self._runs_metric = RunsMetricColumn(self, value) if value else None
+            if self._runs_metric is not None:
+                self._runs_metric.start()
+
+        if name is not None:
+            chosen(name)
+            return
+        current = getattr(getattr(self, "_runs_metric", None), "name", None)
+        self.push_screen(MetricNameScreen(current), callback=chosen)
+
+    def action_compare(self) -> None:
+        """Compare the marked runs (two or more), else the current run and a picked one."""
+        from nemorun_tui.screens.compare import CompareScreen, PickRunScreen
+
+        marked = [m for m in self.marked if m in self.summaries]  # in display order
+        if len(marked) >= 2:
+            self.push_screen(CompareScreen(marked))
+            return
+        exp_id = self._need_run()
+        if exp_id is None:
+            return
+
+        def picked(other: str | None) -> None:
+            if other:
+                self.push_screen(CompareScreen([exp_id, other]))
+
+        self.push_screen(
+            PickRunScreen(list(self.summaries.values()), exclude=exp_id), callback=picked
+        )
 
 
 def _pane(app: NemorunApp, key: str) -> Callable[[], Any]:

@@ -271,7 +271,18 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "archive": ("hide experiments from the default listing (--undo: show again)", _archive_args),
     "rm": ("delete finished experiments and their logs (asks first)", _rm_args),
     "import-nemo-run": ("import NeMo Run's experiments (read only)", _import_args),
+    # What runs produced (nemorun_tui/cli_results.py), added lazily: see _results_args.
+    "metrics": ("print a run's metrics (last values)", lambda p: _results_args("metrics", p)),
+    "artifacts": ("list a run's artifacts, checkpoints", lambda p: _results_args("artifacts", p)),
+    "fetch": ("copy one artifact here, resumably, verified", lambda p: _results_args("fetch", p)),
+    "diff": ("compare two or more runs: what differs", lambda p: _results_args("diff", p)),
 }
+
+
+def _results_args(command: str, p: argparse.ArgumentParser) -> None:
+    from nemorun_tui import cli_results
+
+    getattr(cli_results, f"{command}_args")(p)
 
 
 def command_in(argv: Sequence[str]) -> str | None:
@@ -486,6 +497,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_relaunch(args, engine)
     if command == "recipes":
         return _cmd_recipes(args, engine)
+    if command in ("metrics", "artifacts", "fetch", "diff"):
+        from nemorun_tui import cli_results
+
+        handler: Callable[[argparse.Namespace, Engine], int] = getattr(
+            cli_results, f"cmd_{command}"
+        )
+        return handler(args, engine)
     raise UsageError(f"unknown command {command}")
 
 
@@ -633,6 +651,9 @@ async def _launch_and_wait(
             print(record.id)  # scriptable: the id is the only thing on stdout
             return EXIT_OK if all(j.handle for j in record.jobs) else EXIT_FAILED
         record = await _wait_streaming(engine, record.id, quiet=quiet, raw=raw)
+        from nemorun_tui.cli_results import record_results
+
+        await record_results(engine, record, quiet=quiet)  # artifacts.json, why it failed
     except asyncio.CancelledError:
         raise
     finally:
@@ -851,6 +872,13 @@ def _cmd_status(args: argparse.Namespace, store: Store) -> int:
         from nemorun_tui.job_status import json_attempts
 
         json_attempts(record, data)
+        found: dict[str, Any] = {}
+        if record.state.value != "SUCCEEDED":  # why each failed or stuck job is so
+            from nemorun_tui.cli_results import causes
+
+            found = causes(_engine(args), record)
+        for job in data["jobs"]:
+            job["cause"] = found.get(job["name"])
         _print_json(data)
     else:
         sys.stdout.write(_status_text(record, store))

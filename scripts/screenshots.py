@@ -54,6 +54,7 @@ async def detail(pilot: Any) -> None:
     app.runs_table.move_cursor_to("train-20250601-093000-c3d4")
     await pilot.press("enter")
     await _wait(lambda: app.detail_pane.data is not None)
+    await _wait(lambda: app.detail_pane.query_one("#detail-results").loaded_at is not None)
 
 
 async def logs(pilot: Any) -> None:
@@ -91,10 +92,39 @@ async def palette(pilot: Any) -> None:
     await pilot.press(*"train-2025")
 
 
+async def detail_failed(pilot: Any) -> None:
+    """Detail of a failed run: why it failed, with the log lines it came from."""
+    app = pilot.app
+    app.runs_table.move_cursor_to("fail-20250601-100000-e5f6")
+    await pilot.press("enter")
+    await _wait(lambda: app.detail_pane.query_one("#detail-results").loaded_at is not None)
+    await pilot.pause(0.2)
+    app.detail_pane.scroll_end(animate=False)  # the cause and artifacts close the page
+
+
+async def metrics(pilot: Any) -> None:
+    """The Metrics view of a training run (M)."""
+    app = pilot.app
+    app.runs_table.move_cursor_to("train-20250601-093000-c3d4")
+    await pilot.press("M")
+    await _wait(lambda: getattr(app.screen, "refreshes", 0) >= 1)
+
+
+async def compare(pilot: Any) -> None:
+    """Compare two runs of train (C with two runs marked)."""
+    app = pilot.app
+    app.runs_table.marked = {"train-20250601-090000-a1b2", "train-20250601-093000-c3d4"}
+    await pilot.press("C")
+    await _wait(lambda: getattr(app.screen, "comparison", None) is not None)
+
+
 SHOTS: list[tuple[str, Callable[[Any], Awaitable[None]]]] = [
     ("runs", runs),
     ("runs-filter", runs_filtered),
     ("detail", detail),
+    ("detail-failed", detail_failed),
+    ("metrics", metrics),
+    ("compare", compare),
     ("logs", logs),
     ("compose", compose),
     ("help", help_screen),

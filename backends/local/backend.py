@@ -261,6 +261,7 @@ class LocalBackend:
         env.update(launch_guard.job_env())  # a JobSpec not built by the engine: still marked
         env.update(job.env)
         env.update(_launch_env(job))  # the rank prefix of launcher logs (core.launchers)
+        env.update(job_vars(job, root))  # where the job writes its outputs (core.results)
         env.update(job.secret_env)  # only in memory and the process environment, never on disk
         log_fd = os.open(
             root / sv.LOGS / sv.SUPERVISOR_LOG,
@@ -530,6 +531,16 @@ class LocalBackend:
         path = os.path.join(self._run_dir(handle), sv.LOGS, sv.STREAMS[stream])
         return path if os.path.isfile(path) else None
 
+    async def job_outputs(self, handle: Handle) -> Any:
+        """Optional capability (see :mod:`core.results.locate`): the run directory, which is
+        the job's ``NEMORUN_JOB_DIR``, and its logs, on this machine."""
+        from core.results.locate import JobOutputs
+        from core.transport.local import local_transport
+
+        run_dir = self._run_dir(handle)
+        logs = {s: os.path.join(run_dir, sv.LOGS, name) for s, name in sv.STREAMS.items()}
+        return JobOutputs(local_transport(), run_dir, logs)
+
     async def logs(
         self,
         handle: Handle,
@@ -714,3 +725,13 @@ def _extract_code(job: JobSpec, dest: Path) -> str:
     except (ArchiveHashError, OSError) as exc:
         raise BackendError(f"cannot extract packaged code {archive}: {exc}") from None
     return str(dest)
+
+
+def job_vars(job: JobSpec, run_dir: Path) -> dict[str, str]:
+    """The variables every backend gives a job (README: "Where jobs put things")."""
+    return {
+        "NEMORUN_EXPERIMENT_ID": job.experiment_id,
+        "NEMORUN_JOB_NAME": job.job_name,
+        "NEMORUN_RUN_TAG": job.run_tag,
+        "NEMORUN_JOB_DIR": str(run_dir),
+    }

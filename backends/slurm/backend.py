@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.slurm import parse
 from backends.slurm.script import (
@@ -705,6 +705,15 @@ class SlurmBackend:
                 f"no logs for Slurm job {handle.job_id}: {report.reason or report.state.value}"
             )
         return job_dir, key
+
+    async def job_outputs(self, handle: Handle) -> Any:
+        """Optional capability (see :mod:`core.results.locate`): the job dir on the cluster
+        (its ``NEMORUN_JOB_DIR``) and its log files, through this cluster's transport."""
+        from core.results.locate import JobOutputs
+
+        job_dir, key = await self._log_key(handle)
+        logs = {s: job_key_file(job_dir, key, s) for s in ("stdout", "stderr")}
+        return JobOutputs(self.transport(), job_dir, logs)
 
     def logs(
         self,

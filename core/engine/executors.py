@@ -38,6 +38,13 @@ class ExecutorProfile:
     #: show it), "notify" (also a notification event) or "cancel" (also cancel the job).
     stall_after: str | None = None
     on_stall: str | None = None
+    #: What the job produces (see core.results): globs of artifact files beyond
+    #: ``NEMORUN_JOB_DIR`` (relative to it, or absolute), metric files beyond the ones found
+    #: there (tfevents, ``metrics.jsonl``, ``metrics.csv``), and a stdout pattern with named
+    #: groups, e.g. ``loss (?P<loss>[0-9.e+-]+)``.
+    artifacts: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    metrics_regex: str | None = None
 
     def target(self) -> str:
         """The group this profile's jobs are polled in (one cluster / host)."""

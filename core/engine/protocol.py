@@ -149,4 +149,13 @@ class Backend(Protocol):
 #: ``retries_natively: ClassVar[bool]``: the scheduler re-runs a failed job itself (the
 #: profile's ``retries`` maps onto it, e.g. Kubernetes' ``backoffLimit``); the engine then
 #: never re-submits, and the re-runs are reported as ``restarts``.
-OPTIONAL_CAPABILITIES = ("local_log_path", "release", "find", "wait_changed", "retries_natively")
+#: ``async job_outputs(handle) -> core.results.locate.JobOutputs``: where the job's
+#: ``NEMORUN_JOB_DIR`` and logs are and the transport that reaches them (metrics, artifacts).
+OPTIONAL_CAPABILITIES = (
+    "local_log_path",
+    "release",
+    "find",
+    "wait_changed",
+    "job_outputs",
+    "retries_natively",
+)

@@ -431,6 +431,17 @@ class Store:
         except UnreadableFile as exc:
             raise DamagedFileError(f"{_short(exp_id)}/{job}/{name} {exc.reason}") from None
 
+    def write_job_file(self, exp_id: str, job: str, name: str, data: bytes | str) -> None:
+        """Replace one file in a job's folder atomically (e.g. ``artifacts.json``, recorded
+        while the job runs); the name must be a plain file name."""
+        problem = name_problem(name)
+        if problem:
+            raise StoreError(f"invalid job file name: {problem}")
+        path = self.job_dir(exp_id, job) / name
+        if not path.parent.is_dir():
+            raise ExperimentNotFound(f"no job `{_short(job)}` in {_short(exp_id)}")
+        self._write(lambda: atomic_write(path, data, durable=True), path)
+
     def read_job_json(self, exp_id: str, job: str, name: str) -> Any:
         """A job file parsed as JSON; damage (bad bytes, truncated) is one-line
         :class:`DamagedFileError`."""

@@ -24,6 +24,7 @@ from textual.widgets import Static
 from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
 from nemorun_tui.widgets.format import cell, plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
+from nemorun_tui.widgets.results_panel import ResultsPanel
 
 
 @dataclass
@@ -212,6 +213,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static("", id="detail-executor")
         yield Static("Event timeline", classes="heading")
         yield Static("", id="detail-events")
+        yield ResultsPanel(id="detail-results")  # why it failed, artifacts (loaded after)
 
     def on_mount(self) -> None:
         """Start empty."""
@@ -251,6 +253,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         self._set_visible(True)
         self.query_one("#detail-header", Static).update(self._header(data))
         self.query_one(JobsPanel).show(data.record)
+        self.query_one(ResultsPanel).load(data.record)
         has_parent = bool(data.record.parent)
         self.query_one("#detail-diff-h").display = has_parent
         self.query_one("#detail-diff").display = has_parent

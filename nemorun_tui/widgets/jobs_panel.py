@@ -55,6 +55,9 @@ def resolved_state_styles(get_color: Callable[[str], str]) -> dict[str, str]:
     return out
 
 
+#: States whose cause is looked for (core.results.triage).
+_TRIAGED = ("FAILED", "CANCELLED", "UNKNOWN")
+
 #: Below this width the handle and last-status columns give way (80x24 terminals).
 NARROW = 110
 
@@ -101,13 +104,48 @@ class JobsPanel(Static, can_focus=True):
         self._signature: tuple[Any, ...] | None = None
         #: The job the cursor is on (index into the record's jobs), shown while focused.
         self.cursor = 0
+        #: Why each failed job failed (core.results.triage), found after the record is shown.
+        self.causes: dict[str, Any] = {}
 
     def show(self, record: Any | None) -> None:
         """Show ``record``'s jobs (None clears); does nothing if the text would not change."""
         if record is None or self.record is None or record.id != self.record.id:
             self.cursor = 0
+            self.causes = {}
         self.record = record
         self.tick()
+        if record is not None and any(j.state.value in _TRIAGED for j in record.jobs):
+            self.run_worker(self._find_causes(record), group="causes", exclusive=True)
+
+    async def _find_causes(self, record: Any) -> None:
+        """The failure causes of the record's failed jobs, from the engine thread (the
+        stored cause when there is one; else the tails of the job's logs are read once)."""
+        from core.results.triage import triage
+
+        app: Any = self.app
+        bridge = getattr(app, "bridge", None)
+        if bridge is None:
+            return
+
+        async def find() -> dict[str, Any]:
+            out = {}
+            for job in record.jobs:
+                if job.state.value in _TRIAGED:
+                    try:
+                        cause = await triage(app.engine, record.id, job.name)
+                    except Exception:
+                        continue  # the reason column keeps the scheduler's reason
+                    if cause is not None:
+                        out[job.name] = cause
+            return out
+
+        try:
+            causes = await bridge.call(find())
+        except Exception:
+            return
+        if self.record is not None and self.record.id == record.id:
+            self.causes = causes
+            self.tick()
 
     @property
     def current_job(self) -> str | None:
@@ -172,6 +210,7 @@ class JobsPanel(Static, can_focus=True):
                 self.size.width < NARROW,
                 self._room(),
             )
+        signature = (*signature, tuple(sorted(self.causes)))
         if signature == self._signature:
             return
         self._signature = signature
@@ -210,7 +249,7 @@ class JobsPanel(Static, can_focus=True):
             handle,
             exit_code,
             took,
-            job.reason or "",
+            self._reason(job),
             seen,
         )
 
@@ -222,6 +261,12 @@ class JobsPanel(Static, can_focus=True):
         parent = self.parent
         height = parent.size.height if parent is not None else 0  # type: ignore[attr-defined]
         return max(2, int(height * 0.45) - 2) if height else 0
+
+    def _reason(self, job: Any) -> str:
+        cause = self.causes.get(job.name)
+        if cause is None:
+            return str(job.reason or "")
+        return str(cause.summary)
 
     def _table(self, record: Any, now: float) -> Table:
         styles = resolved_state_styles(self._color)

@@ -100,6 +100,10 @@ def full_columns() -> list[tuple[Column, int]]:
     return [(c, c.width or FULL_TITLE) for c in COLUMNS if c.key != "short_id"]
 
 
+#: The optional metric column (nemorun_tui/widgets/runs_metric.py fills it): last value and
+#: a sparkline of a chosen metric, shown before STARTED when a metric is chosen.
+METRIC_COLUMN = Column("metric", "METRIC", 24)
+
 SORT_KEYS: tuple[str, ...] = ("started", "title", "state", "duration", "backend", "id")
 
 
@@ -542,9 +546,16 @@ class RunsTable(ScrollView, can_focus=True):
     # -- rendering ------------------------------------------------------------------------
     def _layout(self, width: int) -> list[tuple[Column, int]]:
         usable = max(20, width - 2)  # minus the scrollbar gutter
-        if self.pan:
-            return full_columns()
-        return choose_columns(usable)
+        layout = full_columns() if self.pan else choose_columns(usable)
+        if getattr(self, "metric_name", None):  # the chosen metric's column, before STARTED
+            at = next((i for i, (c, _) in enumerate(layout) if c.key == "started"), len(layout))
+            layout.insert(at, (METRIC_COLUMN, METRIC_COLUMN.width))
+            if not self.pan:  # the title gives the room (it stays readable)
+                layout = [
+                    (c, max(8, w - METRIC_COLUMN.width - 1) if c.key == "title" else w)
+                    for c, w in layout
+                ]
+        return layout
 
     def _full_width(self) -> int:
         return sum(w + 1 for _, w in full_columns())
@@ -609,6 +620,7 @@ class RunsTable(ScrollView, can_focus=True):
             "started": relative_time(s.created_at, now),
             "duration": took,
             "parent": cell(s.parent or ""),
+            "metric": getattr(self, "metric_cells", {}).get(s.id, ""),
         }
 
     def _state_style(self, state: str) -> Style:
@@ -625,6 +637,8 @@ class RunsTable(ScrollView, can_focus=True):
             segments = []
             for column, w in layout:
                 label = column.header
+                if column.key == "metric":
+                    label = cell(str(getattr(self, "metric_name", "") or "METRIC")).upper()
                 if column.key == self.sort_key:
                     label += " ▼" if self.sort_reverse else " ▲"
                 segments.append(Segment(set_cell_size(label, w) + " ", base + header))

@@ -279,7 +279,30 @@ def build_demo_store(home: Path) -> Store:
             for stream, text in logs.items():
                 log = store.job_dir(record.id, job.name) / "logs" / f"{stream}.log"
                 log.write_text(text + ("\n" if text else ""))
+            if recipe == "train":
+                lr = 0.001 if "optimizer.lr=0.001" in record.overrides else 0.0003
+                _outputs(store.job_dir(record.id, job.name), job.submitted_at or t0, lr)
         (store.exp_dir(record.id) / "events.jsonl").write_text(
             "".join(json.dumps(e, sort_keys=True) + "\n" for e in events)
         )
     return store
+
+
+def _outputs(job_dir: Path, start: float, lr: float) -> None:
+    """What a training job leaves in its NEMORUN_JOB_DIR (here the store's job folder, the
+    local backend's run dir): metrics.jsonl and a checkpoint, with fixed content and times."""
+    import os
+
+    lines = []
+    for step in range(0, 201, 10):
+        loss = 2.9 * (1 - lr * 300) ** (step / 10) if lr < 0.003 else 2.9
+        lines.append(
+            json.dumps({"step": step, "loss": round(loss, 4), "lr": lr, "time": start + step * 0.6})
+        )
+    metrics = job_dir / "metrics.jsonl"
+    metrics.write_text("\n".join(lines) + "\n")
+    ckpt = job_dir / "checkpoints" / "step=200.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(bytes(range(256)) * 16)
+    for path in (metrics, ckpt, ckpt.parent):
+        os.utime(path, (start + 121, start + 121))

@@ -95,18 +95,20 @@ async def test_copy_puts_the_visible_lines_on_the_clipboard(demo_app: Any) -> No
 async def test_stderr_switch_shows_the_other_stream(demo_app: Any) -> None:
     app = demo_app
     async with app.run_test(size=SIZE) as pilot:
+        # A failed run's logs open where its error is (its traceback is in stderr).
         view = await _open(pilot, "fail-20250601-100000-e5f6")
-        assert "step     2/10" in view.visible_text()
+        assert app.logs_pane.current_key.stream == "stderr"
+        assert "loss became NaN" in view.visible_text()
         await pilot.press("s")
         await wait_for(
             pilot,
             lambda: (
                 app.logs_pane.current_key is not None
-                and app.logs_pane.current_key.stream == "stderr"
+                and app.logs_pane.current_key.stream == "stdout"
             ),
         )
-        stderr = app.logs_pane.view
-        await wait_for(pilot, lambda: "loss became NaN" in stderr.visible_text(), what="stderr")
+        stdout = app.logs_pane.view
+        await wait_for(pilot, lambda: "step     2/10" in stdout.visible_text(), what="stdout")
         assert len(app.logs_pane._keys) == 1  # replaced in the same tab
 
 

@@ -51,6 +51,8 @@ def test_detail_pane_with_parent_diff(
         pilot.app.runs_table.move_cursor_to("train-20250601-093000-c3d4")
         await pilot.press("enter")
         await wait_for(pilot, lambda: pilot.app.detail_pane.data is not None, what="detail")
+        results = pilot.app.detail_pane.query_one("#detail-results")
+        await wait_for(pilot, lambda: results.loaded_at is not None, what="artifacts")
         await pilot.pause(0.05)
 
     assert snap_compare(demo_app, terminal_size=size, run_before=run_before)
