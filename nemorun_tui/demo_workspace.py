@@ -10,7 +10,9 @@ Try: ``train``, ``quick_train trainer=big_trainer optimizer.lr*=2``, ``hello``, 
 from __future__ import annotations
 
 import enum
+import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -68,11 +70,18 @@ def train(
     )
     loss = 2.5 + rng.random()
     speed = min(1.0, optimizer.lr * 2000)  # a larger lr converges faster, up to a point
+    # Metrics where the app looks for them (the job's output dir): the Metrics view (M) and
+    # `nemorun-tui metrics` plot this file while the run goes on.
+    out_dir = os.environ.get("NEMORUN_JOB_DIR")
+    metrics = open(os.path.join(out_dir, "metrics.jsonl"), "a") if out_dir else None  # noqa: SIM115
     for step in range(1, trainer.max_steps + 1):
         if fail_at_step is not None and step == fail_at_step:
             raise RuntimeError(f"loss became NaN at step {step} (simulated failure)")
         time.sleep(trainer.step_seconds)
         loss = max(0.05, loss * (1 - 0.08 * speed) + rng.gauss(0, 0.02))
+        if metrics is not None:
+            metrics.write(json.dumps({"step": step, "loss": round(loss, 6)}) + "\n")
+            metrics.flush()
         if step % max(1, trainer.log_every) == 0 or step == trainer.max_steps:
             tokens = int(4096 / max(trainer.step_seconds, 1e-3))
             print(
@@ -81,6 +90,8 @@ def train(
                 flush=True,
             )
     print(f"[train] done: final loss {loss:.4f}", flush=True)
+    if metrics is not None:
+        metrics.close()
     return loss
 
 
