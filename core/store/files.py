@@ -216,6 +216,11 @@ class Store:
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(file_lock(directory / LOCK))
+            except FileNotFoundError:
+                if directory.is_dir():
+                    raise
+                # Removed between the check and the lock (Store.remove renames it away).
+                raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
             except OSError as exc:  # a read-only store: one line, not a traceback
                 raise _write_error(exc, directory) from None
             yield
