@@ -1027,9 +1027,9 @@ class NemorunApp(App[int]):
         """Compare the marked runs (two or more), else the current run and a picked one."""
         from nemorun_tui.screens.compare import CompareScreen, PickRunScreen
 
-        marked = [m for m in self.marked if m in self.summaries]  # in display order
+        marked = [m for m in self.marked if m in self.summaries]
         if len(marked) >= 2:
-            self.push_screen(CompareScreen(marked))
+            self.push_screen(CompareScreen(sorted(marked)))
             return
         exp_id = self._need_run()
         if exp_id is None:

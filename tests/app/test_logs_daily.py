@@ -114,15 +114,20 @@ async def test_status_line_says_failed_with_exit_code_and_points_to_stderr(
 ) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
         await _open(pilot, FAIL)
-        await wait_for(pilot, lambda: "FAILED (exit 1)" in _status(demo_app), what="status")
-        status = _status(demo_app)
-        assert "FOLLOWING" not in status and "stderr" in status
-        await pilot.press("s")
+        # A failed run's logs open where its error is (stderr, issue 14), saying so.
         await wait_for(
             pilot, lambda: demo_app.logs_pane.current_key.stream == "stderr", what="stderr"
         )
         await wait_for(pilot, lambda: "FAILED (exit 1)" in _status(demo_app), what="status")
+        assert "FOLLOWING" not in _status(demo_app)
         assert "s shows it" not in _status(demo_app)  # already showing stderr
+        await pilot.press("s")  # to stdout: the status line points back to stderr
+        await wait_for(
+            pilot, lambda: demo_app.logs_pane.current_key.stream == "stdout", what="stdout"
+        )
+        await wait_for(pilot, lambda: "s shows it" in _status(demo_app), what="stderr hint")
+        status = _status(demo_app)
+        assert "FAILED (exit 1)" in status and "FOLLOWING" not in status
 
 
 async def test_status_line_says_ended_for_a_succeeded_job(demo_app: Any) -> None:
