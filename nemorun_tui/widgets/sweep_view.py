@@ -39,6 +39,10 @@ class SweepScreen(ModalScreen[None]):
         super().__init__()
         self.exp_id = exp_id
         self.table_data: Any = None
+        #: The metric column: the Runs' chosen metric (Metrics view, ``c``), else the first
+        #: metric the points record; read incrementally (core.results), on the engine thread.
+        self.metric_name: str | None = None
+        self._metrics: Any = None
         self.sort_column: str | None = None
         self.reverse = False
 
@@ -64,13 +68,37 @@ class SweepScreen(ModalScreen[None]):
 
         app: Any = self.app
         try:
-            self.table_data = await app.bridge.run(sweep_table, app.engine, self.exp_id)
+            metric_of = await self._metric_of(app)
+            self.table_data = await app.bridge.run(sweep_table, app.engine, self.exp_id, metric_of)
         except Exception as exc:
             self.query_one("#sweep-title", Static).update(
                 escape_cell(f"sweep {self.exp_id}: {exc}")
             )
             return
         self.render_rows()
+
+    async def _metric_of(self, app: Any) -> Any:
+        """Each point's last value of the metric column's metric (None: nothing recorded)."""
+        from core.results.jobs import MetricsCache
+
+        if self._metrics is None:
+            self._metrics = MetricsCache()
+        cache = self._metrics
+        try:
+            snaps = await app.bridge.call(cache.refresh(app.engine, self.exp_id))
+        except Exception:
+            return None  # the column shows "-": metrics are an extra, never an error here
+        names = sorted({n for snap in snaps.values() for n in snap.series})
+        chosen = getattr(getattr(app, "runs_table", None), "metric_name", None)
+        self.metric_name = chosen if chosen in names else (names[0] if names else None)
+
+        def metric_of(exp_id: str, job: str) -> float | None:
+            snap = snaps.get(job)
+            series = snap.series.get(self.metric_name) if snap and self.metric_name else None
+            last = series.last() if series is not None else None
+            return None if last is None else float(last[1])
+
+        return metric_of
 
     @property
     def columns(self) -> list[str]:

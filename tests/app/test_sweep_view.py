@@ -91,3 +91,33 @@ async def test_sweep_view_values_are_text_not_markup(
         assert shown == ["echo [/]", "echo [b]x[/b]"]
         await pilot.pause()
         assert app.is_running and isinstance(app.screen, SweepScreen)
+
+
+async def test_sweep_view_metric_column_shows_each_points_last_value(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The metric column reads what each point's job wrote into NEMORUN_JOB_DIR."""
+    from core.engine import Plan
+    from nemorun_tui.widgets.sweep_view import SweepScreen
+
+    home = tmp_path / "store"
+    engine = Engine(Store(home), Settings())
+    plan = Plan(title="pts")
+    for name, loss in (("a", 0.5), ("b", 0.25)):
+        text = (
+            f'printf \'{{"step": 1, "loss": 9}}\\n{{"step": 2, "loss": {loss}}}\\n\''
+            ' > "$NEMORUN_JOB_DIR/metrics.jsonl"'
+        )
+        plan.add(Script(inline=text), LocalExecutor(), name=name)
+    record = await engine.launch(plan)
+    done = await engine.wait(record.id)
+    assert [j.state.value for j in done.jobs] == ["SUCCEEDED", "SUCCEEDED"]
+    app = make_app(home, poll_seconds=0.2, listing_seconds=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.runs_table.row_count == 1, 10, "listing")
+        app.push_screen(SweepScreen(record.id))
+        await wait_for_screen(pilot, SweepScreen)
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.table_data is not None, 10, "rows")
+        assert screen.metric_name == "loss"
+        assert {r.job: r.metric for r in screen.table_data.rows} == {"a": 0.5, "b": 0.25}
