@@ -128,6 +128,9 @@ if running; then
 fi
 rm -f "$SOCK" "$D/service.pid"
 # setsid + nohup: the service outlives this script (CI runs the tests after it returns).
+# Started from its own folder: every container's conmon inherits the service's working
+# directory, and one that disappears (a removed checkout) makes every later start fail.
+cd "$D"
 setsid nohup podman system service --time=0 "unix://$SOCK" >"$D/service.log" 2>&1 < /dev/null &
 echo $! > "$D/service.pid"
 for _ in $(seq 1 80); do
