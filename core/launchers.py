@@ -1,9 +1,9 @@
 """Launchers: how a job's command becomes N ranks on each node (torchrun, ft_launcher).
 
-A launcher is plain data on an executor profile (``launcher=`` on LocalExecutor and
-SlurmExecutor; NeMo Run's names): ``None`` runs the command as one process, ``"torchrun"`` /
-:class:`Torchrun` runs it through ``torch.distributed.run``, ``"ft"`` /
-:class:`FaultTolerance` through NVIDIA's ``ft_launcher``.
+A launcher is plain data on an executor profile (``launcher=`` on every executor: Local,
+Slurm, Docker, Kubernetes and Ray; NeMo Run's names): ``None`` runs the command as one
+process, ``"torchrun"`` / :class:`Torchrun` runs it through ``torch.distributed.run``,
+``"ft"`` / :class:`FaultTolerance` through NVIDIA's ``ft_launcher``.
 
 Why one pure function (:func:`launch_argv`) builds the launch line for every backend: the
 flags are the same everywhere, only the numbers (nodes, ranks per node) and the rendezvous
@@ -223,6 +223,13 @@ def launch_argv(
     else:
         line.extend(["--no-python", *program])
     return line
+
+
+def single_node_endpoint(launcher: Torchrun) -> str:
+    """The rendezvous of a launch on one node where this machine cannot pick the port (a
+    container, a Ray node): loopback, and port 0 (the rendezvous store binds a free port
+    itself, as ``torchrun --standalone`` does) unless the launcher names one."""
+    return f"127.0.0.1:{launcher.rdzv_port or 0}"
 
 
 def ranks_per_node(launcher: Torchrun, ntasks_per_node: int) -> int:

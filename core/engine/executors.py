@@ -97,10 +97,10 @@ class LocalExecutor(ExecutorProfile):
     launcher: Any = None
 
     def __post_init__(self) -> None:
-        self.launcher = _launcher_from(self.launcher)
+        self.launcher = launcher_from(self.launcher)
 
 
-def _launcher_from(value: Any) -> Any:
+def launcher_from(value: Any) -> Any:
     """A launcher object (or None) from a profile's value; core.launchers loads only when
     one is set, so profiles without a launcher cost nothing."""
     if value is None:
@@ -276,7 +276,7 @@ class SlurmExecutor(ExecutorProfile):
     launcher: Any = None
 
     def __post_init__(self) -> None:
-        self.launcher = _launcher_from(self.launcher)
+        self.launcher = launcher_from(self.launcher)
         self.tunnel = _tunnel_from(self.tunnel)
         if self.host:
             if isinstance(self.tunnel, SSHTunnel) and self.tunnel.host not in ("", self.host):
