@@ -54,7 +54,8 @@ def _point_code_dir(path: Path) -> None:
 def _repack(packed: str) -> str:
     """NeMo Run's base64(zlib(fiddle JSON)) record, with the code folder re-pointed."""
     data = zlib.decompressobj().decompress(base64.urlsafe_b64decode(packed.strip())).decode()
-    return base64.urlsafe_b64encode(zlib.compress(_CODE_DIR.sub(str(FIXTURES), data).encode())).decode()
+    repointed = _CODE_DIR.sub(str(FIXTURES), data).encode()
+    return base64.urlsafe_b64encode(zlib.compress(repointed)).decode()
 
 
 def restore_remote() -> None:

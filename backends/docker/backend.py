@@ -92,6 +92,9 @@ class DockerBackend:
         self.target = executor.target()
         self.client = EngineClient(self.target, timeout=timeout)
         self._final: dict[str, StatusReport] = {}
+        #: Images (with their mounts and env) whose python was seen to import the launcher's
+        #: package: a sweep of 100 launcher jobs checks once.
+        self._packages_ok: set[str] = set()
         #: When the last list call started (``wait_changed`` asks for events since then).
         self._last_list = 0.0
 
@@ -198,6 +201,11 @@ class DockerBackend:
                 if job.dependencies
                 else ""
             )
+            + (
+                f"; {executor.launcher.kind} starts the ranks (exact line: Cmd in create.json)"
+                if executor.launcher is not None
+                else ""
+            )
             + f"; job dir {req.out_dir} mounted at {rq.CONTAINER_JOB_DIR}"
             + (f"; code at {rq.CONTAINER_CODE_DIR}" if req.code_dir else "")
             + (
@@ -247,6 +255,32 @@ class DockerBackend:
                     "Container Toolkit there, or set num_gpus=0"
                 )
 
+    async def _check_launcher(self, executor: DockerExecutor, req: rq.CreateRequest) -> None:
+        """A launcher whose package the image's python cannot import is refused before the
+        job's container exists, by running that import check in the same image, mounts and
+        env (a short-lived container, removed at once)."""
+        launcher = executor.launcher
+        if launcher is None:
+            return
+        from core.launchers import missing_package_error, package_importable
+
+        command, module = package_importable(launcher, executor.python)
+        check = rq.package_check(req.body, command)
+        key = json.dumps(check, sort_keys=True, default=str)
+        if key in self._packages_ok:
+            return
+        code, output = await self.client.run_once(check, timeout=self.client.timeout)
+        if code == 0:
+            self._packages_ok.add(key)
+            return
+        if code == 1:
+            where = f"in image {executor.container_image!r} ({executor.python})"
+            raise BackendError(str(missing_package_error(launcher, module, where)))
+        raise BackendError(
+            f"cannot check the launcher's package in image {executor.container_image!r} "
+            f"with {executor.python!r} (exit {code}): {_last_line(output) or 'no output'}"
+        )
+
     # ------------------------------------------------------------------ submit
     async def submit(self, job: JobSpec) -> Handle:
         """Validate, check the engine, create the container once; start it unless held."""
@@ -260,6 +294,7 @@ class DockerBackend:
             return await self._adopt(handle, existing, job)
         await self._check_engine(executor)
         self._prepare_dirs(job, req)
+        await self._check_launcher(executor, req)
         self._write_json(
             job_dir,
             INTENT_FILE,

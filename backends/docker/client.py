@@ -144,6 +144,27 @@ class EngineClient:
         )
         return str(result["Id"])
 
+    async def run_once(self, body: dict[str, Any], timeout: float) -> tuple[int, bytes]:
+        """Create, start and wait for a short-lived container; its exit code and output.
+        The container is removed whatever happens (a timeout counts as failure, -1)."""
+
+        def run(api: Any) -> tuple[int, bytes]:
+            container = api.create_container_from_config(body)["Id"]
+            try:
+                api.start(container)
+                try:
+                    status = api.wait(container, timeout=timeout)
+                except Exception:  # the SDK raises its transport's timeout error
+                    return -1, b"no answer within %ds" % int(timeout)
+                output = api.logs(container, stdout=True, stderr=True, stream=False)
+                return int(status.get("StatusCode", -1)), bytes(output)
+            finally:
+                with contextlib.suppress(Exception):
+                    api.remove_container(container, force=True)
+
+        result: tuple[int, bytes] = await self.call("run_once", run)
+        return result
+
     async def start(self, container: str) -> None:
         await self.call("start", lambda api: api.start(container))
 

@@ -91,6 +91,10 @@ class CreateRequest:
         return body
 
 
+#: Label of the short-lived container that checks a launcher's package in the job's image.
+CHECK_LABEL = "nemorun.package_check"
+
+
 def state_dir(job_dir: str) -> str:
     return os.path.join(job_dir, STATE_DIR)
 
@@ -161,6 +165,56 @@ def _split_additional(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return create, host
 
 
+def _launch(
+    executor: DockerExecutor, job: JobSpec, argv: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The container's command under the executor's launcher, and the env it adds.
+
+    One node: ``ntasks_per_node`` ranks (or the launcher's own number) with the rendezvous on
+    the container's loopback, which exists even with ``network="none"``; the port is picked
+    inside the container (this machine cannot know a free one there). Without a launcher a
+    job asking for several tasks is refused rather than run as one process.
+    """
+    launcher = executor.launcher
+    if launcher is None:
+        if executor.ntasks_per_node > 1:
+            raise BackendError(
+                f"job {job.job_name!r}: ntasks_per_node={executor.ntasks_per_node} needs a "
+                "launcher (launcher='torchrun'); a plain container command is one task"
+            )
+        return argv, {}
+    from core.launchers import (
+        RANK_PREFIX_ENV,
+        LauncherError,
+        launch_argv,
+        ranks_per_node,
+        single_node_endpoint,
+    )
+
+    try:
+        line = launch_argv(
+            launcher,
+            argv,
+            python=executor.python,
+            nnodes=1,
+            nproc_per_node=ranks_per_node(launcher, executor.ntasks_per_node),
+            rdzv_endpoint=single_node_endpoint(launcher),
+            rdzv_id=job.run_tag,
+        )
+    except LauncherError as exc:
+        raise BackendError(f"job {job.job_name!r}: {exc}") from None
+    return line, dict(RANK_PREFIX_ENV)
+
+
+def package_check(body: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    """A create request that runs ``command`` in the job's own image, mounts and env (the
+    launcher's package must import there), and is not one of the managed job containers."""
+    check = {k: v for k, v in body.items() if k not in ("Labels", "Cmd", "Entrypoint")}
+    check["Cmd"] = list(command)
+    check["Labels"] = {CHECK_LABEL: "1"}
+    return check
+
+
 def build(executor: DockerExecutor, job: JobSpec) -> CreateRequest:
     """The create request for ``job``; pure (reads nothing but the SDK's validation)."""
     try:
@@ -193,6 +247,7 @@ def build(executor: DockerExecutor, job: JobSpec) -> CreateRequest:
         theirs = {**executor.env_vars, **job.env}.get("PYTHONPATH")
         runner_env["PYTHONPATH"] = CONTAINER_LIB_DIR + (f":{theirs}" if theirs else "")
     binds.extend(_check_volume(v) for v in executor.volumes)
+    argv, launch_env = _launch(executor, job, argv)
 
     env: dict[str, str] = {
         **launch_guard.job_env(),
@@ -203,6 +258,7 @@ def build(executor: DockerExecutor, job: JobSpec) -> CreateRequest:
         "NEMORUN_RUN_TAG": job.run_tag,
         "NEMORUN_JOB_DIR": CONTAINER_JOB_DIR,
         **runner_env,
+        **launch_env,
     }
     secrets = {k: v for k, v in job.secret_env.items() if v is not None}
     env.update(secrets)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.engine.executors import ExecutorProfile, register_profile
+from core.engine.executors import ExecutorProfile, launcher_from, register_profile
 
 #: What happens to a container once its job has ended (its logs are copied to the store
 #: first, whatever the policy): ``remove`` it, ``keep`` it, or keep only failed ones.
@@ -48,7 +48,10 @@ class DockerExecutor(ExecutorProfile):
     ``pull`` (see :data:`PULL_POLICIES`), ``python`` (the interpreter *in the image* that
     runs Partial/Config tasks: Python >= 3.11; nemorun-tui need not be installed there),
     ``init`` (an init process as PID 1, so a cancel's SIGTERM reaches the job) and
-    ``stop_grace_seconds`` (SIGTERM to SIGKILL on cancel).
+    ``stop_grace_seconds`` (SIGTERM to SIGKILL on cancel). ``launcher`` (None, ``"torchrun"``,
+    ``"ft"`` or a launcher object, see core.launchers) runs ``ntasks_per_node`` ranks in the
+    container with their rendezvous on its loopback; the image's ``python`` must import the
+    launcher's package, which is checked in that image before the job's container is created.
     """
 
     backend: ClassVar[str] = "docker"
@@ -68,9 +71,20 @@ class DockerExecutor(ExecutorProfile):
     python: str = "python3"
     init: bool = True
     stop_grace_seconds: float = 10.0
+    ntasks_per_node: int = 1
+    launcher: Any = None
 
     def __post_init__(self) -> None:
+        self.launcher = launcher_from(self.launcher)
         problems = []
+        if (
+            isinstance(self.ntasks_per_node, bool)
+            or not isinstance(self.ntasks_per_node, int)
+            or self.ntasks_per_node < 1
+        ):
+            problems.append(
+                f"ntasks_per_node must be an integer >= 1, not {self.ntasks_per_node!r}"
+            )
         if not isinstance(self.container_image, str) or not self.container_image.strip():
             problems.append("container_image is required (e.g. 'ubuntu:24.04')")
         if self.cleanup not in CLEANUP_POLICIES:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -676,3 +677,76 @@ async def test_wait_changed_wakes_when_the_container_ends_not_at_the_timeout(
     quick = time.monotonic()
     await backend.wait_changed([handle], timeout=20)  # ended: returns at once
     assert time.monotonic() - quick < 1
+
+
+# --------------------------------------------------------------------------- launchers
+
+
+async def test_a_launcher_whose_package_the_image_lacks_is_refused_before_any_container(
+    backend: DockerBackend, make_spec: MakeSpec
+) -> None:
+    from ci_services import PYTHON_IMAGE
+
+    ex = profile(container_image=PYTHON_IMAGE, launcher="torchrun", ntasks_per_node=2)
+    job = make_spec(["python3", "-c", "print(1)"], "no-torch", executor=ex)
+    with pytest.raises(BackendError, match="torchrun needs the Python package `torch`") as err:
+        await backend.submit(job)
+    assert PYTHON_IMAGE in str(err.value)
+    assert await ours(backend, job.run_tag) == []
+    checks = await backend.client.call(
+        "list", lambda api: api.containers(all=True, filters={"label": [rq.CHECK_LABEL]})
+    )
+    assert checks == []  # the short-lived check container is gone too
+
+
+ALL_REDUCE = """\
+import torch, torch.distributed as dist
+dist.init_process_group("gloo")
+t = torch.tensor([dist.get_rank() + 1.0])
+dist.all_reduce(t)
+print("rank", dist.get_rank(), "of", dist.get_world_size(), "sum", t.item(), flush=True)
+dist.destroy_process_group()
+"""
+
+
+async def test_torchrun_runs_two_gloo_ranks_in_one_container(
+    backend: DockerBackend, make_spec: MakeSpec, tmp_path: Path
+) -> None:
+    """A real 2-rank all_reduce under torchrun in the container. The CI image has Python but
+    no torch, so this machine's torch is lent to it read-only: the test venv's site-packages
+    and the system's shared libraries (the image's python and libraries are copies of this
+    machine's, so they match)."""
+    import sysconfig
+
+    from ci_services import PYTHON_IMAGE
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        require_service(False, "torch is not installed (the `distributed` extra)")
+    purelib = sysconfig.get_paths()["purelib"]
+    libdir = "/usr/lib/x86_64-linux-gnu"
+    if sys.version_info[:2] != (3, 11) or not os.path.isdir(libdir):
+        require_service(False, f"needs this machine's Python 3.11 and {libdir} to lend torch")
+    script = tmp_path / "all_reduce.py"
+    script.write_text(ALL_REDUCE)
+    ex = profile(
+        container_image=PYTHON_IMAGE,
+        launcher="torchrun",
+        ntasks_per_node=2,
+        volumes=[f"{purelib}:/opt/site:ro", f"{libdir}:{libdir}:ro", f"{script}:/all_reduce.py:ro"],
+        env_vars={"PYTHONPATH": "/opt/site"},
+    )
+    job = make_spec(["python3", "/all_reduce.py"], "gloo", executor=ex)
+    handle = await backend.submit(job)
+    report = await wait_state(backend, handle, lambda r: r.state.is_terminal)
+    out = (await read(backend, handle)).decode()
+    assert report.state is JobState.SUCCEEDED, (
+        report,
+        out,
+        await read(backend, handle, stream="stderr"),
+    )
+    assert sorted(line for line in out.splitlines() if "sum" in line) == [
+        "[rank0]:rank 0 of 2 sum 3.0",
+        "[rank1]:rank 1 of 2 sum 3.0",
+    ]

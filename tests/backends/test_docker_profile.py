@@ -59,6 +59,23 @@ def test_config_toml_docker_profile(tmp_path: Path) -> None:
         load_settings(config).profile("box")
 
 
+def test_config_toml_docker_launcher_table(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[executors.ddp]\nbackend = "docker"\ncontainer_image = "pytorch"\nntasks_per_node = 4\n'
+        '[executors.ddp.launcher]\nkind = "ft"\nrank_heartbeat_timeout = 60\n'
+    )
+    ex = load_settings(config).profile("ddp")
+    assert isinstance(ex, DockerExecutor) and isinstance(ex.launcher, run.FaultTolerance)
+    assert (ex.ntasks_per_node, ex.launcher.rank_heartbeat_timeout) == (4, 60)
+    assert profile_from_dict(ex.to_dict()) == ex  # stored with the run, rebuilt for a relaunch
+    config.write_text(
+        '[executors.ddp]\nbackend = "docker"\ncontainer_image = "p"\nlauncher = "mpi"\n'
+    )
+    with pytest.raises(SettingsError, match="unknown launcher 'mpi'"):
+        load_settings(config).profile("ddp")
+
+
 def test_target_is_base_url_else_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2375/")
     assert DockerExecutor(container_image="x").target() == "tcp://10.0.0.5:2375"

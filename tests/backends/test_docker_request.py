@@ -117,3 +117,72 @@ def test_engine_times_parse_with_nanoseconds() -> None:
     assert _parse_time("2026-12-01T21:11:12.657541598Z") == pytest.approx(1796159472.657541)
     assert _parse_time("0001-01-01T00:00:00Z") is None
     assert _parse_time("") is None and _parse_time(None) is None
+
+
+# --------------------------------------------------------------------------- launchers
+
+
+def test_a_launcher_runs_ntasks_ranks_on_the_container_loopback(tmp_path: Path) -> None:
+    ex = DockerExecutor(
+        container_image="img", base_url="unix:///x", launcher="torchrun", ntasks_per_node=3
+    )
+    task = str(tmp_path / "job" / "task.json")
+    job = spec(tmp_path, [sys.executable, "-m", "core.runner", task], executor=ex, task_file=task)
+    body = rq.build(ex, job).body
+    # The image's interpreter runs torchrun, which runs the runner module as every rank.
+    assert body["Cmd"] == [
+        "python3", "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=3",
+        "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", "--rdzv-id=nrt-e1-j",
+        "--max-restarts=0", "--tee=3", "-m", "core.runner", rq.CONTAINER_TASK_FILE,
+    ]  # fmt: skip
+    assert "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE=[rank${rank}]:" in body["Env"]
+
+
+def test_a_launcher_object_keeps_its_own_numbers_and_port(tmp_path: Path) -> None:
+    import nemorun_tui as run
+
+    ex = DockerExecutor(
+        container_image="img",
+        base_url="unix:///x",
+        launcher=run.Torchrun(
+            nproc_per_node=2, rdzv_port=29400, extra_args=["--monitor-interval=1"]
+        ),
+    )
+    body = rq.build(ex, spec(tmp_path, ["bash", "train.sh"], executor=ex)).body
+    cmd = body["Cmd"]
+    assert "--nproc-per-node=2" in cmd and "--rdzv-endpoint=127.0.0.1:29400" in cmd
+    # A command that is not the interpreter runs as is, after every launcher flag.
+    assert cmd[-5:] == ["--tee=3", "--monitor-interval=1", "--no-python", "bash", "train.sh"]
+
+
+def test_several_tasks_without_a_launcher_are_refused(tmp_path: Path) -> None:
+    ex = DockerExecutor(container_image="img", base_url="unix:///x", ntasks_per_node=2)
+    with pytest.raises(BackendError, match="ntasks_per_node=2 needs a launcher"):
+        rq.build(ex, spec(tmp_path, ["true"], executor=ex))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"launcher": "mpirun"}, "unknown launcher 'mpirun'"),
+        ({"launcher": {"kind": "torchrun", "nprocs": 2}}, "has no field"),
+        ({"ntasks_per_node": 0}, "ntasks_per_node must be an integer >= 1"),
+    ],
+)
+def test_bad_launcher_fields_fail_when_the_profile_is_made(
+    kw: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        DockerExecutor(container_image="img", base_url="unix:///x", **kw)
+
+
+def test_the_package_check_runs_in_the_jobs_image_but_is_no_job_container(tmp_path: Path) -> None:
+    ex = DockerExecutor(
+        container_image="img", base_url="unix:///x", launcher="torchrun", volumes=["/sp:/sp:ro"]
+    )
+    body = rq.build(ex, spec(tmp_path, ["python3", "t.py"], executor=ex)).body
+    check = rq.package_check(body, ["python3", "-c", "pass"])
+    assert check["Cmd"] == ["python3", "-c", "pass"]
+    assert check["Labels"] == {rq.CHECK_LABEL: "1"}  # not MANAGED_LABEL: never listed as a job
+    assert check["Image"] == "img" and check["Env"] == body["Env"]
+    assert check["HostConfig"]["Binds"] == body["HostConfig"]["Binds"]
