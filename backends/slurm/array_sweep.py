@@ -108,7 +108,7 @@ def dryrun_array(specs: list[JobSpec], throttle: int | None) -> DryRun:
     artifacts = {
         "sbatch.sh": rendered.script,
         "points.sh": script,
-        "command": " ".join(rendered.sbatch_argv),
+        "command": shlex.join(rendered.sbatch_argv),
     }
     return DryRun(backend="slurm", summary=summary, artifacts=artifacts)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shlex
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -217,7 +218,7 @@ class SlurmBackend:
         )
         artifacts = {
             "sbatch.sh": rendered.script,
-            "command": " ".join(rendered.sbatch_argv),
+            "command": shlex.join(rendered.sbatch_argv),
         }
         return DryRun(backend=self.name, summary=summary, artifacts=artifacts)
 

@@ -138,13 +138,17 @@ class Experiment:
         return self.plan.add(task, profile, name=name, dependencies=dependencies)
 
     def dryrun(self, *, print_out: bool = True) -> list[DryRun]:
-        """Show what would be submitted; writes nothing."""
+        """Show what would be submitted; writes nothing. Printed as text: a task's strings
+        (scripts, arguments) never reach the terminal as control sequences."""
+        from core.textsafe import sanitize_terminal
+
         results: list[DryRun] = _sync(self.engine.dryrun(self.plan))
         if print_out:
             for result in results:
-                print(f"# {result.backend}: {result.summary}")
-                for name, text in result.artifacts.items():
-                    print(f"## {name}\n{text}")
+                shown = f"# {result.backend}: {result.summary}\n" + "".join(
+                    f"## {name}\n{text}\n" for name, text in result.artifacts.items()
+                )
+                print(sanitize_terminal(shown, keep_sgr=False), end="")
         return results
 
     def run(

@@ -45,3 +45,19 @@ def test_only_sweeps_sharing_one_executor_become_arrays(tmp_path: Path) -> None:
     sequential = task_sweep_plan(Script(inline="x"), params, executor, title="s")
     sequential.sequential = True
     assert array_jobs(sequential) is None
+
+
+async def test_the_dry_runs_sbatch_command_is_one_a_shell_can_run(tmp_path: Path) -> None:
+    """The shown command is quoted: copied into a shell it runs exactly that sbatch, whatever
+    the job dir is called (it was joined with spaces, so a space split the path)."""
+    jobs = tmp_path / "my jobs;$(x)"
+    executor = SlurmExecutor(tunnel=LocalTunnel(job_dir=str(jobs)))
+    for plan in (
+        task_sweep_plan(
+            Script(inline="true"), [parse_param("inline='echo a','echo b'")], executor, title="s"
+        ),
+        task_sweep_plan(Script(inline="true"), [], executor, title="one"),
+    ):
+        (dry,) = await Engine(Store(tmp_path / "home")).dryrun(plan)
+        argv = shlex.split(dry.artifacts["command"])
+        assert argv[0] == "sbatch" and any(str(jobs) in word for word in argv)

@@ -74,6 +74,17 @@ def test_dryrun_shows_the_command_and_records_nothing(tmp_path: Path) -> None:
     assert run.Experiment.catalog(home=tmp_path) == []
 
 
+def test_a_printed_dryrun_is_text_never_terminal_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = run.Experiment("dry", home=tmp_path)
+    exp.add(run.Script(inline="echo '\x1b]52;c;cHduZWQ=\x07' \x1b[2J done"), name="s")
+    exp.dryrun()
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "done" in out and "## command" in out  # the rest of the script stays
+
+
 def test_logs_and_cancel(tmp_path: Path) -> None:
     exp = run.Experiment("cancel-me", home=tmp_path)
     exp.add(run.Script(inline="echo up; sleep 30"), name="sleepy")
