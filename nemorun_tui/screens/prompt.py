@@ -3,6 +3,8 @@
 The SSH transport runs on the engine thread; it calls :func:`make_prompt_handler`'s handler,
 which shows :class:`AuthPromptScreen` on the UI thread and waits (without blocking the UI)
 for the answers. Hidden prompts use a password input; nothing typed is logged or stored.
+Every string shown comes from the SSH server, so it is shown as text: no markup, no
+terminal sequences.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from core.textsafe import sanitize_terminal
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -43,11 +47,11 @@ class AuthPromptScreen(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text or "The SSH server asks:", id="auth-title")
+            yield _text(self.title_text or "The SSH server asks:", id="auth-title")
             if self.instructions:
-                yield Static(self.instructions, id="auth-instructions")
+                yield _text(self.instructions, id="auth-instructions")
             for i, (text, echo) in enumerate(self.prompts):
-                yield Static(text, classes="label")
+                yield _text(text, classes="label")
                 yield Input(password=not echo, id=f"answer-{i}")
 
     @on(Input.Submitted)
@@ -62,6 +66,10 @@ class AuthPromptScreen(ModalScreen[list[str] | None]):
     def action_refuse(self) -> None:
         """Escape: do not answer (the authentication method is refused)."""
         self.dismiss(None)
+
+
+def _text(text: str, **kw: Any) -> Static:
+    return Static(sanitize_terminal(text, keep_sgr=False), markup=False, **kw)
 
 
 def make_prompt_handler(app: App[Any]) -> Any:

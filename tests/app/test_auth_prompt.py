@@ -36,3 +36,22 @@ async def test_a_keyboard_interactive_question_is_answered_in_a_modal(
         await wait_for(pilot, lambda: not thread.is_alive(), what="answer delivered")
     assert answers == [["424242"]]
     assert prompt_handler() is None  # removed when the app exits
+
+
+async def test_the_servers_strings_are_shown_as_text(
+    make_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A hostile server's name, instructions and prompts are neither markup nor sequences."""
+    app = make_app(tmp_path / "store", poll_seconds=5, listing_seconds=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = AuthPromptScreen(
+            "[link=http://evil]2FA[/link]", "\x1b]52;c;eA==\x07type [b]it[/b]", [("Code: [", True)]
+        )
+        app.push_screen(screen)
+        await wait_for_screen(pilot, AuthPromptScreen)
+        shown = {w.id or "label": str(w.render()) for w in screen.query("Static")}
+    assert shown == {
+        "auth-title": "[link=http://evil]2FA[/link]",
+        "auth-instructions": "type [b]it[/b]",
+        "label": "Code: [",
+    }
