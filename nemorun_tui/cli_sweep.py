@@ -37,7 +37,8 @@ def add_run_sweep_args(p: argparse.ArgumentParser) -> None:
         "--throttle",
         metavar="N",
         default=None,
-        help="with -m on Slurm: at most N points run at once (the array's %%N)",
+        help="with -m: at most N points run at once (on Slurm the array's %%N; locally the "
+        "default is one per CPU)",
     )
 
 

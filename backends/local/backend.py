@@ -97,9 +97,7 @@ class LocalBackend:
         path = handle.job_id
         if not os.path.isabs(path) or not os.path.isdir(path):
             raise BackendError(f"no such job {handle}")
-        if not os.path.exists(os.path.join(path, sv.PIDS)) and not os.path.exists(
-            os.path.join(path, sv.RESULT)
-        ):
+        if not any(os.path.exists(os.path.join(path, f)) for f in (sv.PIDS, sv.RESULT, sv.POOLED)):
             raise BackendError(f"no such job {handle} (it was never started)")
         return path
 
@@ -289,6 +287,22 @@ class LocalBackend:
             os.close(log_fd)
         self._spawned.add(pid)
         return pid
+
+    # ------------------------------------------------------------------ sweeps
+
+    async def submit_array(
+        self, specs: list[JobSpec], throttle: int | None = None
+    ) -> tuple[Handle, list[Handle]]:
+        """A sweep's points, started by one pool at most ``throttle`` at a time (optional
+        capability used by core.engine.sweep_submit; see backends.local.array_sweep)."""
+        from backends.local.array_sweep import submit_array
+
+        return await asyncio.to_thread(submit_array, self, specs, throttle)
+
+    async def dryrun_array(self, specs: list[JobSpec], throttle: int | None = None) -> DryRun:
+        from backends.local.array_sweep import dryrun_array
+
+        return dryrun_array(self, specs, throttle)
 
     # ------------------------------------------------------------------ hold / find
 
@@ -510,11 +524,14 @@ class LocalBackend:
             return
         if sv.is_alive(pids.get("child"), pids.get("boot_id")):
             return  # unkillable (D state?): keep reporting RUNNING rather than inventing an end
+        never_started = not pids and os.path.exists(os.path.join(run_dir, sv.POOLED))
         result = {
             "schema": sv.SCHEMA,
             "state": sv.CANCELLED,
             "exit_code": None,
-            "reason": "cancelled; the supervisor ended before it recorded an exit code",
+            "reason": "cancelled before it started"
+            if never_started
+            else "cancelled; the supervisor ended before it recorded an exit code",
             "ended_at": time.time(),
             "cancel_requested": True,
             "recorded_by": "launcher",

@@ -45,6 +45,8 @@ PIDS = "pid.json"
 RESULT = "result.json"
 CANCEL = "cancel-requested"
 RELEASED = "released"
+#: In a point of a local sweep started by the sweep's pool (backends/local/pool.py).
+POOLED = "pooled.json"
 LOGS = "logs"
 STREAMS = {"stdout": "stdout.log", "stderr": "stderr.log"}
 SUPERVISOR_LOG = "supervisor.log"
@@ -345,7 +347,7 @@ def read_status(run_dir: str) -> RunStatus:
     except OSError as exc:
         return RunStatus(UNKNOWN, "local", None, f"no such job ({exc.strerror})")
     if pids is None:
-        return RunStatus(UNKNOWN, "local", None, "no such job")
+        return _pooled_status(run_dir) or RunStatus(UNKNOWN, "local", None, "no such job")
     recorded_boot = pids.get("boot_id")
     if is_alive(pids.get("supervisor"), recorded_boot):
         phase = pids.get("phase")
@@ -373,6 +375,43 @@ def read_status(run_dir: str) -> RunStatus:
             CANCELLED, "local:proc", None, "cancelled; exited without recording an exit code"
         )
     return RunStatus(FAILED, "local:proc", None, "process exited without recording an exit code")
+
+
+def _pooled_status(run_dir: str) -> RunStatus | None:
+    """A sweep point that its pool has not started yet (None: not a pooled point).
+
+    PENDING while the pool lives; once the pool is gone without starting it (killed, the
+    machine rebooted), the point was never run, which is what it then says.
+    """
+    try:
+        pooled = read_json(os.path.join(run_dir, POOLED))
+    except ValueError as exc:
+        return RunStatus(UNKNOWN, "local", None, f"damaged {POOLED} ({exc})")
+    if pooled is None:
+        return None
+    try:
+        pool = read_json(os.path.join(str(pooled.get("pool") or "/nonexistent"), PIDS)) or {}
+    except (ValueError, OSError):
+        pool = {}
+    if is_alive(pool.get("supervisor"), pool.get("boot_id")):
+        if pool.get("phase") == "held":
+            return RunStatus(
+                SUBMITTED, "local:proc", None, "waiting for the launcher to record the sweep"
+            )
+        return RunStatus(
+            PENDING,
+            "local:proc",
+            None,
+            f"waiting for a free slot (this sweep runs at most {pooled.get('throttle')} at once)",
+        )
+    # The pool is gone; it may have started this point, or recorded its end, just now.
+    if os.path.exists(os.path.join(run_dir, PIDS)) or os.path.exists(os.path.join(run_dir, RESULT)):
+        return read_status(run_dir)
+    if os.path.exists(os.path.join(run_dir, CANCEL)):
+        return RunStatus(CANCELLED, "local:proc", None, "cancelled before it started")
+    return RunStatus(
+        FAILED, "local:proc", None, "not run: the sweep's pool process ended before starting it"
+    )
 
 
 # --------------------------------------------------------------------------- supervisor

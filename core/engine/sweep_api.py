@@ -34,8 +34,9 @@ def sweep(
 
     ``values`` maps dotted paths to a list of values, a sweep string (``"1,2"``,
     ``"range(0,10,2)"``, ``"choice(a,b)"``) or one value. ``mode="zip"`` pairs the lists
-    instead of crossing them. On Slurm the points become one array job (``throttle``: at
-    most that many at once). Every point is checked before anything is written.
+    instead of crossing them. On Slurm the points become one array job, locally one pool
+    (``throttle``: at most that many at once; locally one per CPU by default). Every point
+    is checked before anything is written.
     """
     from core.engine import task_name
 

@@ -3,6 +3,7 @@
 Why: a 1,000-point sweep submitted job by job is 1,000 sbatch calls (the scheduler's
 per-user RPC limits, minutes of submission, 1,000 entries in ``squeue``); as an array it is
 one sbatch, and ``%`` (:attr:`core.engine.Plan.array_throttle`) caps how many run at once.
+The local backend has the same capability: one pool process starting the points (throttled).
 
 The engine calls :func:`submit_as_array` before its per-job loop. It applies when every job
 is a sweep point (``PlannedJob.point``), no job depends on another, all share one executor
