@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
+import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,6 +46,12 @@ t = torch.tensor([float(rank + 1)])
 dist.all_reduce(t)
 print(f"rank={rank} world={dist.get_world_size()} sum={t.item():g} env_rank={os.environ['RANK']}")
 dist.destroy_process_group()
+"""
+
+SLEEPER = """
+import os, time
+print(f"pid={os.getpid()} rank={os.environ['RANK']}", flush=True)
+time.sleep(120)
 """
 
 BOUND = 180.0
@@ -231,10 +240,10 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     await registry.close_all()
 
 
-async def run_ranks(engine: Engine, tmp_path: Path, nproc: int) -> str:
-    """Launch the all-reduce as ``nproc`` ranks on the head; the experiment id."""
-    path = tmp_path / f"allreduce{nproc}.py"
-    path.write_text(ALL_REDUCE)
+async def launch_ranks(engine: Engine, tmp_path: Path, text: str, nproc: int) -> str:
+    """Launch ``text`` as ``nproc`` ranks on the head; the experiment id."""
+    path = tmp_path / f"ranks{nproc}.py"
+    path.write_text(text)
     executor = RayExecutor(
         address=ray_service().address,
         launcher="torchrun",
@@ -243,14 +252,20 @@ async def run_ranks(engine: Engine, tmp_path: Path, nproc: int) -> str:
         log_interval=0.2,
     )
     plan = Plan(title=f"ray-ddp-{nproc}")
-    plan.add(Script(path=str(path), entrypoint="python"), executor, name="allreduce")
+    plan.add(Script(path=str(path), entrypoint="python"), executor, name="ranks")
     record = await engine.launch(plan)
-    try:
-        await asyncio.wait_for(engine.wait(record.id, max_interval=0.2), BOUND)
-    except BaseException:
-        await asyncio.wait_for(engine.cancel(record.id), 60)
-        raise
     return record.id
+
+
+async def run_ranks(engine: Engine, tmp_path: Path, nproc: int) -> str:
+    """Run the all-reduce as ``nproc`` ranks on the head, bounded; the experiment id."""
+    exp_id = await launch_ranks(engine, tmp_path, ALL_REDUCE, nproc)
+    try:
+        await asyncio.wait_for(engine.wait(exp_id, max_interval=0.2), BOUND)
+    except BaseException:
+        await asyncio.wait_for(engine.cancel(exp_id), 60)
+        raise
+    return exp_id
 
 
 @pytest.mark.ray
@@ -266,3 +281,42 @@ async def test_two_ranks_all_reduce_on_the_ray_head(engine: Engine, tmp_path: Pa
         assert f"[rank{rank}]:rank={rank} world=2 sum=3 env_rank={rank}\n" in whole, whole
         only = b"".join([c async for c in engine.logs(exp_id, rank=rank)]).decode()
         assert only == f"rank={rank} world=2 sum=3 env_rank={rank}\n", only
+
+
+@pytest.mark.ray
+async def test_cancel_stops_every_rank_on_the_ray_head(engine: Engine, tmp_path: Path) -> None:
+    require_service(*ray_available())
+    need_torch()
+    exp_id = await launch_ranks(engine, tmp_path, SLEEPER, 2)
+    try:
+        pids: dict[int, int] = {}
+        deadline = time.monotonic() + BOUND
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, "the ranks never started"
+            await engine.refresh([exp_id])
+            whole = b"".join([c async for c in engine.logs(exp_id)]).decode()
+            for rank, pid in re.findall(r"\[rank(\d)\]:pid=(\d+)", whole):
+                pids[int(rank)] = int(pid)
+            await asyncio.sleep(0.3)
+        for pid in pids.values():
+            os.kill(pid, 0)  # alive before the cancel (the head shares this machine)
+    finally:
+        cancelled = await asyncio.wait_for(engine.cancel(exp_id), 60)
+    assert cancelled == ["ranks"]
+    done = await asyncio.wait_for(engine.wait(exp_id, max_interval=0.2), BOUND)
+    assert done.jobs[0].state is JobState.CANCELLED, done.jobs[0].reason
+    deadline = time.monotonic() + 30  # Ray stops with SIGTERM, then SIGKILL
+    alive = set(pids.values())
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _alive(pid)}
+        await asyncio.sleep(0.2)
+    assert not alive, f"ranks {sorted(alive)} outlived the cancelled Ray job"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it is not)."""
+    try:
+        os.kill(pid, 0)
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+    except (ProcessLookupError, FileNotFoundError):
+        return False
