@@ -173,7 +173,8 @@ class RayBackend:
             summary=summary,
             artifacts={
                 # The entrypoint is the wrapper plus this command: shown apart to be readable.
-                "command": shlex.join(str(a) for a in job.argv),
+                # With a launcher, the exact launch line the wrapper runs.
+                "command": shlex.join(str(a) for a in (sub.launch or job.argv)),
                 "request.json": json.dumps(sub.shown(), indent=2, sort_keys=True),
             },
         )

@@ -75,6 +75,29 @@ def _wait_for_dependencies(spec: dict) -> str | None:
     return None
 
 
+def _missing_module(spec: dict, env: dict, cwd: str | None) -> str | None:
+    """The spec's message when the module its launcher needs cannot be imported here.
+
+    Checked in a child of this same interpreter (the cluster's ``python``, which the launch
+    line runs with) under the job's environment and directory, so a ``PYTHONPATH`` or a
+    working_dir that provides the package counts, as it will for the ranks.
+    """
+    require = spec.get("require") or {}
+    module = require.get("module")
+    if not module:
+        return None
+    code = "import importlib.util,sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
+    try:
+        found = subprocess.run(
+            [sys.executable, "-c", code, module], env=env, cwd=cwd, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot check for the Python package `{module}` with {sys.executable}: {exc}"
+    if found.returncode == 0:
+        return None
+    return require.get("message") or f"the Python package `{module}` is not importable"
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
     env = dict(os.environ)
@@ -92,15 +115,23 @@ def main() -> int:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
+    cwd = spec.get("cwd") or None
+    if cwd and not os.path.isdir(cwd):
+        sys.stderr.write(f"nemorun: workdir {cwd} does not exist here; running in {os.getcwd()}\n")
+        cwd = None
+    missing = _missing_module(spec, env, cwd)
+    if missing:  # before waiting on dependencies: nothing could run here anyway
+        message = f"nemorun: not run: {missing}\n".encode()
+        os.write(2, message)
+        err_fd = _open_streams(spec)[1]
+        if err_fd is not None:
+            os.write(err_fd, message)
+        return 127
     blocked = _wait_for_dependencies(spec)
     if blocked:
         os.write(2, (f"nemorun: not run: {blocked}\n").encode())
         return int(spec.get("dependency_exit", 86))
     out_fd, err_fd = _open_streams(spec)
-    cwd = spec.get("cwd") or None
-    if cwd and not os.path.isdir(cwd):
-        sys.stderr.write(f"nemorun: workdir {cwd} does not exist here; running in {os.getcwd()}\n")
-        cwd = None
     try:
         child = subprocess.Popen(
             spec["argv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env

@@ -80,6 +80,8 @@ class Submission:
     submission_id: str
     body: dict[str, Any]
     secret_names: list[str]
+    #: The launch line the wrapper runs when the profile has a launcher (None: the command).
+    launch: list[str] | None = None
 
     def shown(self) -> dict[str, Any]:
         """The body with the secrets' values masked (for dry runs and errors)."""
@@ -124,6 +126,9 @@ def build(
             raise BackendError(f"cannot read the task file {job.task_file}: {exc}") from exc
         files[remote_task] = base64.b64encode(data).decode()
         argv = [remote_task if a == job.task_file else a for a in argv]
+    launch = _launch(executor, job, argv)
+    if launch is not None:
+        argv = launch.argv
     env: dict[str, str] = {
         **launch_guard.job_env(),
         **{str(k): str(v) for k, v in executor.env_vars.items()},
@@ -132,6 +137,7 @@ def build(
         "NEMORUN_JOB_NAME": job.job_name,
         "NEMORUN_RUN_TAG": job.run_tag,
         "NEMORUN_JOB_DIR": job_dir,
+        **(launch.env if launch else {}),
     }
     secrets = {k: str(v) for k, v in job.secret_env.items() if v is not None}
     for name in [*env, *secrets]:
@@ -157,6 +163,8 @@ def build(
         spec["cwd"] = job.workdir  # used where it exists (a cluster sharing this filesystem)
     if files:
         spec["files"] = files
+    if launch is not None:
+        spec["require"] = launch.require
     if stream_paths:
         spec["out"], spec["err"] = stream_paths
     if dependency_ids:
@@ -191,4 +199,61 @@ def build(
         body["entrypoint_resources"] = {
             str(k): float(v) for k, v in executor.entrypoint_resources.items()
         }
-    return Submission(sid, body, sorted(secrets))
+    return Submission(sid, body, sorted(secrets), launch.argv if launch else None)
+
+
+@dataclass
+class _Launch:
+    argv: list[str]
+    env: dict[str, str]
+    #: What the wrapper checks before starting anything (see backends.ray.entrypoint).
+    require: dict[str, str]
+
+
+def _launch(executor: RayExecutor, job: JobSpec, argv: list[str]) -> _Launch | None:
+    """The launch line for a profile with a launcher (None without one).
+
+    One node: Ray runs a job's entrypoint as one process on one node, so the launcher
+    starts every rank there, with the rendezvous on loopback (port 0: the store binds a free
+    one; this machine cannot pick a port on the cluster's node). The launcher runs with the
+    cluster's ``python``, and so do the ranks: a command naming this machine's interpreter
+    (what the engine writes) is given that one. The package check cannot run from here, so
+    the wrapper does it on the node with the same interpreter, and says this message.
+    """
+    launcher = executor.launcher
+    nproc = executor.nproc_per_node
+    if launcher is None:
+        if nproc > 1:
+            raise BackendError(
+                f"job {job.job_name!r}: nproc_per_node={nproc} needs a launcher "
+                "(launcher='torchrun'); a plain Ray entrypoint is one process"
+            )
+        return None
+    from core.launchers import (
+        RANK_PREFIX_ENV,
+        LauncherError,
+        launch_argv,
+        missing_package_error,
+        package_importable,
+        ranks_per_node,
+        single_node_endpoint,
+    )
+
+    python = executor.python or "python"
+    if argv[0] == sys.executable:
+        argv = [python, *argv[1:]]
+    try:
+        line = launch_argv(
+            launcher,
+            argv,
+            python=python,
+            nnodes=1,
+            nproc_per_node=ranks_per_node(launcher, nproc),
+            rdzv_endpoint=single_node_endpoint(launcher),
+            rdzv_id=job.run_tag,
+        )
+    except LauncherError as exc:
+        raise BackendError(f"job {job.job_name!r}: {exc}") from None
+    _, module = package_importable(launcher, python)
+    message = str(missing_package_error(launcher, module, "on the Ray cluster"))
+    return _Launch(line, dict(RANK_PREFIX_ENV), {"module": module, "message": message})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.engine.executors import ExecutorProfile, SlurmExecutor, register_profile
+from core.engine.executors import ExecutorProfile, SlurmExecutor, launcher_from, register_profile
 
 #: The Jobs API (dashboard) of a head started with Ray's defaults.
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -44,6 +44,9 @@ class RayExecutor(ExecutorProfile):
     PATH the Ray node was started with). ``job_dir`` is a root on the cluster's nodes: each job
     may write into ``<job_dir>/<experiment>/<job>`` (``NEMORUN_JOB_DIR``; without it, the
     store's job dir, right when the cluster shares this machine's filesystem).
+    ``launcher`` (None, "torchrun"/Torchrun(...), "ft"/FaultTolerance(...): core.launchers)
+    starts ``nproc_per_node`` ranks on the node that runs the entrypoint (one node: Ray runs
+    one entrypoint process per job).
     """
 
     backend: ClassVar[str] = "ray"
@@ -58,9 +61,22 @@ class RayExecutor(ExecutorProfile):
     job_dir: str = ""
     #: Seconds between log reads while following (the stream endpoint pushes sooner).
     log_interval: float = 0.5
+    launcher: Any = None
+    #: Ranks the launcher starts (a launcher's own ``nproc_per_node`` wins); without a
+    #: launcher only 1 (the entrypoint is one process).
+    nproc_per_node: int = 1
 
     def __post_init__(self) -> None:
         self.address = normalize_address(self.address)
+        self.launcher = launcher_from(self.launcher)
+        if (
+            isinstance(self.nproc_per_node, bool)
+            or not isinstance(self.nproc_per_node, int)
+            or self.nproc_per_node < 1
+        ):
+            raise ValueError(
+                f"nproc_per_node must be a positive integer, not {self.nproc_per_node!r}"
+            )
         for name in ("entrypoint_num_cpus", "entrypoint_num_gpus"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -79,3 +79,43 @@ def test_the_job_ends_with_its_command_not_with_what_it_left_behind(tmp_path: Pa
     proc = subprocess.run(wrapper_argv(spec), capture_output=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout == b"done\n"
     assert time.monotonic() - start < 8, "the wrapper waited for the orphan"
+
+
+def test_a_launcher_package_missing_here_fails_before_anything_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    spec = {
+        "argv": ["bash", "-c", f"touch {shlex.quote(str(marker))}"],
+        "name": "j",
+        "out": str(tmp_path / "o"),
+        "err": str(tmp_path / "e"),
+        "require": {"module": "no_such_module_nrt_7f3a", "message": "torchrun needs X here"},
+        # Never waited for: the check comes first (this dashboard does not exist).
+        "after": ["some-dependency"],
+        "dashboard": "http://127.0.0.1:1",
+    }
+    start = time.monotonic()
+    proc = subprocess.run(wrapper_argv(spec), capture_output=True, timeout=30)
+    assert proc.returncode == 127
+    assert proc.stderr == b"nemorun: not run: torchrun needs X here\n"
+    assert (tmp_path / "e").read_bytes() == proc.stderr and proc.stdout == b""
+    assert not marker.exists(), "the command ran although its launcher's package is missing"
+    assert time.monotonic() - start < 20
+
+
+def test_a_package_on_the_jobs_own_pythonpath_counts(tmp_path: Path) -> None:
+    """The check sees what the ranks will see: the job's env (here PYTHONPATH) and cwd."""
+    lib = tmp_path / "lib" / "nrt_fake_launcher_pkg"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    spec = {
+        "argv": ["bash", "-c", "echo started"],
+        "env": {"PYTHONPATH": str(tmp_path / "lib")},
+        "name": "j",
+        "out": str(tmp_path / "o"),
+        "require": {"module": "nrt_fake_launcher_pkg", "message": "missing"},
+    }
+    proc = subprocess.run(wrapper_argv(spec), capture_output=True, timeout=30)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"started\n", b"")
+    spec["env"] = {}
+    proc = subprocess.run(wrapper_argv(spec), capture_output=True, timeout=30)
+    assert (proc.returncode, proc.stderr) == (127, b"nemorun: not run: missing\n")
