@@ -45,13 +45,15 @@ dist.destroy_process_group()
 _LINE = re.compile(r"\[rank(\d+)\]:(started|joined) rank=\d+ t=([0-9.]+)")
 
 
-async def one(engine: object, executor: object, script: Path, title: str) -> tuple[float, float]:
+async def one(
+    engine: object, executor: object, script: Path, title: str, entrypoint: str = "python"
+) -> tuple[float, float]:
     from core.config import Script
     from core.engine import Plan
     from core.engine.states import JobState
 
     plan = Plan(title=title)
-    plan.add(Script(path=str(script), entrypoint="python"), executor, name="ranks")  # type: ignore[arg-type]
+    plan.add(Script(path=str(script), entrypoint=entrypoint), executor, name="ranks")  # type: ignore[arg-type]
     t0 = time.time()
     record = await engine.launch(plan)  # type: ignore[attr-defined]
     done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.2), 300)  # type: ignore[attr-defined]
@@ -64,7 +66,7 @@ async def one(engine: object, executor: object, script: Path, title: str) -> tup
     return max(seen["started"]) - t0, max(seen["joined"]) - t0
 
 
-async def series(label: str, make_executor: object, runs: int) -> None:
+async def series(label: str, make_executor: object, runs: int, entrypoint: str = "python") -> None:
     from core.engine import Engine, registry
     from core.store import Store
 
@@ -74,11 +76,12 @@ async def series(label: str, make_executor: object, runs: int) -> None:
         engine = Engine(Store(Path(tmp) / "home"))
         results: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
         try:
-            await one(engine, make_executor(1, tmp), script, "warm-up")  # type: ignore[operator]
+            await one(engine, make_executor(1, tmp), script, "warm-up", entrypoint)  # type: ignore[operator]
             for _ in range(runs):
                 for n in (1, 2):
                     executor = make_executor(n, tmp)  # type: ignore[operator]
-                    results[n].append(await one(engine, executor, script, f"{label}-{n}"))
+                    title = f"{label}-{n}"
+                    results[n].append(await one(engine, executor, script, title, entrypoint))
         finally:
             await registry.close_all()
     for n in (1, 2):
@@ -111,6 +114,36 @@ def bare_torchrun(n: int, runs: int) -> None:
     figure(f"bare torchrun (no engine): start -> all {n} rank(s) joined", joined)
 
 
+def docker_series(runs: int) -> None:
+    """torchrun in one podman container (the CI image lent this machine's torch read-only,
+    as tests/backends/test_docker.py does): ranks on the container's loopback."""
+    import sysconfig
+
+    from ci_services import PYTHON_IMAGE, docker_available, docker_url
+
+    from core.engine.executors_docker import DockerExecutor
+
+    ok, why = docker_available()
+    libdir = "/usr/lib/x86_64-linux-gnu"
+    if not ok or sys.version_info[:2] != (3, 11) or not os.path.isdir(libdir):
+        print(f"docker skipped: {why if not ok else 'needs Python 3.11 and ' + libdir}")
+        return
+    purelib = sysconfig.get_paths()["purelib"]
+
+    def docker(n: int, tmp: str) -> object:
+        return DockerExecutor(
+            container_image=PYTHON_IMAGE,
+            base_url=docker_url(),
+            pull="never",
+            launcher="torchrun",
+            ntasks_per_node=n,
+            volumes=[f"{purelib}:/opt/site:ro", f"{libdir}:{libdir}:ro", f"{tmp}:{tmp}:ro"],
+            env_vars={"PYTHONPATH": "/opt/site"},
+        )
+
+    asyncio.run(series("docker torchrun", docker, runs, entrypoint="python3"))
+
+
 def main() -> int:
     if importlib.util.find_spec("torch") is None:
         print("skipped: torch is not installed (pip install torch==2.13.0)")
@@ -124,6 +157,7 @@ def main() -> int:
 
     asyncio.run(series("local torchrun", local, runs))
     bare_torchrun(2, runs)
+    docker_series(runs)
 
     from ci_services import slurm_available
 
