@@ -16,8 +16,8 @@ import re
 from typing import Any
 
 from backends.kubernetes import names
-from core.launchers import FT_EXECUTABLE, FT_PACKAGE, TORCHRUN_MODULE
 from core.engine.states import JobState, StatusReport
+from core.launchers import FT_EXECUTABLE, FT_PACKAGE, TORCHRUN_MODULE
 
 SOURCE = "kubernetes watch"
 #: Waiting reasons that mean "will not start without a change", shown first.
@@ -146,6 +146,7 @@ def launcher_hint(pod: dict[str, Any] | None) -> str | None:
     command = [str(w) for w in containers[0].get("command") or []]
     image = containers[0].get("image") or "?"
     message = str(term.get("message") or "")
+    wanted: tuple[str, ...]
     if TORCHRUN_MODULE in command[:3]:
         name, wanted = "torchrun", ("torch",)
     elif command and posixpath.basename(command[0]) == FT_EXECUTABLE:
