@@ -286,14 +286,18 @@ NO_TORCH = (
 )
 
 
-def test_a_launcher_pod_without_torch_says_the_image_needs_torch() -> None:
+@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
+def test_a_launcher_pod_without_torch_says_the_image_needs_torch(kind: str) -> None:
     torchrun = ["python", "-m", "torch.distributed.run", "--nnodes=1", "train.py"]
-    report = status.report(FAILED_JOB, [_failed_pod(torchrun, NO_TORCH)], time.time())
-    plain = status.report(FAILED_JOB, [_failed_pod(["python", "x.py"], NO_TORCH)], time.time())
+    report = status.report(FAILED_JOB, [_failed_pod(torchrun, NO_TORCH)], time.time(), kind)
+    plain = status.report(
+        FAILED_JOB, [_failed_pod(["python", "x.py"], NO_TORCH)], time.time(), kind
+    )
     ft = status.report(
         FAILED_JOB,
         [_failed_pod(["ft_launcher", "--nnodes=1"], "exec: ft_launcher: not found", "StartError")],
         time.time(),
+        kind,
     )
 
     assert report.state is JobState.FAILED
@@ -323,6 +327,8 @@ def cluster(tmp_path: Path) -> Any:
     with kube_controller.EmulatedCluster(tmp_path / "kube") as c:
         yield c
         assert c.emu.invalid == [], c.emu.invalid
+        if c.emu.kubectl is not None:  # every object also passed kubectl's client dry run
+            assert c.emu.kubectl_checked >= c.emu.created
         assert c.controller.errors == [], c.controller.errors
 
 
@@ -447,3 +453,18 @@ async def test_an_image_without_torch_fails_with_a_clear_reason_and_triage(
         f"torchrun needs torch in the image ({IMAGE}); its python cannot import `torch`"
     ), job.reason
     assert cause is not None and cause.summary.startswith("torchrun needs torch in the image")
+
+
+async def test_an_image_without_ft_launcher_fails_with_a_clear_reason(cluster: Any) -> None:
+    """launcher="ft" where the image has no ft_launcher: the runtime cannot start it."""
+    if importlib.util.find_spec("nvidia_resiliency_ext") is not None:
+        pytest.skip("nvidia-resiliency-ext is installed here, so ft_launcher would start")
+    ex = executor(cluster, nodes=2, launcher="ft", master_port=free_port())
+    async with backend_for(ex) as backend:
+        handle = await backend.submit(spec(ex, [PY, "-c", "print('never')"], job_name="ft"))
+        report = await wait_terminal(backend, handle)
+
+    assert report.state is JobState.FAILED
+    assert report.reason is not None and report.reason.startswith(
+        f"the fault-tolerant launcher (ft) needs nvidia-resiliency-ext in the image ({IMAGE})"
+    ), report.reason
