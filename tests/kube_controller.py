@@ -17,6 +17,16 @@ kmock lacks, written here and kept small:
   from this machine), enforces the memory limit by polling the process's RSS (OOMKilled,
   exit 137), records exit codes, retries up to ``backoffLimit``, sets Job conditions, and
   garbage-collects the pods (killing their process group) of a deleted Job.
+* Like a kubelet, it expands ``$(VAR)`` in the container's ``command``/``args`` from the
+  container's env (:func:`expand`: ``$$`` is a literal ``$``, an unknown ``$(VAR)`` stays as
+  written), and with ``terminationMessagePolicy: FallbackToLogsOnError`` a failed
+  container's ``terminated.message`` is the end of its log (80 lines, 2048 bytes at most;
+  here stdout's end then stderr's, not interleaved by time as a real kubelet's log is).
+* **Cluster DNS is a stand-in, not an emulation of it.** Every pod is a process on this
+  machine, so no pod has its own address. When an env value of a container is the in-cluster
+  host name of a Service that exists (``[<host>.]<service>.<namespace>.svc`` or that plus
+  ``.cluster.local``, e.g. an Indexed Job's ``MASTER_ADDR``), the process gets ``127.0.0.1``
+  instead: every "pod" listens there. Names in command lines or files are not resolved.
 * Pod logs: served as ``text/plain`` per stream (``stream=Stdout|Stderr``), followed while
   the process runs; :meth:`Controller.drop_log_after` cuts one log connection mid-way (the
   TCP connection is closed), to test resuming.
@@ -60,6 +70,43 @@ _KF = "training.kubeflow.org"
 #: Images the emulated node can "pull"; anything else fails like a missing image.
 DEFAULT_IMAGES = frozenset({"ci/local:latest"})
 _MODELS = {"Job": "V1Job", "Pod": "V1Pod", "Service": "V1Service", "Secret": "V1Secret"}
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of a command/args item (the kubelet's rules):
+    ``$(NAME)`` becomes the variable's value when it is defined, else stays as written;
+    ``$$`` is one literal ``$``; any other ``$`` (and an unclosed ``$(``) is kept."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "$" or i + 1 >= len(text):
+            out.append(char)
+            i += 1
+            continue
+        after = text[i + 1]
+        if after == "$":
+            out.append("$")
+            i += 2
+        elif after == "(":
+            close = text.find(")", i + 2)
+            if close < 0:
+                out.append("$(")
+                i += 2
+            else:
+                name = text[i + 2 : close]
+                out.append(env.get(name, f"$({name})"))
+                i = close + 1
+        else:
+            out.append("$" + after)
+            i += 2
+    return "".join(out)
+
+
+#: A host name in the cluster's domain: ``[<host>.]<service>.<namespace>.svc[.cluster.local]``.
+_SVC_HOST = re.compile(
+    r"^(?:[a-z0-9-]+\.)?(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(?:\.cluster\.local)?$"
+)
 
 
 def now_rfc3339() -> str:
@@ -522,6 +569,14 @@ def _rss(pid: int) -> int:
     return 0
 
 
+def _log_end(*paths: Path) -> str:
+    """What a kubelet puts in ``terminated.message`` for FallbackToLogsOnError: the log's
+    last 80 lines, at most 2048 bytes."""
+    data = b"".join(p.read_bytes() for p in paths if p.is_file())
+    tail = b"\n".join(data.rstrip(b"\n").split(b"\n")[-80:])[-2048:]
+    return tail.decode("utf-8", "replace")
+
+
 class _Run:
     """One pod's container process."""
 
@@ -921,7 +976,10 @@ class Controller:
             return  # stays pending, as a real kubelet keeps backing off
         await asyncio.sleep(self.start_delay)
         env = await self._env(ns, pod, container)
-        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv = [
+            expand(str(w), env)
+            for w in [*(container.get("command") or []), *(container.get("args") or [])]
+        ]
         cwd = container.get("workingDir")
         if not cwd or not os.path.isdir(cwd):
             cwd = str(self.workdir)
@@ -994,6 +1052,8 @@ class Controller:
             "startedAt": started,
             "finishedAt": now_rfc3339(),
         }
+        if code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            term["message"] = _log_end(out, err)
         run.done.set()
         await self.emu.write(
             PODS,
@@ -1028,6 +1088,10 @@ class Controller:
                 found = re.match(r"metadata\.annotations\['(.+)'\]", path)
                 if found:
                     env[item["name"]] = ann.get(found.group(1), "")
+        for key, value in env.items():  # the DNS stand-in (see the module docstring)
+            host = _SVC_HOST.match(value)
+            if host and self.emu.get(SERVICES, host.group("ns"), host.group("svc")) is not None:
+                env[key] = "127.0.0.1"
         return env
 
     # ------------------------------------------------------------------ logs

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -148,10 +149,13 @@ class KubernetesBackend:
                 else ""
             )
         )
+        command = shlex.join(built.command)
+        if ex.launcher is not None:  # the exact launch line every pod runs
+            summary += f"\n  launcher {ex.launcher.kind} in every pod: {command}"
         return DryRun(
             backend=self.name,
             summary=summary,
-            artifacts={"manifest.yaml": manifest.to_yaml(built.shown())},
+            artifacts={"manifest.yaml": manifest.to_yaml(built.shown()), "command": command},
         )
 
     # ------------------------------------------------------------------ submit

@@ -7,6 +7,12 @@ Multi-node: an *Indexed* Job with ``completions = parallelism = nodes``; pod ``i
 host name ``<job>-<i>`` in the headless Service's domain (``subdomain``), so every rank
 reaches rank 0 at ``<job>-0.<service>`` — torchrun's ``MASTER_ADDR``. Secrets never appear in
 a manifest: their values go into a Secret object that the container reads by reference.
+
+The kubelet expands ``$(VAR)`` in a container's ``command``/``args`` from its environment
+(and turns ``$$`` into ``$``), so every ``$`` of the job's own words is doubled: they reach
+the process as written. The one word meant to be expanded is a launcher's rendezvous flag,
+``--rdzv-endpoint=$(MASTER_ADDR):$(MASTER_PORT)`` (the Indexed Job's variables, or the ones
+Kubeflow's operator sets), on a multi-node launch.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Manifests:
     secret: dict[str, Any] | None = None
     #: Secret values by key; kept out of ``secret`` until it is sent, so nothing prints them.
     secret_values: dict[str, str] = field(default_factory=dict)
+    #: The container's command as sent (every pod runs it; the kubelet expands ``$(VAR)``).
+    command: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -158,11 +166,14 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
     argv = list(job.argv)
     if argv[0] == sys.executable:
         argv[0] = ex.python  # this machine's interpreter means nothing inside the image
+    kubeflow = ex.kind == KUBEFLOW_KIND
+    command, nproc, launch_env = _command(job, ex, argv, kubeflow)
 
     env_values = {
         **launch_guard.job_env(),
         **ex.env_vars,
         **job.env,
+        **launch_env,
         "NEMORUN_EXPERIMENT_ID": job.experiment_id,
         "NEMORUN_JOB_NAME": job.job_name,
         "NEMORUN_RUN_TAG": job.run_tag,
@@ -183,16 +194,15 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
         secret_values[key] = str(value)
         env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
 
-    kubeflow = ex.kind == KUBEFLOW_KIND
     service_name = None
     if ex.nodes > 1 and not kubeflow:  # the training operator sets MASTER_ADDR itself
         service_name = name
         env += [
             {"name": "MASTER_ADDR", "value": f"{name}-0.{service_name}.{ns}.svc"},
             {"name": "MASTER_PORT", "value": str(ex.master_port)},
-            {"name": "WORLD_SIZE", "value": str(ex.nodes * ex.nproc_per_node)},
+            {"name": "WORLD_SIZE", "value": str(ex.nodes * nproc)},
             {"name": "NNODES", "value": str(ex.nodes)},
-            {"name": "NPROC_PER_NODE", "value": str(ex.nproc_per_node)},
+            {"name": "NPROC_PER_NODE", "value": str(nproc)},
             {
                 "name": "NODE_RANK",
                 "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{_INDEX}']"}},
@@ -203,10 +213,14 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
     container: dict[str, Any] = {
         "name": KUBEFLOW_CONTAINER if kubeflow else CONTAINER,
         "image": ex.image,
-        "command": argv,
+        "command": command,
         "env": env,
         "volumeMounts": mounts,
     }
+    if ex.launcher is not None:
+        # A failed container's message is its log's end, so the status can say why (e.g. the
+        # image's python has no torch: backends.kubernetes.status.launcher_hint).
+        container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     if ex.working_dir:
         container["workingDir"] = ex.working_dir
     resources = _resources(ex)
@@ -237,7 +251,8 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
             "spec": pod_spec,
         }
         manifests = Manifests(
-            job=_pytorchjob(job, ex, name, labels, annotations, template),
+            job=_pytorchjob(job, ex, name, labels, annotations, template, nproc),
+            command=command,
         )
         _add_secret(manifests, ex, secret_name, labels, secret_values)
         return manifests
@@ -267,7 +282,8 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
                 "annotations": annotations,
             },
             "spec": spec,
-        }
+        },
+        command=command,
     )
     if service_name:
         manifests.service = {
@@ -283,6 +299,76 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
         }
     _add_secret(manifests, ex, secret_name, labels, secret_values)
     return manifests
+
+
+#: The rendezvous of a multi-node launch, expanded by the kubelet from the pod's env.
+MULTI_NODE_ENDPOINT = "$(MASTER_ADDR):$(MASTER_PORT)"
+_ENDPOINT_PLACEHOLDER = "NEMORUN_RDZV_ENDPOINT_PLACEHOLDER"
+
+
+def literal(word: str) -> str:
+    """``word`` as a ``command``/``args`` item the kubelet passes through unchanged: it
+    expands ``$(VAR)`` and turns ``$$`` into ``$``, so every ``$`` is doubled."""
+    return word.replace("$", "$$")
+
+
+def _command(
+    job: JobSpec, ex: KubernetesExecutor, argv: list[str], kubeflow: bool
+) -> tuple[list[str], int, dict[str, str]]:
+    """(container command, ranks per pod, env the launcher adds).
+
+    Without a launcher the container runs the job's command as one process: a single-node
+    Job asking for several ranks is refused instead of silently running one (on several
+    nodes, and on Kubeflow, ``nproc_per_node`` reaches the job as ``NPROC_PER_NODE`` /
+    ``nprocPerNode`` for a launcher the command starts itself). With one, every pod runs
+    it (core.launchers.launch_argv): one node rendezvous on loopback, several on rank 0's
+    pod through ``$(MASTER_ADDR)``.
+    """
+    launcher = ex.launcher
+    if launcher is None:
+        if ex.nproc_per_node > 1 and ex.nodes == 1 and not kubeflow:
+            raise BackendError(
+                f"job {job.job_name!r}: nproc_per_node={ex.nproc_per_node} needs a launcher "
+                "(launcher='torchrun'); a plain container runs one process"
+            )
+        return [literal(w) for w in argv], ex.nproc_per_node, {}
+    from core.launchers import (
+        RANK_PREFIX_ENV,
+        LauncherError,
+        launch_argv,
+        ranks_per_node,
+        single_node_endpoint,
+    )
+
+    nproc = ranks_per_node(launcher, ex.nproc_per_node)
+    if ex.nodes == 1:
+        endpoint = single_node_endpoint(launcher)
+    else:
+        endpoint = (
+            f"$(MASTER_ADDR):{launcher.rdzv_port}" if launcher.rdzv_port else MULTI_NODE_ENDPOINT
+        )
+    try:
+        line = launch_argv(
+            launcher,
+            argv,
+            python=ex.python,
+            nnodes=ex.nodes,
+            nproc_per_node=nproc,
+            rdzv_endpoint=_ENDPOINT_PLACEHOLDER,
+            rdzv_id=job.run_tag,
+        )
+    except LauncherError as exc:
+        raise BackendError(f"job {job.job_name!r}: {exc}") from None
+    flag = f"--rdzv-endpoint={_ENDPOINT_PLACEHOLDER}"
+    command: list[str] = []
+    replaced = False
+    for word in line:
+        if word == flag and not replaced:  # the launcher's own flag, never the job's words
+            command.append(f"--rdzv-endpoint={endpoint}")
+            replaced = True
+        else:
+            command.append(literal(word))
+    return command, nproc, dict(RANK_PREFIX_ENV)
 
 
 def _add_secret(
@@ -309,6 +395,7 @@ def _pytorchjob(
     labels: dict[str, str],
     annotations: dict[str, str],
     template: dict[str, Any],
+    nproc: int,
 ) -> dict[str, Any]:
     """A Kubeflow ``PyTorchJob`` (training operator, kubeflow.org/v1): one Master, workers.
 
@@ -340,7 +427,7 @@ def _pytorchjob(
         },
         "spec": {
             "runPolicy": run_policy,
-            "nprocPerNode": str(ex.nproc_per_node),
+            "nprocPerNode": str(nproc),
             "pytorchReplicaSpecs": replicas,
         },
     }

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import posixpath
+import re
 from typing import Any
 
 from backends.kubernetes import names
 from core.engine.states import JobState, StatusReport
+from core.launchers import FT_EXECUTABLE, FT_PACKAGE, TORCHRUN_MODULE
 
 SOURCE = "kubernetes watch"
 #: Waiting reasons that mean "will not start without a change", shown first.
@@ -125,6 +128,47 @@ def _failed_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return failed[0]
 
 
+_NO_MODULE = re.compile(r"No module named '?([A-Za-z_][\w.]*)'?")
+
+
+def launcher_hint(pod: dict[str, Any] | None) -> str | None:
+    """Why a launcher's pod failed, when the image lacks the launcher's package.
+
+    The launcher cannot be checked before submitting (nothing runs in an image without a
+    pod), so this reads the failure instead: the container runs ``<python> -m
+    torch.distributed.run`` or ``ft_launcher`` (manifest.build), and its terminated message
+    is its log's end (``FallbackToLogsOnError``) or the runtime's start error.
+    """
+    term = terminated(pod) if pod else None
+    containers = ((pod or {}).get("spec") or {}).get("containers") or []
+    if not term or not containers:
+        return None
+    command = [str(w) for w in containers[0].get("command") or []]
+    image = containers[0].get("image") or "?"
+    message = str(term.get("message") or "")
+    wanted: tuple[str, ...]
+    if TORCHRUN_MODULE in command[:3]:
+        name, wanted = "torchrun", ("torch",)
+    elif command and posixpath.basename(command[0]) == FT_EXECUTABLE:
+        name, wanted = "the fault-tolerant launcher (ft)", (FT_PACKAGE, "torch")
+        if FT_EXECUTABLE in message and term.get("reason") in ("StartError", "ContainerCannotRun"):
+            return (
+                f"{name} needs nvidia-resiliency-ext in the image ({image}): there is no "
+                f"{FT_EXECUTABLE} to start; install it in the image, or set launcher=None"
+            )
+    else:
+        return None
+    found = _NO_MODULE.search(message)
+    module = found.group(1).split(".")[0] if found else ""
+    if module not in wanted:
+        return None
+    package = "nvidia-resiliency-ext" if module == FT_PACKAGE else "torch"
+    return (
+        f"{name} needs {package} in the image ({image}); its python cannot import "
+        f"`{module}`: install it in the image, or set launcher=None"
+    )
+
+
 def _created(obj: dict[str, Any]) -> float | None:
     return parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
 
@@ -183,7 +227,8 @@ def report(
         pod = _failed_pod(pods)
         term = terminated(pod) if pod else None
         exit_code = term.get("exitCode") if term else None
-        reason_parts = []
+        hint = launcher_hint(pod)
+        reason_parts = [hint] if hint else []
         if term and term.get("reason") and term["reason"] != "Error":
             reason_parts.append(str(term["reason"]))
         if failed.get("reason"):
@@ -287,7 +332,10 @@ def _kubeflow(job: dict[str, Any], pods: list[dict[str, Any]], observed_at: floa
         pod = _failed_pod(pods)
         term = terminated(pod) if pod else None
         code = (term or {}).get("exitCode")
-        parts = [str(term["reason"])] if term and term.get("reason") not in (None, "Error") else []
+        hint = launcher_hint(pod)
+        parts = [hint] if hint else []
+        if term and term.get("reason") not in (None, "Error"):
+            parts.append(str(term["reason"]))
         parts += [str(failed[k]) for k in ("reason", "message") if failed.get(k)]
         return StatusReport(
             JobState.FAILED,

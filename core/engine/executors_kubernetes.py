@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.engine.executors import ExecutorProfile, register_profile
+from core.engine.executors import ExecutorProfile, launcher_from, register_profile
 
 
 @register_profile
@@ -53,8 +53,13 @@ class KubernetesExecutor(ExecutorProfile):
     #: ``"Job"`` (batch/v1, the default) or ``"PyTorchJob"`` (Kubeflow's training operator,
     #: which must be installed in the cluster).
     kind: str = "Job"
+    #: None (the command as one process), "torchrun"/Torchrun(...) or "ft"/FaultTolerance(...)
+    #: (core.launchers): each pod runs the launcher with ``nproc_per_node`` ranks, the
+    #: rendezvous on rank 0's pod (``MASTER_ADDR``), or on loopback for one node.
+    launcher: Any = None
 
     def __post_init__(self) -> None:
+        self.launcher = launcher_from(self.launcher)
         if self.nodes < 1 or self.nproc_per_node < 1:
             raise ValueError("nodes and nproc_per_node must be >= 1")
         if self.gpus < 0:

@@ -254,9 +254,12 @@ def classify(
     line = _last_match(texts, _MISSING)
     if line is not None:
         module = _MISSING.search(line.text).group(1)  # type: ignore[union-attr]
+        # A backend's reason that names the module knows more (e.g. Kubernetes: "torchrun
+        # needs torch in the image (...)"); it is the summary then.
+        named = reason if reason and f"`{module.split('.')[0]}`" in reason else None
         return _with_exception(
             "missing-module",
-            f"no module named {module!r} in the job's environment",
+            named or f"no module named {module!r} in the job's environment",
             line,
             exception,
         )
