@@ -1103,6 +1103,15 @@ class Controller:
             return kmock.Response(
                 status=404, payload=_status(404, "NotFound", f'pods "{pod_name}" not found')
             )
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        asked = request.params.get("container")
+        if asked is not None and asked not in names:  # as the API server answers
+            message = (
+                f"container {asked} is not valid for pod {pod_name}"
+                if names
+                else f'pod "{pod_name}" has no containers'
+            )
+            return kmock.Response(status=400, payload=_status(400, "BadRequest", message))
         run = self.runs.get(pod_name)
         if run is None:
             reason = (

@@ -470,7 +470,10 @@ class KubernetesBackend:
             dropped = False
             pos = 0  # each connection reads this pod's log from byte 0
             try:
-                async for chunk in self._read(pod_name, which, follow and not finished):
+                reading = self._read(
+                    pod_name, status.container_name(pod), which, follow and not finished
+                )
+                async for chunk in reading:
                     end = pos + len(chunk)
                     start = max(offset, delivered) - base
                     if end > start:
@@ -502,7 +505,9 @@ class KubernetesBackend:
                 return
             self.cache.wait_version(self.cache.version, 0.2)
 
-    async def _read(self, pod: str, which: str, follow: bool) -> AsyncIterator[bytes]:
+    async def _read(
+        self, pod: str, container: str, which: str, follow: bool
+    ) -> AsyncIterator[bytes]:
         """Chunks of one log request (read in a worker thread); _Dropped if cut short."""
         try:
             response = await asyncio.to_thread(
@@ -512,7 +517,7 @@ class KubernetesBackend:
                 "read_namespaced_pod_log",
                 pod,
                 self.namespace,
-                container=manifest.CONTAINER,
+                container=container,
                 follow=follow,
                 stream=which,
                 _request_timeout=(5, 300) if follow else (5, 60),

@@ -73,10 +73,24 @@ def pod_index(pod: dict[str, Any]) -> int:
     return 0
 
 
+#: The job's container in our pods: ``main`` (batch/v1 Job) or ``pytorch`` (the name
+#: Kubeflow's training operator requires in a PyTorchJob).
+JOB_CONTAINERS = ("main", "pytorch")
+
+
+def container_name(pod: dict[str, Any]) -> str:
+    """The name of the container running the job in ``pod`` (logs are asked by it)."""
+    names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+    for name in JOB_CONTAINERS:
+        if name in names:
+            return name
+    return names[0] if names else JOB_CONTAINERS[0]
+
+
 def _container(pod: dict[str, Any]) -> dict[str, Any]:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     for status in statuses:
-        if status.get("name") == "main":
+        if status.get("name") in JOB_CONTAINERS:
             return dict(status)
     return dict(statuses[0]) if statuses else {}
 
