@@ -413,6 +413,20 @@ class KubernetesBackend:
         return len(jobs)
 
     # ------------------------------------------------------------------ logs
+    def node_of_rank(self, handle: Handle, rank: int) -> int | None:
+        """The pod index that runs a launcher's global ``rank`` (optional capability): ranks
+        are numbered pod by pod, ``NPROC_PER_NODE`` each (the env every pod of a multi-pod
+        job carries). None when the job's pods are not known (yet)."""
+        pods = self.cache.pods_of(handle.job_id)
+        for pod in pods:
+            containers = (pod.get("spec") or {}).get("containers") or []
+            for item in (containers[0].get("env") or []) if containers else []:
+                value = str(item.get("value") or "")
+                named = item.get("name") in ("NPROC_PER_NODE", "PET_NPROC_PER_NODE")
+                if named and value.isdigit() and int(value) > 0:
+                    return rank // int(value)
+        return 0 if pods else None
+
     def _pod_for(self, name: str, rank: int) -> dict[str, Any] | None:
         """The pod of ``rank`` (its latest attempt)."""
         pods = [p for p in self.cache.pods_of(name) if status.pod_index(p) == rank]

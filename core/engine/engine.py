@@ -745,7 +745,13 @@ class Engine:
                 yield data
             return
         backend = self.backend_for(exp_id, rec.name)
-        chunks = backend.logs(rec.handle, offset=offset, follow=follow, stream=stream)
+        where: dict[str, int] = {}
+        node_of = getattr(backend, "node_of_rank", None)
+        if rank is not None and node_of is not None:  # one log per node: the rank's node
+            node = node_of(rec.handle, rank)
+            if node is not None:
+                where["rank"] = node
+        chunks = backend.logs(rec.handle, offset=offset, follow=follow, stream=stream, **where)
         if rank is None:
             async for chunk in chunks:
                 yield chunk

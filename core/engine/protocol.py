@@ -149,6 +149,9 @@ class Backend(Protocol):
 #: ``retries_natively: ClassVar[bool]``: the scheduler re-runs a failed job itself (the
 #: profile's ``retries`` maps onto it, e.g. Kubernetes' ``backoffLimit``); the engine then
 #: never re-submits, and the re-runs are reported as ``restarts``.
+#: ``node_of_rank(handle, rank: int) -> int | None``: for a backend whose ``logs`` take
+#: ``rank=<node>`` (one log per node, e.g. a Kubernetes pod), the node that runs a
+#: launcher's global ``rank``; ``Engine.logs(rank=)`` reads that node's log.
 #: ``async job_outputs(handle) -> core.results.locate.JobOutputs``: where the job's
 #: ``NEMORUN_JOB_DIR`` and logs are and the transport that reaches them (metrics, artifacts).
 OPTIONAL_CAPABILITIES = (
@@ -158,4 +161,5 @@ OPTIONAL_CAPABILITIES = (
     "wait_changed",
     "job_outputs",
     "retries_natively",
+    "node_of_rank",
 )

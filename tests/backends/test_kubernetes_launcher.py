@@ -382,12 +382,14 @@ async def test_two_pods_one_rank_each_all_reduce_over_gloo(cluster: Any, tmp_pat
             b"".join([c async for c in backend.logs(handle, rank=pod, stream="stderr")]).decode()
             for pod in (0, 1)
         ]
+        nodes = [backend.node_of_rank(handle, rank) for rank in (0, 1)]
     seconds = time.monotonic() - started
 
     assert report.state is JobState.SUCCEEDED, (report, errs)
     lines = sorted(line for text in logs for line in text.splitlines())
     assert lines == ["[rank0]:rank=0 world=2 sum=3", "[rank1]:rank=1 world=2 sum=3"], (logs, errs)
     assert all(text.count("\n") == 1 for text in logs), "one rank per pod"
+    assert nodes == [0, 1]  # Engine.logs(rank=1) reads pod 1's log
     print(f"2 pods x 1 rank, emulated: {seconds:.1f}s")
 
 

@@ -368,3 +368,32 @@ async def test_failing_notices_fall_back_to_sleeping(
     done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.05), 20)
     assert done.jobs[0].state is JobState.SUCCEEDED
     assert noticing.waits  # it was asked, failed, and the engine slept instead
+
+
+async def test_a_ranks_log_is_read_from_the_node_that_runs_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend with one log per node (Kubernetes pods) says which node runs a global rank
+    (``node_of_rank``); the engine reads that node's log and keeps that rank's lines."""
+    per_node = {0: b"[rank0]:a\n[rank1]:b\n", 1: b"[rank2]:c\n[rank3]:d\n"}
+    asked: list[int] = []
+
+    async def logs(
+        self: FakeBackend, handle: Handle, *, rank: int = 0, **_: object
+    ) -> AsyncIterator[bytes]:
+        asked.append(rank)
+        yield per_node[rank]
+
+    record = await engine.launch(plan_of("ddp"))
+    monkeypatch.setattr(FakeBackend, "logs", logs)
+    assert [b"".join([c async for c in engine.logs(record.id, rank=r)]) for r in (1, 3)] == [
+        b"b\n",
+        b"",  # without node_of_rank, node 0's log: rank 3 is not there
+    ]
+    monkeypatch.setattr(FakeBackend, "node_of_rank", lambda self, h, rank: rank // 2, raising=False)
+    asked.clear()
+    assert [b"".join([c async for c in engine.logs(record.id, rank=r)]) for r in (1, 3)] == [
+        b"b\n",
+        b"d\n",
+    ]
+    assert asked == [0, 1]
