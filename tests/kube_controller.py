@@ -1073,8 +1073,8 @@ class Controller:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
         ann = pod["metadata"].get("annotations") or {}
         for item in container.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = str(item["value"])
+            if "value" in item:  # expanded from the variables defined before it
+                env[item["name"]] = expand(str(item["value"]), env)
                 continue
             source = item.get("valueFrom") or {}
             if "secretKeyRef" in source:

@@ -187,7 +187,8 @@ def build(job: JobSpec, ex: KubernetesExecutor) -> Manifests:
             raise BackendError(f"invalid environment variable name {key!r}")
         if key in job.secret_env:
             continue
-        env.append({"name": key, "value": str(value)})
+        # Env values are expanded by the kubelet too (``$(VAR)`` of earlier variables).
+        env.append({"name": key, "value": literal(str(value))})
     for key, value in job.secret_env.items():
         if not _ENV_NAME.match(key):
             raise BackendError(f"invalid environment variable name {key!r}")
@@ -307,8 +308,8 @@ _ENDPOINT_PLACEHOLDER = "NEMORUN_RDZV_ENDPOINT_PLACEHOLDER"
 
 
 def literal(word: str) -> str:
-    """``word`` as a ``command``/``args`` item the kubelet passes through unchanged: it
-    expands ``$(VAR)`` and turns ``$$`` into ``$``, so every ``$`` is doubled."""
+    """``word`` as a ``command``/``args`` item or env value the kubelet passes through
+    unchanged: it expands ``$(VAR)`` and turns ``$$`` into ``$``, so every ``$`` is doubled."""
     return word.replace("$", "$$")
 
 

@@ -73,8 +73,11 @@ def cluster(tmp_path: Path) -> Any:
 
 
 async def test_a_jobs_own_dollar_words_reach_the_process_as_written(cluster: Any) -> None:
-    """The backend escapes what the kubelet would expand; the emulated kubelet expands."""
+    """The backend escapes what the kubelet would expand (command words and env values);
+    the emulated kubelet expands."""
+    value = "$(NEMORUN_JOB_NAME) $$ $(HOME)"
     ex = KubernetesExecutor(
+        env_vars={"MINE": value},
         image="ci/local:latest",
         kubeconfig=str(cluster.kubeconfig),
         context=cluster.context,
@@ -87,7 +90,12 @@ async def test_a_jobs_own_dollar_words_reach_the_process_as_written(cluster: Any
         experiment_id="kube-expand",
         job_name="words",
         run_tag=f"kube-words-{time.time_ns()}",
-        argv=[sys.executable, "-c", "import sys; print(sys.argv[1:])", *words],
+        argv=[
+            sys.executable,
+            "-c",
+            "import os, sys; print(sys.argv[1:], os.environ['MINE'])",
+            *words,
+        ],
         executor=ex,
         job_dir="/unused/words",
         workdir="/unused",
@@ -104,4 +112,4 @@ async def test_a_jobs_own_dollar_words_reach_the_process_as_written(cluster: Any
         await backend.close()
 
     assert report.state is JobState.SUCCEEDED, report
-    assert out.decode() == f"{words!r}\n"
+    assert out.decode() == f"{words!r} {value}\n"
