@@ -153,8 +153,9 @@ def test_one_node_runs_torchrun_on_loopback_with_the_ranks_and_the_rank_prefix()
     assert built.command == container(built)["command"]
     env = env_of(built)
     # Env values are expanded by the kubelet too: its `$` reaches torchrun as one `$`.
-    assert kube_controller.expand(env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"], {}) == (
-        RANK_PREFIX_ENV["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"]
+    assert (
+        kube_controller.expand(env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"], {})
+        == (RANK_PREFIX_ENV["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"])
     )
     assert "MASTER_ADDR" not in env and built.service is None
     assert container(built)["terminationMessagePolicy"] == "FallbackToLogsOnError"
