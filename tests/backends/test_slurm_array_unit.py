@@ -8,6 +8,7 @@ from pathlib import Path
 from core.config import Script
 from core.engine import Engine
 from core.engine.executors import LocalExecutor, LocalTunnel, SlurmExecutor
+from core.engine.executors_docker import DockerExecutor
 from core.engine.sweep_plan import task_sweep_plan
 from core.engine.sweep_submit import array_jobs
 from core.store import Store
@@ -36,7 +37,9 @@ def test_only_sweeps_sharing_one_executor_become_arrays(tmp_path: Path) -> None:
     params = [parse_param("inline='echo a','echo b'")]
     assert array_jobs(task_sweep_plan(Script(inline="x"), params, executor, title="s"))
     local = task_sweep_plan(Script(inline="x"), params, LocalExecutor(), title="s")
-    assert array_jobs(local) is None  # the local backend has no arrays
+    assert array_jobs(local)  # locally: one pool (backends/local/array_sweep.py)
+    box = DockerExecutor(container_image="busybox", base_url="unix:///nonexistent.sock")
+    assert array_jobs(task_sweep_plan(Script(inline="x"), params, box, title="s")) is None
     mixed = task_sweep_plan(Script(inline="x"), params, executor, title="s")
     mixed.jobs[1].executor = SlurmExecutor(
         partition="other", tunnel=LocalTunnel(job_dir=str(tmp_path / "jobs"))
