@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,26 +141,9 @@ def _spawn_pool(backend: LocalBackend, first: JobSpec, root: Path) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(launch_guard.job_env())
     env.update(first.secret_env)  # only in memory and the process environment, never on disk
-    log_fd = os.open(
-        root / sv.LOGS / "pool.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
-    )
     try:
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-I", "-S", POOL_SCRIPT, str(root)],
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
-            ],
-            setsid=True,
-            setsigmask=(signal.SIGTERM, signal.SIGINT),
-            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
-        )
+        pid = sv.spawn_detached(POOL_SCRIPT, str(root), env, str(root / sv.LOGS / "pool.log"))
     except (OSError, ValueError) as exc:
         raise BackendError(f"cannot start the sweep's pool process: {exc}") from exc
-    finally:
-        os.close(log_fd)
     backend._spawned.add(pid)
     return pid

@@ -261,30 +261,11 @@ class LocalBackend:
         env.update(_launch_env(job))  # the rank prefix of launcher logs (core.launchers)
         env.update(job_vars(job, root))  # where the job writes its outputs (core.results)
         env.update(job.secret_env)  # only in memory and the process environment, never on disk
-        log_fd = os.open(
-            root / sv.LOGS / sv.SUPERVISOR_LOG,
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-            sv.PRIVATE_FILE,
-        )
+        log = str(root / sv.LOGS / sv.SUPERVISOR_LOG)
         try:
-            pid = os.posix_spawn(
-                sys.executable,
-                [sys.executable, "-I", "-S", SUPERVISOR_SCRIPT, str(root)],
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                ],
-                setsid=True,
-                # Held pending until the supervisor's handlers exist (see supervisor.main).
-                setsigmask=(signal.SIGTERM, signal.SIGINT),
-                setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
-            )
+            pid = sv.spawn_detached(SUPERVISOR_SCRIPT, str(root), env, log)
         except (OSError, ValueError) as exc:
             raise BackendError(f"cannot start the supervisor for {job.job_name!r}: {exc}") from exc
-        finally:
-            os.close(log_fd)
         self._spawned.add(pid)
         return pid
 

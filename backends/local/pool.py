@@ -85,28 +85,9 @@ def point_env(run_dir: str) -> dict[str, str]:
 
 def _spawn(run_dir: str) -> int:
     """Start the point's supervisor, as the backend would for a job submitted alone."""
-    log_fd = os.open(
-        os.path.join(run_dir, sv.LOGS, sv.SUPERVISOR_LOG),
-        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-        sv.PRIVATE_FILE,
-    )
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
-    try:
-        pid = os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-I", "-S", script, run_dir],
-            point_env(run_dir),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2),
-            ],
-            setsid=True,
-            setsigmask=(signal.SIGTERM, signal.SIGINT),
-            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
-        )
-    finally:
-        os.close(log_fd)
+    log = os.path.join(run_dir, sv.LOGS, sv.SUPERVISOR_LOG)
+    pid = sv.spawn_detached(script, run_dir, point_env(run_dir), log)
     pids = {
         "schema": sv.SCHEMA,
         "boot_id": sv.boot_id(),

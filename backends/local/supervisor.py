@@ -214,6 +214,31 @@ def descendants(root: int) -> list[tuple[int, int]]:
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def spawn_detached(script: str, target: str, env: dict[str, str], log_path: str) -> int:
+    """Start ``python -I -S <script> <target>`` in a session of its own, stdin from
+    /dev/null and stdout/stderr appended to ``log_path``; its pid. SIGTERM/SIGINT stay
+    blocked until the new process installed its handlers (it unblocks them itself), so a
+    cancel that arrives while it starts is delivered then, not lost. How the backend starts
+    a supervisor and a sweep's pool, and how the pool starts each point's supervisor."""
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        return os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-I", "-S", script, target],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                (os.POSIX_SPAWN_DUP2, log_fd, 2),
+            ],
+            setsid=True,
+            setsigmask=(signal.SIGTERM, signal.SIGINT),
+            setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE),
+        )
+    finally:
+        os.close(log_fd)
+
+
 def become_subreaper() -> bool:
     """Adopt the job's orphans (Linux), so a process that escaped the job's process group with
     ``setsid`` and lost its parent is still ours to find and stop; False where unsupported."""
