@@ -242,6 +242,8 @@ class NemorunApp(App[int]):
         self.bell_enabled = settings.ui.bell
         self._summaries: dict[str, Any] = {}
         self._error_seen: dict[str, float] = {}
+        self._ended: list[Any] = []  # job ends not yet said (see nemorun_tui.end_toasts)
+        self._ended_timer: Timer | None = None
         self._listing: ChainedPoll | None = None
         self._monitor: ChainedPoll | None = None
         self._ticker: Timer | None = None
@@ -531,19 +533,22 @@ class NemorunApp(App[int]):
 
     def _run_ended(self, change: Any) -> None:
         from core.results.jobs import record_end
+        from nemorun_tui.end_toasts import GATHER_SECONDS
 
         # Record what the job left (artifacts.json) and why it failed (cause.json).
         self.bridge.submit(record_end(self.engine, change.exp_id, change.job))
-        severity = "information" if change.new.value == "SUCCEEDED" else "warning"
-        reason = f" ({change.report.reason})" if change.report.reason else ""
-        code = change.report.exit_code
-        exit_text = f", exit {code}" if code is not None else ""
-        self.notify(
-            f"{change.exp_id} / {change.job}: {change.new.value}{exit_text}{reason}",
-            title="Run ended",
-            severity=severity,
-        )
-        if self.bell_enabled:
+        self._ended.append(change)
+        if self._ended_timer is None:  # a sweep's points end together: say them at once
+            self._ended_timer = self.set_timer(GATHER_SECONDS, self._say_ended)
+
+    def _say_ended(self) -> None:
+        from nemorun_tui.end_toasts import end_toasts
+
+        self._ended_timer = None
+        changes, self._ended = self._ended, []
+        for toast in end_toasts(changes):
+            self.notify(toast.message, title=toast.title, severity=toast.severity)
+        if changes and self.bell_enabled:
             self.bell()
 
     def notify(

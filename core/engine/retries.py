@@ -171,6 +171,7 @@ def _record_attempt(
         job.restarts = 0
         job.submitted_at = now
         job.ended_at = None
+        job.started_at = None
         job.observed_at = now
         job.source = "engine:retry"
         job.last_output_at = None

@@ -399,6 +399,9 @@ class Store:
                 after = (report.state, report.reason, report.exit_code, report.restarts)
                 job.observed_at = report.observed_at
                 job.source = report.source
+                if job.started_at is None and report.started_at is not None:
+                    job.started_at = report.started_at  # when it started, not when seen
+                    dirty = True
                 if before == after:
                     continue
                 dirty = True

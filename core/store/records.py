@@ -235,6 +235,9 @@ class JobRecord:
     dependencies: list[str] = field(default_factory=list)
     submitted_at: float | None = None
     ended_at: float | None = None
+    #: When the job itself started running, as its backend said (None: not yet, or the
+    #: backend did not say); a queued job's wait is ``started_at - submitted_at``.
+    started_at: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     workdir: str | None = None
     last_output_at: float | None = None
@@ -288,6 +291,7 @@ class JobRecord:
             "restarts": self.restarts,
             "dependencies": list(self.dependencies),
             "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
 
@@ -320,6 +324,7 @@ class JobRecord:
             dependencies=dependencies,
             submitted_at=_opt_time(data, "submitted_at"),
             ended_at=_opt_time(data, "ended_at"),
+            started_at=_opt_time(data, "started_at"),
             attempts=_attempts(data),
             workdir=_opt_text(data, "workdir"),
             last_output_at=_opt_time(data, "last_output_at"),
@@ -329,11 +334,20 @@ class JobRecord:
 
     @property
     def duration(self) -> float | None:
-        """Seconds from submission to end (or to now while live)."""
-        if self.submitted_at is None:
+        """Seconds the job ran: from its start to its end (or to now while live). From its
+        submission when the backend never said when it started (the time queued included)."""
+        begin = self.started_at if self.started_at is not None else self.submitted_at
+        if begin is None:
             return None
         end = self.ended_at if self.ended_at is not None else time.time()
-        return max(0.0, end - self.submitted_at)
+        return max(0.0, end - begin)
+
+    @property
+    def queued(self) -> float | None:
+        """Seconds between submission and start, when both are known."""
+        if self.submitted_at is None or self.started_at is None:
+            return None
+        return max(0.0, self.started_at - self.submitted_at)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from nemorun_tui.widgets.config_outline import config_outline, node_label, root_fn
-from nemorun_tui.widgets.format import cell, plain_row, state_label, when, when_seconds
+from nemorun_tui.widgets.format import cell, duration, plain_row, state_label, when, when_seconds
 from nemorun_tui.widgets.jobs_panel import JobsPanel
 from nemorun_tui.widgets.results_panel import ResultsPanel
 
@@ -369,6 +369,12 @@ class DetailPane(VerticalScroll, can_focus=True):
             plain_row(table, "handle", handle_text(rec.handle) if rec.handle else "(not submitted)")
             if rec.submitted_at:
                 plain_row(table, "submitted", when_seconds(rec.submitted_at))
+            if rec.started_at:
+                waited = rec.queued
+                started = when_seconds(rec.started_at)
+                if waited is not None and waited >= 1:
+                    started = f"{started} (queued {duration(waited)})"
+                plain_row(table, "started", started)
             from nemorun_tui.job_status import detail_rows
 
             retries = job.executor.get("retries")

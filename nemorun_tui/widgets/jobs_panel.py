@@ -237,6 +237,9 @@ class JobsPanel(Static, can_focus=True):
                 seen += f" via {job.source}"
         if job.state.is_terminal:
             took = duration(job.duration)
+        elif job.started_at is not None:  # running: its run time so far
+            ran = now - job.started_at
+            took = duration(ran) if ran >= 60 else "<1m"
         elif job.submitted_at is not None:
             took = duration(now - job.submitted_at) if now - job.submitted_at >= 60 else "<1m"
         else:

@@ -187,3 +187,36 @@ async def test_the_dry_run_says_how_many_run_at_once(backend: LocalBackend, tmp_
     assert f"2 points on this machine, at most {default_throttle()} at once" in dry.summary
     assert dry.artifacts["points"] == "p0: bash -c 'echo '\"'\"'a b'\"'\"''\np1: bash -c true\n"
     assert not (tmp_path / "exp").exists()  # a dry run writes nothing
+
+
+async def test_a_points_run_time_leaves_out_its_wait_for_a_slot(tmp_path: Path) -> None:
+    """Through the engine: the second point of a 1-slot sweep waits for the first; its
+    record keeps when it started, so its duration is its run, and the wait is `queued`."""
+    from core.config import Script
+    from core.engine import Engine, registry
+    from core.engine.sweep_plan import task_sweep_plan
+    from core.store import Store
+    from core.sweep import parse_param
+
+    engine = Engine(Store(tmp_path / "home"))
+    plan = task_sweep_plan(
+        Script(inline="sleep 0.8"),
+        [parse_param("env.N=1,2")],
+        LocalExecutor(),
+        title="slots",
+        throttle=1,
+    )
+    try:
+        record = await engine.launch(plan)
+        done = await asyncio.wait_for(engine.wait(record.id, max_interval=0.1), TIMEOUT)
+    finally:
+        await registry.close_all()
+    first, second = done.jobs
+    assert [first.state, second.state] == [JobState.SUCCEEDED] * 2
+    assert first.started_at is not None and second.started_at is not None
+    assert second.started_at >= first.ended_at - 0.05  # type: ignore[operator]
+    assert second.queued is not None and second.queued >= 0.7
+    assert second.duration == second.ended_at - second.started_at  # type: ignore[operator]
+    assert second.duration < second.ended_at - second.submitted_at - 0.5  # type: ignore[operator]
+    result = sv.read_json(os.path.join(second.handle.job_id, sv.RESULT))  # type: ignore[union-attr]
+    assert result is not None and second.started_at == result["started_at"]
