@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import stat
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -202,7 +203,7 @@ class DockerBackend:
                 else ""
             )
             + (
-                f"; {executor.launcher.kind} starts the ranks (exact line: Cmd in create.json)"
+                f"; {executor.launcher.kind} starts the ranks (the launch line: command)"
                 if executor.launcher is not None
                 else ""
             )
@@ -218,6 +219,7 @@ class DockerBackend:
             backend=self.name,
             summary=summary,
             artifacts={
+                "command": shlex.join(str(word) for word in req.body.get("Cmd") or []),
                 "request": f"POST {req.path}",
                 "create.json": json.dumps(shown, indent=2, sort_keys=True) + "\n",
             },

@@ -689,6 +689,12 @@ async def test_a_launcher_whose_package_the_image_lacks_is_refused_before_any_co
 
     ex = profile(container_image=PYTHON_IMAGE, launcher="torchrun", ntasks_per_node=2)
     job = make_spec(["python3", "-c", "print(1)"], "no-torch", executor=ex)
+    dry = await backend.dryrun(job)  # the launch line, as a shell would run it
+    assert dry.artifacts["command"] == (
+        "python3 -m torch.distributed.run --nnodes=1 --nproc-per-node=2 --rdzv-backend=c10d "
+        f"--rdzv-endpoint=127.0.0.1:0 --rdzv-id={job.run_tag} --max-restarts=0 --tee=3 "
+        "--no-python python3 -c 'print(1)'"
+    )
     with pytest.raises(BackendError, match="torchrun needs the Python package `torch`") as err:
         await backend.submit(job)
     assert PYTHON_IMAGE in str(err.value)
