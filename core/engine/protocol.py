@@ -152,6 +152,10 @@ class Backend(Protocol):
 #: ``node_of_rank(handle, rank: int) -> int | None``: for a backend whose ``logs`` take
 #: ``rank=<node>`` (one log per node, e.g. a Kubernetes pod), the node that runs a
 #: launcher's global ``rank``; ``Engine.logs(rank=)`` reads that node's log.
+#: ``async submit_array(specs, throttle) -> (Handle, [Handle, ...])`` and ``async
+#: dryrun_array(specs, throttle) -> DryRun``: a sweep's points in one submission, at most
+#: ``throttle`` running at once (core.engine.sweep_submit; Slurm: one array job, local: one
+#: pool process). ``async cancel_many(handles)``: many jobs in one call (one scancel).
 #: ``async job_outputs(handle) -> core.results.locate.JobOutputs``: where the job's
 #: ``NEMORUN_JOB_DIR`` and logs are and the transport that reaches them (metrics, artifacts).
 OPTIONAL_CAPABILITIES = (
@@ -162,4 +166,7 @@ OPTIONAL_CAPABILITIES = (
     "job_outputs",
     "retries_natively",
     "node_of_rank",
+    "submit_array",
+    "dryrun_array",
+    "cancel_many",
 )
