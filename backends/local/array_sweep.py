@@ -99,13 +99,7 @@ def submit_array(
             }
         sv.write_json(str(root / pl.POOL), pool, durable=True)
         pid = _spawn_pool(backend, specs[0], root)
-        pids = {
-            "schema": sv.SCHEMA,
-            "boot_id": sv.boot_id(),
-            "supervisor": sv.identity(pid) or {"pid": pid, "start": None},
-            "child": None,
-            "phase": "held" if specs[0].held else "starting",
-        }
+        pids = sv.started_record(pid, "held" if specs[0].held else "starting")
         sv.write_json(str(root / sv.PIDS), pids, durable=False, exclusive=True)
     return Handle(backend.name, "local", str(root)), handles
 

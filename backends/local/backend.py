@@ -242,13 +242,7 @@ class LocalBackend:
             for stream in sv.STREAMS.values():
                 _touch_private(root / sv.LOGS / stream)
             pid = self._spawn_supervisor(job, root)
-            pids = {
-                "schema": sv.SCHEMA,
-                "boot_id": sv.boot_id(),
-                "supervisor": sv.identity(pid) or {"pid": pid, "start": None},
-                "child": None,
-                "phase": "starting",
-            }
+            pids = sv.started_record(pid)
             # The supervisor may already have written a fuller pid.json: never overwrite it.
             sv.write_json(str(root / sv.PIDS), pids, durable=False, exclusive=True)
         return handle

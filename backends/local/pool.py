@@ -88,13 +88,7 @@ def _spawn(run_dir: str) -> int:
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
     log = os.path.join(run_dir, sv.LOGS, sv.SUPERVISOR_LOG)
     pid = sv.spawn_detached(script, run_dir, point_env(run_dir), log)
-    pids = {
-        "schema": sv.SCHEMA,
-        "boot_id": sv.boot_id(),
-        "supervisor": sv.identity(pid) or {"pid": pid, "start": None},
-        "child": None,
-        "phase": "starting",
-    }
+    pids = sv.started_record(pid)
     sv.write_json(os.path.join(run_dir, sv.PIDS), pids, durable=False, exclusive=True)
     return pid
 

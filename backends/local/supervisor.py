@@ -214,6 +214,18 @@ def descendants(root: int) -> list[tuple[int, int]]:
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def started_record(pid: int, phase: str = "starting") -> dict[str, Any]:
+    """``pid.json`` as its starter writes it right after the spawn (written exclusively: the
+    new process may already have written a fuller one, which wins)."""
+    return {
+        "schema": SCHEMA,
+        "boot_id": boot_id(),
+        "supervisor": identity(pid) or {"pid": pid, "start": None},
+        "child": None,
+        "phase": phase,
+    }
+
+
 def spawn_detached(script: str, target: str, env: dict[str, str], log_path: str) -> int:
     """Start ``python -I -S <script> <target>`` in a session of its own, stdin from
     /dev/null and stdout/stderr appended to ``log_path``; its pid. SIGTERM/SIGINT stay

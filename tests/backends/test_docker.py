@@ -705,16 +705,6 @@ async def test_a_launcher_whose_package_the_image_lacks_is_refused_before_any_co
     assert checks == []  # the short-lived check container is gone too
 
 
-ALL_REDUCE = """\
-import torch, torch.distributed as dist
-dist.init_process_group("gloo")
-t = torch.tensor([dist.get_rank() + 1.0])
-dist.all_reduce(t)
-print("rank", dist.get_rank(), "of", dist.get_world_size(), "sum", t.item(), flush=True)
-dist.destroy_process_group()
-"""
-
-
 async def test_torchrun_runs_two_gloo_ranks_in_one_container(
     backend: DockerBackend, make_spec: MakeSpec, tmp_path: Path
 ) -> None:
@@ -735,6 +725,8 @@ async def test_torchrun_runs_two_gloo_ranks_in_one_container(
     if sys.version_info[:2] != (3, 11) or not os.path.isdir(libdir):
         require_service(False, f"needs this machine's Python 3.11 and {libdir} to lend torch")
     script = tmp_path / "all_reduce.py"
+    from rank_scripts import ALL_REDUCE
+
     script.write_text(ALL_REDUCE)
     ex = profile(
         container_image=PYTHON_IMAGE,
@@ -753,6 +745,6 @@ async def test_torchrun_runs_two_gloo_ranks_in_one_container(
         await read(backend, handle, stream="stderr"),
     )
     assert sorted(line for line in out.splitlines() if "sum" in line) == [
-        "[rank0]:rank 0 of 2 sum 3.0",
-        "[rank1]:rank 1 of 2 sum 3.0",
+        "[rank0]:rank=0 world=2 sum=3 env_rank=0",
+        "[rank1]:rank=1 world=2 sum=3 env_rank=1",
     ]

@@ -11,14 +11,12 @@ credentials (without blocking the event loop).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,43 +29,18 @@ from core.engine.states import JobState, StatusReport
 kube_controller = pytest.importorskip("kube_controller")
 pytest.importorskip("kubernetes")
 
+from kube_support import PY, backend_for, emulated_cluster, executor  # noqa: E402
+
 from backends.kubernetes import KubernetesBackend, manifest  # noqa: E402
 from core.engine.executors_kubernetes import KubernetesExecutor  # noqa: E402
 
 EmulatedCluster = kube_controller.EmulatedCluster
-PY = sys.executable
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Any:
-    with EmulatedCluster(tmp_path / "kube") as c:
+    with emulated_cluster(tmp_path / "kube") as c:
         yield c
-        assert c.emu.invalid == [], c.emu.invalid
-        if c.emu.kubectl is not None:
-            assert c.emu.kubectl_checked >= c.emu.created
-        assert c.controller.errors == [], c.controller.errors
-
-
-def executor(cluster: Any, **kw: Any) -> KubernetesExecutor:
-    base: dict[str, Any] = dict(
-        image="ci/local:latest",
-        kubeconfig=str(cluster.kubeconfig),
-        context=cluster.context,
-        python=PY,
-        qps=100.0,
-        burst=50,
-    )
-    base.update(kw)
-    return KubernetesExecutor(**base)
-
-
-@contextlib.asynccontextmanager
-async def backend_for(ex: KubernetesExecutor) -> AsyncIterator[KubernetesBackend]:
-    backend = KubernetesBackend(ex)
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 _n = iter(range(10_000))

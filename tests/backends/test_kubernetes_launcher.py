@@ -8,16 +8,14 @@ Tests that start ranks are bounded (``asyncio.wait_for``) and start a fixed numb
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rank_scripts import ALL_REDUCE
 from services import require_service
 
 from core.config import Script
@@ -40,20 +38,11 @@ from core.store import Store
 pytest.importorskip("kubernetes")
 kube_controller = pytest.importorskip("kube_controller")
 
+from kube_support import IMAGE, PY, backend_for, emulated_cluster, executor  # noqa: E402
+
 from backends.kubernetes import KubernetesBackend, manifest, status  # noqa: E402
 
-PY = sys.executable
-IMAGE = "ci/local:latest"
 BOUND = 120.0
-ALL_REDUCE = """
-import torch, torch.distributed as dist
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-t = torch.tensor([float(rank + 1)])
-dist.all_reduce(t)
-print(f"rank={rank} world={dist.get_world_size()} sum={t.item():g}", flush=True)
-dist.destroy_process_group()
-"""
 
 
 def need_torch() -> None:
@@ -325,34 +314,8 @@ def test_a_launcher_pod_without_torch_says_the_image_needs_torch(kind: str) -> N
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Any:
-    with kube_controller.EmulatedCluster(tmp_path / "kube") as c:
+    with emulated_cluster(tmp_path / "kube") as c:
         yield c
-        assert c.emu.invalid == [], c.emu.invalid
-        if c.emu.kubectl is not None:  # every object also passed kubectl's client dry run
-            assert c.emu.kubectl_checked >= c.emu.created
-        assert c.controller.errors == [], c.controller.errors
-
-
-def executor(cluster: Any, **kw: Any) -> KubernetesExecutor:
-    base: dict[str, Any] = dict(
-        image=IMAGE,
-        kubeconfig=str(cluster.kubeconfig),
-        context=cluster.context,
-        python=PY,
-        qps=100.0,
-        burst=50,
-    )
-    base.update(kw)
-    return KubernetesExecutor(**base)
-
-
-@contextlib.asynccontextmanager
-async def backend_for(ex: KubernetesExecutor) -> AsyncIterator[KubernetesBackend]:
-    backend = KubernetesBackend(ex)
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 async def wait_terminal(backend: KubernetesBackend, handle: Handle) -> Any:
@@ -388,7 +351,10 @@ async def test_two_pods_one_rank_each_all_reduce_over_gloo(cluster: Any, tmp_pat
 
     assert report.state is JobState.SUCCEEDED, (report, errs)
     lines = sorted(line for text in logs for line in text.splitlines())
-    assert lines == ["[rank0]:rank=0 world=2 sum=3", "[rank1]:rank=1 world=2 sum=3"], (logs, errs)
+    assert lines == [
+        "[rank0]:rank=0 world=2 sum=3 env_rank=0",
+        "[rank1]:rank=1 world=2 sum=3 env_rank=1",
+    ], (logs, errs)
     assert all(text.count("\n") == 1 for text in logs), "one rank per pod"
     assert nodes == [0, 1]  # Engine.logs(rank=1) reads pod 1's log
     print(f"2 pods x 1 rank, emulated: {seconds:.1f}s")
@@ -427,10 +393,12 @@ async def test_engine_runs_two_ranks_in_one_pod_and_picks_each_ranks_log(
     )
     assert dry.artifacts["command"].endswith(f" --max-restarts=0 --tee=3 {script}")
     assert done.jobs[0].state is JobState.SUCCEEDED, done.jobs[0].reason
-    assert ranks == ["rank=0 world=2 sum=3\n", "rank=1 world=2 sum=3\n"], whole
+    assert ranks == ["rank=0 world=2 sum=3 env_rank=0\n", "rank=1 world=2 sum=3 env_rank=1\n"], (
+        whole
+    )
     assert sorted(whole.splitlines()) == [
-        "[rank0]:rank=0 world=2 sum=3",
-        "[rank1]:rank=1 world=2 sum=3",
+        "[rank0]:rank=0 world=2 sum=3 env_rank=0",
+        "[rank1]:rank=1 world=2 sum=3 env_rank=1",
     ]
     print(f"1 pod x 2 ranks through the engine, emulated: {seconds:.1f}s")
 

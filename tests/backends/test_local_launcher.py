@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rank_scripts import ALL_REDUCE, SLEEPER
 from services import require_service
 
 from core.config import Script
@@ -21,22 +22,6 @@ from core.engine.executors import LocalExecutor
 from core.engine.states import JobState
 from core.launchers import FaultTolerance, Torchrun
 from core.store import Store
-
-ALL_REDUCE = """
-import os, torch, torch.distributed as dist
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-t = torch.tensor([float(rank + 1)])
-dist.all_reduce(t)
-print(f"rank={rank} world={dist.get_world_size()} sum={t.item():g} env_rank={os.environ['RANK']}")
-dist.destroy_process_group()
-"""
-
-SLEEPER = """
-import os, sys, time
-print(f"pid={os.getpid()} rank={os.environ['RANK']}", flush=True)
-time.sleep(120)
-"""
 
 BOUND = 120.0
 

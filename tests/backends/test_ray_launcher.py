@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from ci_services import ray_available, ray_service
+from rank_scripts import ALL_REDUCE, SLEEPER
 from ray_support import make_spec, ray_backend, wait_state
 from services import require_service
 
@@ -37,22 +38,6 @@ from core.engine.states import JobState
 from core.launchers import FaultTolerance, Torchrun
 from core.settings import load_settings
 from core.store import Store
-
-ALL_REDUCE = """
-import os, torch, torch.distributed as dist
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-t = torch.tensor([float(rank + 1)])
-dist.all_reduce(t)
-print(f"rank={rank} world={dist.get_world_size()} sum={t.item():g} env_rank={os.environ['RANK']}")
-dist.destroy_process_group()
-"""
-
-SLEEPER = """
-import os, time
-print(f"pid={os.getpid()} rank={os.environ['RANK']}", flush=True)
-time.sleep(120)
-"""
 
 BOUND = 180.0
 
