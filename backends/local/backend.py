@@ -414,13 +414,47 @@ class LocalBackend:
         supervisor not manage (stopped, killed), the backend SIGKILLs everything itself after
         a margin and records the cancellation. Never blocks the event loop.
         """
-        run_dir = self._run_dir(handle)
-        status = await asyncio.to_thread(sv.read_status, run_dir)
-        if status.state == sv.UNKNOWN:
-            raise BackendError(f"no such job {handle} ({status.reason})")
-        if status.state in sv.TERMINAL:
-            return
-        grace = await asyncio.to_thread(self._request_cancel, run_dir)
+        (started,) = await asyncio.to_thread(self._begin_cancels, [handle])
+        if started is not None:
+            await self._finish_cancel(*started)
+
+    async def cancel_many(self, handles: Sequence[Handle]) -> None:
+        """Cancel several jobs: every cancel marker is written first, in one go, so a sweep's
+        pool starts none of the waiting points while the running ones stop (cancelled one by
+        one, the point after a stopped one got its slot and started, to be killed at once).
+        A handle that is no job raises after the others were cancelled."""
+        started = await asyncio.to_thread(self._begin_cancels, list(handles), strict=False)
+        await asyncio.gather(*(self._finish_cancel(*s) for s in started if isinstance(s, tuple)))
+        unknown = [h for h, s in zip(handles, started, strict=True) if s is False]
+        if unknown:
+            raise BackendError(
+                f"no such job {unknown[0]}"
+                + (f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            )
+
+    def _begin_cancels(self, handles: list[Handle], *, strict: bool = True) -> list[Any]:
+        """Write each live job's cancel marker and signal it; per handle ``(run_dir, grace)``,
+        None when it had already ended, False (``strict=False``) when it is no job."""
+        begun: list[Any] = []
+        for handle in handles:
+            try:
+                run_dir = self._run_dir(handle)
+                status = sv.read_status(run_dir)
+                if status.state == sv.UNKNOWN:
+                    raise BackendError(f"no such job {handle} ({status.reason})")
+            except BackendError:
+                if strict:
+                    raise
+                begun.append(False)
+                continue
+            if status.state in sv.TERMINAL:
+                begun.append(None)
+                continue
+            begun.append((run_dir, self._request_cancel(run_dir)))
+        return begun
+
+    async def _finish_cancel(self, run_dir: str, grace: float) -> None:
+        """Wait (bounded) for the job to go, SIGKILL what is left, record it if nobody did."""
         if not await self._wait_gone(run_dir, grace + SUPERVISOR_MARGIN_SECONDS):
             await asyncio.to_thread(self._kill, run_dir)
             await self._wait_gone(run_dir, KILL_WAIT_SECONDS)

@@ -220,3 +220,19 @@ async def test_a_points_run_time_leaves_out_its_wait_for_a_slot(tmp_path: Path) 
     assert second.duration < second.ended_at - second.submitted_at - 0.5  # type: ignore[operator]
     result = sv.read_json(os.path.join(second.handle.job_id, sv.RESULT))  # type: ignore[union-attr]
     assert result is not None and second.started_at == result["started_at"]
+
+
+async def test_cancelling_a_whole_sweep_starts_no_waiting_point(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """All markers first (cancel_many): stopping the running points frees slots, and the
+    pool must not hand them to the points being cancelled."""
+    _, handles = await backend.submit_array(points(tmp_path, ["echo started; sleep 30"] * 6), 2)
+    await until(backend, handles, lambda rs: rs[1].state is JobState.RUNNING, "running")
+    await backend.cancel_many(handles)
+    reports = await until(backend, handles, all_ended, "ended")
+    assert [r.state for r in reports] == [JobState.CANCELLED] * 6
+    started = [h for h in handles if log(h)]
+    assert len(started) == 2, [r.reason for r in reports]  # only the two that were running
+    for report in reports[2:]:
+        assert report.reason == "cancelled before it started"
