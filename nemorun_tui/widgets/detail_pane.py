@@ -472,7 +472,10 @@ def setting_text(key: str, value: Any) -> str:
             text = f"ssh {user}{data.pop('host')}{port}"
             rest = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(data.items()))
             return f"{text} ({rest})" if rest else text
-        return ", ".join(f"{k}={setting_text(k, v)}" for k, v in sorted(data.items())) or "-"
+        pairs = ", ".join(f"{k}={setting_text(k, v)}" for k, v in sorted(data.items()))
+        if kind:  # a typed value (a launcher): its type is half of what it says
+            return f"{kind}({pairs})"
+        return pairs or "-"
     if isinstance(value, list):
         return ", ".join(setting_text(key, v) for v in value) or "-"
     return str(value)

@@ -110,6 +110,15 @@ def test_a_tunnel_reads_as_ssh_not_json() -> None:
     assert setting_text("env_vars", {"A": "1", "B": "2"}) == "A=1, B=2"
 
 
+def test_a_launcher_reads_with_its_type() -> None:
+    from core.launchers import FaultTolerance
+
+    stored = FaultTolerance(rank_heartbeat_timeout=60).to_dict()
+    assert setting_text("launcher", stored) == (
+        "FaultTolerance(max_restarts=3, rank_heartbeat_timeout=60, rdzv_backend=c10d)"
+    )
+
+
 async def test_detail_shows_the_handle_readably(demo_app: Any) -> None:
     async with demo_app.run_test(size=(140, 60)) as pilot:
         await wait_for(pilot, lambda: demo_app.runs_table.loaded)
