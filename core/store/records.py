@@ -335,7 +335,10 @@ class JobRecord:
     @property
     def duration(self) -> float | None:
         """Seconds the job ran: from its start to its end (or to now while live). From its
-        submission when the backend never said when it started (the time queued included)."""
+        submission when the backend never said when it started (the time queued included).
+        None while it waits to start: it has not run yet."""
+        if self.started_at is None and self.state in _NOT_STARTED:
+            return None
         begin = self.started_at if self.started_at is not None else self.submitted_at
         if begin is None:
             return None
@@ -348,6 +351,9 @@ class JobRecord:
         if self.submitted_at is None or self.started_at is None:
             return None
         return max(0.0, self.started_at - self.submitted_at)
+
+
+_NOT_STARTED = frozenset({JobState.UNSUBMITTED, JobState.SUBMITTED, JobState.PENDING})
 
 
 @dataclass

@@ -352,3 +352,16 @@ def test_a_slow_writer_never_files_older_content_under_the_newest_stamp(tmp_path
     assert Store(tmp_path).load(rec.id).title == "second"
     (row,) = Store(tmp_path).list()
     assert row.title == "second"
+
+
+def test_a_jobs_duration_is_its_run_and_none_before_it_starts() -> None:
+    from core.store.records import JobRecord
+
+    job = JobRecord(name="j", kind="script", backend="slurm", state=JobState.PENDING)
+    job.submitted_at = 100.0
+    assert job.duration is None and job.queued is None  # queued, not run yet
+    job.state, job.started_at, job.ended_at = JobState.SUCCEEDED, 160.0, 190.0
+    assert (job.duration, job.queued) == (30.0, 60.0)
+    job.started_at = None  # a backend that never said when it started
+    assert job.duration == 90.0
+    assert JobRecord.from_dict({**job.to_dict(), "started_at": 160.0}).duration == 30.0
