@@ -52,6 +52,10 @@ from core.fsutil import atomic_write
 
 INTENT_FILE = "container.json"
 RELEASED_FILE = "released"
+#: Claimed (created exclusively) by the one poller, in any process, that starts the container.
+STARTING_FILE = "starting"
+#: A claim this old on a container that is still "created" was left by a crash: retake it.
+STALE_START_SECONDS = 60.0
 CANCEL_FILE = "cancel.json"
 RESULT_FILE = "result.json"
 LOG_CHUNK = 64 * 1024
@@ -382,7 +386,31 @@ class DockerBackend:
         else:
             await self._start(job_dir, name)
 
+    def _claim_start(self, job_dir: str) -> bool:
+        """Whether this caller is the one to start the container. Several pollers (the app,
+        a waiting CLI, a log follower) can see it "created" in one moment; starting an
+        exited container runs it again, so exactly one of them may call start."""
+        path = self._state_file(job_dir, STARTING_FILE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                age = time.time() - path.stat().st_mtime
+            except FileNotFoundError:
+                return False
+            if age < STALE_START_SECONDS:
+                return False
+            path.touch()  # a starter that crashed before starting it: take over
+            return True
+        os.close(fd)
+        return True
+
     async def _start(self, job_dir: str, name: str) -> None:
+        if not self._claim_start(job_dir):
+            return
+        info = await self.client.inspect(name)
+        if info is not None and str((info.get("State") or {}).get("Status")).lower() != "created":
+            return  # started meanwhile (a retaken claim): never run it twice
         try:
             await self.client.start(name)
         except BackendError as exc:

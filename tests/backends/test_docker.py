@@ -390,6 +390,43 @@ async def test_docker_job_waits_for_a_local_job(
     await local.close()
 
 
+async def test_pollers_that_see_a_waiting_container_at_once_start_it_once(
+    backend: DockerBackend, make_spec: MakeSpec, tmp_path: Path
+) -> None:
+    """The app, a waiting CLI and a log follower all poll; each used to start a container
+    whose dependency had just succeeded, and a second start re-ran the exited container
+    (its output appeared three times). Here 3 backends (as 3 processes) x 3 polls at once."""
+    local = LocalBackend.from_profile(LocalExecutor(cancel_grace_seconds=1.0))
+    dep = await local.submit(
+        JobSpec(
+            experiment_id="dock-test",
+            job_name="dep",
+            run_tag="nrt-local-dep-once",
+            argv=["sleep", "0.5"],
+            executor=LocalExecutor(),
+            job_dir=str(tmp_path / "local" / "dep"),
+            workdir=str(tmp_path),
+        )
+    )
+    handle = await backend.submit(make_spec(["echo", "ran"], "once", dependencies=[dep]))
+    others = [DockerBackend.from_profile(profile()) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            polls = [b.poll([handle]) for b in (backend, *others) for _ in range(3)]
+            reports = [r[handle] for r in await asyncio.gather(*polls)]
+            if all(r.state.is_terminal for r in reports):
+                break
+            assert time.monotonic() < deadline, reports
+            await asyncio.sleep(0.02)
+    finally:
+        for other in others:
+            await other.close()
+        await local.close()
+    assert reports[0].state is JobState.SUCCEEDED, reports[0]
+    assert await read(backend, handle) == b"ran\n"
+
+
 async def test_the_engine_runs_a_local_then_docker_experiment(
     docker_up: None, tmp_path: Path
 ) -> None:
