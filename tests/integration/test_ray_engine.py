@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from core.store import Store
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def make_repo(root: Path) -> Path:
+def make_repo(root: Path, token: str) -> Path:
     repo = root / "repo"
     repo.mkdir()
     for args in (
@@ -34,8 +35,9 @@ def make_repo(root: Path) -> Path:
         ["config", "user.name", "T"],
     ):
         subprocess.run(["git", "-C", str(repo), *args], check=True)
-    # Unique content: a package this head has never seen, so the first launch uploads it.
-    (repo / "hello.txt").write_text(f"code from the archive {root.name}\n")
+    # Unique content: a package this head has never seen, so the first launch uploads it
+    # (the CI head lives across runs, and tmp_path's name repeats from run to run).
+    (repo / "hello.txt").write_text(f"code from the archive {token}\n")
     subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
     subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "c"], check=True)
     return repo
@@ -43,7 +45,8 @@ def make_repo(root: Path) -> Path:
 
 async def test_packaged_script_and_python_task_run_on_ray_and_relaunch(tmp_path: Path) -> None:
     require_service(*ray_available())
-    repo = make_repo(tmp_path)
+    token = uuid.uuid4().hex
+    repo = make_repo(tmp_path, token)
     executor = RayExecutor(
         address=ray_service().address,
         packager=GitArchivePackager(basepath=str(repo)),
@@ -67,7 +70,7 @@ async def test_packaged_script_and_python_task_run_on_ray_and_relaunch(tmp_path:
         assert first.state is JobState.SUCCEEDED, [j.reason for j in first.jobs]
         by_name = {j.name: j for j in first.jobs}
         out = b"".join([c async for c in engine.logs(first.id, "cat")])
-        assert out == f"code from the archive {tmp_path.name}\ncat\n".encode()
+        assert out == f"code from the archive {token}\ncat\n".encode()
         assert made.is_dir(), "the Python task did not run"
         assert by_name["cat"].exit_code == 0
         assert max((d for d, _ in uploaded), default=0) > 0  # the archive went up once
