@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,15 +70,20 @@ def sshd_available() -> tuple[bool, str]:
     for path in (s.identity, s.known_hosts, s.ssh_config):
         if not Path(path).exists():
             return False, f"CI sshd not set up ({path} missing; run .ci/services/sshd.sh)"
-    try:
-        with socket.create_connection((s.host, s.port), timeout=2):
-            pass
-    except OSError as exc:
-        return (
-            False,
-            f"CI sshd not reachable on {s.host}:{s.port} ({exc}; run .ci/services/sshd.sh)",
-        )
-    return True, ""
+    # A test restarts the shared sshd on purpose (tests/transport): its port is closed for
+    # a moment, so a refused connection is tried again for a few seconds before it counts.
+    deadline = time.monotonic() + 3.0
+    while True:
+        try:
+            with socket.create_connection((s.host, s.port), timeout=2):
+                return True, ""
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                return (
+                    False,
+                    f"CI sshd not reachable on {s.host}:{s.port} ({exc}; run .ci/services/sshd.sh)",
+                )
+            time.sleep(0.1)
 
 
 def slurm_available() -> tuple[bool, str]:
