@@ -191,10 +191,21 @@ async def unsplit_tasks(
     found: dict[str, Any] = {}
     for h in missing:
         base = parse.array_job_of(h.job_id)
+        own = rows.get(h.job_id)
+        if own is not None:
+            # The pending remainder's record (``<id>_[2-5%2]``), which asking for the tasks
+            # by id does not return but asking for the array does; it names this task.
+            if own.state.is_terminal:
+                found[h.job_id] = dataclasses.replace(
+                    own,
+                    key=h.job_id,
+                    started_at=None,
+                    reason=own.reason
+                    or f"never started: the array's pending tasks ended {own.slurm_state}",
+                )
+            continue
         row = rows.get(base)
         if row is None or row.array_job is not None or not row.state.is_terminal:
-            continue
-        if h.job_id in rows:
             continue
         found[h.job_id] = dataclasses.replace(
             row,

@@ -64,3 +64,29 @@ async def test_the_dry_runs_sbatch_command_is_one_a_shell_can_run(tmp_path: Path
         (dry,) = await Engine(Store(tmp_path / "home")).dryrun(plan)
         argv = shlex.split(dry.artifacts["command"])
         assert argv[0] == "sbatch" and any(str(jobs) in word for word in argv)
+
+
+async def test_tasks_cancelled_before_any_started_read_cancelled_from_the_pending_record() -> None:
+    """Released and cancelled within milliseconds, an array's accounting holds one record,
+    ``<id>_[0-5%2]``, that asking for the tasks by id does not return (a clean-clone CI run
+    saw all six points UNKNOWN). Asking for the array returns it; each task takes its state."""
+    from backends.slurm.array_sweep import unsplit_tasks
+    from core.engine.protocol import Handle
+
+    when = "2026-12-02T02:32:18"
+    line = f"4720_[0-5%2]|CANCELLED by 0|0:0|None|{when}|Unknown|{when}|nrt-s|/w\n"
+    asked: list[list[str]] = []
+
+    class Stub:
+        _names: dict[str, str] = {}
+
+        async def _run(self, argv: list[str], env: object = None) -> tuple[int, str, str]:
+            asked.append(argv)
+            return 0, line, ""
+
+    handles = [Handle("slurm", "c", f"4720_{i}") for i in range(6)]
+    found = await unsplit_tasks(Stub(), handles, {})  # type: ignore[arg-type]
+    assert sorted(found) == [h.job_id for h in handles]
+    assert {row.state.value for row in found.values()} == {"CANCELLED"}
+    assert all(row.started_at is None for row in found.values())
+    assert len(asked) == 1 and "4720" in asked[0]
