@@ -223,6 +223,9 @@ class Store:
                 raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
             except OSError as exc:  # a read-only store: one line, not a traceback
                 raise _write_error(exc, directory) from None
+            if not directory.is_dir():
+                # Removed while we waited: the lock we hold is the renamed-away folder's.
+                raise ExperimentNotFound(f"no experiment `{exp_id}`")
             yield
 
     def update(
@@ -350,7 +353,12 @@ class Store:
         payload = {"t": time.time(), **event}
         path = self.exp_dir(exp_id) / EVENTS
         line = json.dumps(payload, sort_keys=True)
-        self._write(lambda: append_line(path, line), path)
+        try:
+            self._write(lambda: append_line(path, line), path)
+        except StoreWriteError:
+            if not path.parent.is_dir():  # removed since the caller's update: not a disk fault
+                raise ExperimentNotFound(f"no experiment `{exp_id}`") from None
+            raise
 
     def events(self, exp_id: str) -> list[dict[str, Any]]:
         """Events in order. A line that cannot be read (torn by a killed writer, bad bytes,
